@@ -1,0 +1,43 @@
+"""Guests given as ``netns:NAME`` (under /run/netns) or as a namespace file path."""
+
+from __future__ import annotations
+
+import os
+
+from pipework.engine import (
+    EngineConfig,
+    Guest,
+    GuestInfo,
+    GuestNotFoundError,
+    UsageError,
+    hookimpl,
+    open_netns,
+)
+
+NETNS_DIR = "/run/netns"
+
+
+class NetnsResolver:
+    name = "netns"
+
+    def claim(self, ref: str) -> int:
+        return 100 if ref.startswith(("netns:", "/")) else 0
+
+    async def resolve(self, ref: str) -> Guest:
+        if ref.startswith("/"):
+            return open_netns(ref, GuestInfo(name=ref, key=ref, runtime="path"))
+        name = ref[len("netns:") :]
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(f"{ref!r} does not name a network namespace", "write netns:NAME")
+        path = os.path.join(NETNS_DIR, name)
+        if not os.path.exists(path):
+            raise GuestNotFoundError(
+                f"no network namespace named {name}",
+                f"create it with `ip netns add {name}` or see `ip netns list`",
+            )
+        return open_netns(path, GuestInfo(name=ref, key=ref, runtime="netns"))
+
+
+@hookimpl
+def pipework_guest_resolvers(config: EngineConfig) -> list[NetnsResolver]:
+    return [NetnsResolver()]

@@ -1,0 +1,118 @@
+"""Linux bridge backend: a veth pair, host end enslaved to a bridge.
+
+The bridge is used if it exists, or created for ``br*`` names (any name with
+``--kind bridge``), as the original did. The guest end is created directly in
+the guest's namespace under a temporary name; the engine renames it.
+"""
+
+from __future__ import annotations
+
+from pipework.engine import (
+    BRIDGE_MARKER,
+    DetachContext,
+    EngineConfig,
+    GuestLink,
+    HostInterfaceError,
+    HostRequest,
+    Link,
+    LinkContext,
+    LinkExists,
+    Marker,
+    Netns,
+    UsageError,
+    hookimpl,
+)
+
+
+class BridgeBackend:
+    name = "bridge"
+    default_ifname = "eth1"
+    auto_prefix = "br"
+
+    async def claim(self, request: HostRequest) -> int:
+        link = request.host_link
+        if link is not None:
+            return 100 if link.kind == "bridge" else 0
+        return 10 if request.spec.host.startswith(self.auto_prefix) else 0
+
+    async def attach(self, ctx: LinkContext) -> GuestLink:
+        spec = ctx.spec
+        if spec.direct_phys:
+            raise UsageError(f"--direct-phys moves a NIC into the guest; {spec.host} is a bridge")
+        if spec.vlan is not None:
+            raise UsageError(
+                "VLANs on Linux bridges are not supported yet",
+                "use an Open vSwitch bridge (ovs*) for VLAN tags",
+            )
+        bridge = await self._ensure_bridge(ctx)
+        mtu = spec.mtu or bridge.mtu
+        if bridge.max_mtu and mtu > bridge.max_mtu:
+            raise HostInterfaceError(f"MTU {mtu} is larger than {bridge.ifname} allows")
+        host = ctx.host
+        try:
+            await host.create(
+                ctx.host_ifname,
+                "veth",
+                mtu=mtu,
+                peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
+            )
+        except LinkExists:
+            if await host.link(ctx.host_ifname) is not None:
+                raise HostInterfaceError(
+                    f"host-side interface name {ctx.host_ifname} is already taken",
+                    "choose another with -l, or detach the guest that uses it",
+                ) from None
+            raise
+        veth = await host.link(ctx.host_ifname)
+        if veth is None:  # pragma: no cover - deleted by someone else in between
+            raise HostInterfaceError(f"{ctx.host_ifname} vanished right after creation")
+        ctx.journal.record(f"veth {ctx.host_ifname}", lambda: host.delete(veth.index))
+        await host.set(veth.index, master=bridge.index, ifalias=ctx.marker.format(), state="up")
+        return GuestLink(
+            temp_ifname=ctx.temp_ifname, host=bridge.ifname, host_ifname=ctx.host_ifname, mtu=mtu
+        )
+
+    async def _ensure_bridge(self, ctx: LinkContext) -> Link:
+        name = ctx.spec.host
+        host = ctx.host
+        async with ctx.lock(f"bridge:{name}"):
+            bridge = await host.link(name)
+            if bridge is not None:
+                if bridge.kind != "bridge":
+                    raise HostInterfaceError(f"{name} exists but is not a Linux bridge")
+                if not bridge.up:
+                    await host.set(bridge.index, state="up")
+                return bridge
+            try:
+                await host.create(name, "bridge")
+                created = True
+            except LinkExists:  # another process won the race: use its bridge
+                created = False
+            bridge = await host.link(name)
+            if bridge is None:
+                raise HostInterfaceError(f"bridge {name} vanished while being created")
+            if created:
+                ctx.journal.record(f"bridge {name}", lambda: _remove_if_empty(host, name))
+                await host.set(bridge.index, ifalias=BRIDGE_MARKER, state="up")
+            else:
+                await host.set(bridge.index, state="up")
+            return bridge
+
+    async def detach(self, ctx: DetachContext) -> None:
+        # Deleting the guest end removed the pair; this covers a guest that
+        # vanished while its host end lingered.
+        if ctx.marker.hostif:
+            veth = await ctx.host.link(ctx.marker.hostif)
+            if veth is not None and Marker.parse(veth.alias) == ctx.marker:
+                await ctx.host.delete(veth.index)
+
+
+async def _remove_if_empty(host: Netns, name: str) -> None:
+    bridge = await host.link(name)
+    if bridge is not None and not await host.ports(bridge.index):
+        await host.delete(bridge.index)
+
+
+@hookimpl
+def pipework_link_backends(config: EngineConfig) -> list[BridgeBackend]:
+    return [BridgeBackend()]

@@ -1,0 +1,452 @@
+"""The engine: attach / attach_many / detach, backend-agnostic.
+
+One attach, as data flows (docs/ARCHITECTURE.md has the long version):
+
+1. resolver  -> ``Guest`` (an open netns fd)
+2. backend   -> host side ready, guest interface created in the guest
+                namespace under a temporary name
+3. engine    -> rename, MAC, MTU, marker alias, up (one netlink request)
+4. provider  -> addresses, gateway, routes
+5. engine    -> gratuitous ARP (non-blocking), ``Attachment``
+
+Every step that creates something records its inverse in a ``Journal``;
+any exception or cancellation unwinds it under a shielded scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from .announce import announce
+from .errors import (
+    ConflictError,
+    HostInterfaceError,
+    NotPermittedError,
+    PipeworkError,
+    UnsupportedError,
+    UsageError,
+)
+from .guests import Guest
+from .hookspecs import (
+    AddressContext,
+    AddressProvider,
+    DetachContext,
+    EngineConfig,
+    GuestLink,
+    GuestResolver,
+    HostRequest,
+    LinkBackend,
+    LinkContext,
+)
+from .journal import Journal
+from .marker import Marker
+from .netlink import Link, Netns, NetlinkPool, NoSuchLink
+from .plugins import make_plugin_manager
+from .specs import AddressSpec, Attachment, AttachSpec, Status
+
+log = logging.getLogger("pipework")
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+DEFAULT_LIMIT = 64
+"""Default concurrency of ``attach_many``: netlink work is short and mostly
+kernel-bound, Docker lookups are I/O; see bench/ for the measurement."""
+
+
+def require_privileges() -> None:
+    """Fail before touching anything when we cannot change interfaces."""
+    try:
+        with open("/proc/self/status") as status:
+            caps = next(
+                int(line.split()[1], 16) for line in status if line.startswith("CapEff:")
+            )
+    except (OSError, StopIteration, ValueError):  # pragma: no cover - not Linux
+        caps = 0 if os.geteuid() else ~0
+    missing = [
+        name
+        for name, bit in (("CAP_NET_ADMIN", CAP_NET_ADMIN), ("CAP_SYS_ADMIN", CAP_SYS_ADMIN))
+        if not caps >> bit & 1
+    ]
+    if missing:
+        raise NotPermittedError(
+            f"pipework needs root to change network interfaces (missing {', '.join(missing)})",
+            "run it with sudo",
+        )
+
+
+def short_hash(*parts: str) -> str:
+    return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+class Engine:
+    """Attach interfaces to guests. Use as ``async with Engine() as engine:``.
+
+    ``host_netns`` makes another namespace (a name under /run/netns or a
+    path) play the host: bridges and host-side interfaces go there.
+    ``plugins`` registers extra plugin objects in code, next to the
+    ``pipework`` entry points.
+    """
+
+    def __init__(
+        self,
+        *,
+        host_netns: str | None = None,
+        timeout: float = 30.0,
+        run_dir: str = "/run/pipework",
+        plugins: Iterable[object] = (),
+        entry_points: bool = True,
+        limit: int = DEFAULT_LIMIT,
+    ) -> None:
+        self.config = EngineConfig(timeout=timeout, run_dir=run_dir, host_netns=host_netns)
+        self.plugin_manager = make_plugin_manager(plugins, entry_points=entry_points)
+        self.limit = limit
+        self.backends: dict[str, LinkBackend] = {}
+        self.providers: list[AddressProvider] = []
+        self.resolvers: list[GuestResolver] = []
+        self._pool = NetlinkPool()
+        self._host_fd: int | None = None
+        self._host: Netns | None = None
+        self._locks: dict[str, anyio.Lock] = {}
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def __aenter__(self) -> Engine:
+        hook = self.plugin_manager.hook
+        for backends in hook.pipework_link_backends(config=self.config):
+            for backend in backends:
+                self.backends.setdefault(backend.name, backend)
+        for providers in hook.pipework_address_providers(config=self.config):
+            self.providers.extend(providers)
+        for resolvers in hook.pipework_guest_resolvers(config=self.config):
+            self.resolvers.extend(resolvers)
+        if self.config.host_netns is not None:
+            ref = self.config.host_netns
+            path = ref if "/" in ref else f"/run/netns/{ref}"
+            try:
+                self._host_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise UsageError(f"host namespace {ref}: {exc.strerror}") from None
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            for obj in [*self.backends.values(), *self.providers, *self.resolvers]:
+                aclose = getattr(obj, "aclose", None)
+                if aclose is not None:
+                    try:
+                        await aclose()
+                    except Exception as err:  # pragma: no cover - best effort
+                        log.debug("closing %s: %s", obj, err)
+        self._pool.close()
+        self._host = None
+        if self._host_fd is not None:
+            os.close(self._host_fd)
+            self._host_fd = None
+
+    @property
+    def host(self) -> Netns:
+        if self._host is None:
+            self._host = self._pool.acquire(self._host_fd, "host")
+        return self._host
+
+    @asynccontextmanager
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = anyio.Lock()
+        async with lock:
+            yield
+
+    # -- selection ------------------------------------------------------------------
+    async def resolve(self, ref: str) -> Guest:
+        """Open the guest named by ``ref`` with the resolver that claims it most."""
+        scored = [(r.claim(ref), i, r) for i, r in enumerate(self.resolvers)]
+        score, _, resolver = max(scored, default=(0, 0, None), key=lambda s: (s[0], -s[1]))
+        if resolver is None or score <= 0:
+            prefix = ref.partition(":")[0]
+            raise UnsupportedError(
+                f"no guest resolver handles {ref!r}",
+                f"is the plugin for {prefix}: installed? see `pipework plugins`",
+            )
+        with anyio.fail_after(self.config.timeout):
+            return await resolver.resolve(ref)
+
+    async def _host_link(self, spec: AttachSpec) -> Link | None:
+        if not spec.host.startswith("mac:"):
+            return await self.host.link(spec.host)
+        wanted = spec.host[4:].lower().replace("-", ":")
+        matches = [link for link in await self.host.links() if (link.mac or "") == wanted]
+        if not matches:
+            raise HostInterfaceError(f"no host interface has MAC address {wanted}")
+        # A NIC and the bridges/VLANs stacked on it share its MAC: prefer the NIC.
+        physical = [link for link in matches if link.kind is None]
+        best = physical or matches
+        if len(best) > 1:
+            names = ", ".join(link.ifname for link in best)
+            raise HostInterfaceError(
+                f"MAC address {wanted} is on several interfaces ({names})",
+                "name the interface instead",
+            )
+        return best[0]
+
+    async def choose_backend(self, spec: AttachSpec, host_link: Link | None) -> LinkBackend:
+        if spec.kind is not None:
+            backend = self.backends.get(spec.kind)
+            if backend is None:
+                raise UnsupportedError(
+                    f"no link backend named {spec.kind!r}",
+                    f"known kinds: {', '.join(sorted(self.backends))}",
+                )
+            return backend
+        request = HostRequest(spec=spec, host_link=host_link, host=self.host)
+        best: tuple[int, LinkBackend | None] = (0, None)
+        for backend in self.backends.values():
+            score = await backend.claim(request)
+            if score > best[0]:
+                best = (score, backend)
+        if best[1] is None:
+            raise HostInterfaceError(
+                f"I do not know how to set up interface {spec.host}",
+                f"it does not exist; known kinds: {', '.join(sorted(self.backends))} "
+                "(choose one with --kind)",
+            )
+        return best[1]
+
+    def choose_provider(self, spec: AttachSpec) -> AddressProvider:
+        for provider in self.providers:
+            if provider.claims(spec.address):
+                return provider
+        raise UnsupportedError(
+            f"no address provider handles {spec.address.method!r}",
+            "see `pipework plugins` for what is installed",
+        )
+
+    # -- attach ---------------------------------------------------------------------
+    async def attach(self, spec: AttachSpec) -> Attachment:
+        """Attach one interface; all or nothing."""
+        require_privileges()
+        guest = await self.resolve(spec.guest)
+        try:
+            return await self._attach(spec, guest)
+        finally:
+            guest.close()
+
+    async def attach_many(
+        self, specs: Sequence[AttachSpec], limit: int | None = None
+    ) -> list[Attachment | Exception]:
+        """Attach concurrently, at most ``limit`` at a time; each one is atomic.
+
+        Returns, in the order of ``specs``, each ``Attachment`` or the
+        exception that stopped it.
+        """
+        require_privileges()
+        limiter = anyio.CapacityLimiter(limit or self.limit)
+        results: list[Attachment | Exception] = [PipeworkError("not run")] * len(specs)
+
+        async def one(i: int, spec: AttachSpec) -> None:
+            async with limiter:
+                try:
+                    results[i] = await self.attach(spec)
+                except Exception as exc:
+                    results[i] = exc
+
+        async with anyio.create_task_group() as tg:
+            for i, spec in enumerate(specs):
+                tg.start_soon(one, i, spec)
+        return results
+
+    async def _attach(self, spec: AttachSpec, guest: Guest) -> Attachment:
+        host_link = await self._host_link(spec)
+        backend = await self.choose_backend(spec, host_link)
+        provider = self.choose_provider(spec)
+        ifname = spec.ifname or backend.default_ifname
+        host_name = host_link.ifname if host_link else spec.host
+        key = guest.info.key
+        marker = Marker(
+            guest=key,
+            ifname=ifname,
+            kind=backend.name,
+            host=host_name,
+            hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
+            addr=spec.address.method,
+            cfg=spec.fingerprint(backend.name, host_name),
+        )
+        gns = self._pool.acquire(guest.fd, guest.name)
+        try:
+            async with self.lock(f"guest:{key}:{ifname}"):
+                status: Status = "created"
+                existing = await gns.link(ifname)
+                if existing is not None:
+                    old = Marker.parse(existing.alias)
+                    if old is None:
+                        raise ConflictError(
+                            f"{ifname} already exists in {guest.name} and pipework did not create it",
+                            "choose another guest interface name with -i",
+                        )
+                    if old.cfg == marker.cfg and await self._healthy(old, existing):
+                        return await self._result(guest, gns, existing, old, spec, "unchanged")
+                    if old.cfg != marker.cfg and not spec.force:
+                        raise ConflictError(
+                            f"{ifname} in {guest.name} is attached with another configuration",
+                            "add --force to replace it, or choose another name with -i",
+                        )
+                    await self._remove(old, gns, existing)
+                    status = "replaced"
+                link = await self._create(spec, guest, gns, backend, provider, marker)
+                return await self._result(guest, gns, link, marker, spec, status)
+        finally:
+            self._pool.release(gns)
+
+    async def _create(
+        self,
+        spec: AttachSpec,
+        guest: Guest,
+        gns: Netns,
+        backend: LinkBackend,
+        provider: AddressProvider,
+        marker: Marker,
+    ) -> Link:
+        journal = Journal()
+        try:
+            glink: GuestLink = await backend.attach(
+                LinkContext(
+                    spec=spec,
+                    guest=guest,
+                    host=self.host,
+                    guest_ns=gns,
+                    journal=journal,
+                    ifname=marker.ifname,
+                    temp_ifname="pwt" + short_hash(marker.guest, marker.ifname, "tmp"),
+                    host_ifname=marker.hostif,
+                    marker=marker,
+                    lock=self.lock,
+                )
+            )
+            created = await gns.link(glink.temp_ifname if glink.rename else marker.ifname)
+            if created is None:
+                raise PipeworkError(
+                    f"the {backend.name} backend did not create {glink.temp_ifname} in {guest.name}"
+                )
+            # The backend's inverse removes it through the host side; this one
+            # covers backends whose guest interface outlives its host side.
+            journal.record(f"guest interface in {guest.name}", lambda: gns.delete(created.index))
+            attrs: dict[str, Any] = {"ifalias": marker.format()}
+            if glink.rename:
+                attrs["ifname"] = marker.ifname
+            if spec.mac:
+                attrs["address"] = spec.mac
+            if glink.mtu:
+                attrs["mtu"] = glink.mtu
+            await gns.set(created.index, **attrs)
+            await gns.set(created.index, state="up")
+            await provider.configure(
+                AddressContext(
+                    address=spec.address,
+                    spec=spec,
+                    guest=guest,
+                    guest_ns=gns,
+                    index=created.index,
+                    ifname=marker.ifname,
+                    journal=journal,
+                )
+            )
+            link = await gns.link_by_index(created.index)
+            if link is None:
+                raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
+        except BaseException:
+            failures = await journal.rollback()
+            if failures:
+                log.error("rollback left things behind: %s", "; ".join(failures))
+            raise
+        journal.commit()
+        address = spec.address.address
+        if address is not None and address.version == 4 and link.mac:
+            announce(guest.fd, link.ifname, link.mac, ipaddress.IPv4Address(address.ip))
+        return link
+
+    async def _healthy(self, marker: Marker, link: Link) -> bool:
+        if not link.up:
+            return False
+        if marker.hostif and marker.kind == "bridge":
+            host_side = await self.host.link(marker.hostif)
+            return host_side is not None and Marker.parse(host_side.alias) == marker
+        return True
+
+    async def _result(
+        self,
+        guest: Guest,
+        gns: Netns,
+        link: Link,
+        marker: Marker,
+        spec: AttachSpec,
+        status: Status,
+    ) -> Attachment:
+        addresses = await gns.addresses(link.index)
+        attachment = Attachment(
+            guest=guest.info,
+            ifname=link.ifname,
+            kind=marker.kind,
+            host=marker.host,
+            host_ifname=marker.hostif or None,
+            mac=link.mac,
+            mtu=link.mtu,
+            vlan=spec.vlan,
+            address_method=spec.address.method,
+            addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
+            gateway=str(spec.address.gateway) if spec.address.gateway else None,
+            status=status,
+        )
+        self.plugin_manager.hook.pipework_attached(attachment=attachment)
+        return attachment
+
+    # -- detach ---------------------------------------------------------------------
+    async def detach(self, guest_ref: str, ifname: str | None = None) -> list[Marker]:
+        """Remove pipework's interfaces from a guest (all, or just ``ifname``).
+
+        Returns the markers of what was removed; detaching what is not there
+        is not an error.
+        """
+        require_privileges()
+        guest = await self.resolve(guest_ref)
+        gns = self._pool.acquire(guest.fd, guest.name)
+        removed: list[Marker] = []
+        try:
+            for link in await gns.links():
+                marker = Marker.parse(link.alias)
+                if marker is None or marker.guest != guest.info.key:
+                    continue
+                if ifname is not None and link.ifname != ifname:
+                    continue
+                async with self.lock(f"guest:{marker.guest}:{marker.ifname}"):
+                    await self._remove(marker, gns, link)
+                removed.append(marker)
+        finally:
+            self._pool.release(gns)
+            guest.close()
+        return removed
+
+    async def _remove(self, marker: Marker, gns: Netns, link: Link) -> None:
+        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
+        with anyio.CancelScope(shield=True):
+            for provider in self.providers:
+                if provider.claims(AddressSpec(method=marker.addr or "static")):
+                    await provider.release(ctx)
+                    break
+            await gns.delete(link.index)
+            backend = self.backends.get(marker.kind)
+            if backend is not None:
+                await backend.detach(ctx)
+

@@ -1,0 +1,72 @@
+"""A guest is a network namespace we hold open, plus who it is for messages."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+
+from .errors import GuestNotFoundError, GuestNotRunningError, NotPermittedError, UsageError
+from .specs import GuestInfo
+
+NS_GET_NSTYPE = 0xB703  # ioctl: which kind of namespace a nsfs file is
+CLONE_NEWNET = 0x40000000
+
+
+@dataclass
+class Guest:
+    """An open handle on a guest's network namespace.
+
+    Holding the file descriptor keeps the namespace alive (and its identity
+    fixed) from resolution to the end of the attach, even if the process
+    that owned it exits meanwhile.
+    """
+
+    info: GuestInfo
+    fd: int
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_netns(path: str, info: GuestInfo, *, vanished: type[Exception] | None = None) -> Guest:
+    """Open ``path`` as a network namespace for ``info``.
+
+    ``vanished`` is raised (instead of "not found") when the file disappears,
+    for guests whose process may exit between lookup and open.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if vanished is not None:
+            raise vanished(f"{info.name} stopped while pipework was looking it up") from None
+        raise GuestNotFoundError(f"{path} does not exist") from None
+    except PermissionError:
+        raise NotPermittedError(f"cannot open {path}", "run pipework as root") from None
+    except OSError as exc:
+        raise GuestNotFoundError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        nstype = -1
+    if nstype != CLONE_NEWNET:
+        os.close(fd)
+        raise UsageError(f"{path} is not a network namespace", "pass /proc/PID/ns/net or netns:NAME")
+    return Guest(info, fd)
+
+
+def proc_netns(pid: int, info: GuestInfo) -> Guest:
+    """The namespace of a running process; a vanished process means not running."""
+    try:
+        return open_netns(f"/proc/{pid}/ns/net", info, vanished=GuestNotRunningError)
+    except OSError as exc:  # pragma: no cover
+        if exc.errno == errno.ESRCH:
+            raise GuestNotRunningError(f"{info.name} is not running") from None
+        raise

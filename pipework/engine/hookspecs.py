@@ -1,0 +1,243 @@
+"""THE plugin contract.
+
+pipework is extended through pluggy hooks in the ``pipework`` project,
+loaded from the entry-point group ``pipework``. Built-in backends register
+through exactly the same path as third-party packages.
+
+pluggy is synchronous and the work is asynchronous, so every hook is a plain
+*factory*: it returns objects whose methods are ``async``. Never write an
+``async def`` hook implementation (pluggy would return an un-awaited
+coroutine).
+
+Three kinds of objects can be contributed, one hook each:
+
+``LinkBackend``
+    Creates the host side of an attachment and the guest-side interface
+    (under a temporary name, directly in the guest's namespace). Chosen by
+    ``claim()`` from what the host interface is, or by ``--kind NAME``.
+``AddressProvider``
+    Configures addresses and routes on the guest interface: selected by the
+    IPSPEC word (``static`` for ``ADDR/PREFIX[@GW]`` and ``0/0``).
+``GuestResolver``
+    Turns a guest reference (``web1``, ``netns:blue``, ``pid:42``, a path)
+    into an open network namespace.
+
+Every object may also define ``async def aclose(self) -> None``; the engine
+calls it when it shuts down (to close an HTTP session, say).
+
+See docs/PLUGINS.md for a complete third-party backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import pluggy
+
+from .guests import Guest
+from .journal import Journal
+from .marker import Marker
+from .netlink import Link, Netns
+from .specs import AddressSpec, AttachSpec
+
+hookspec = pluggy.HookspecMarker("pipework")
+hookimpl = pluggy.HookimplMarker("pipework")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings the engine hands to every plugin factory."""
+
+    timeout: float = 30.0
+    """Seconds any single external call (Docker API, a program) may take."""
+    run_dir: str = "/run/pipework"
+    """Where plugins keep runtime files (pidfiles, leases)."""
+    host_netns: str | None = None
+    """The namespace that plays "the host" (None: pipework's own)."""
+
+
+# -- what the engine hands to plugins -----------------------------------------
+
+
+@dataclass(frozen=True)
+class HostRequest:
+    """What a link backend sees when asked to claim a request."""
+
+    spec: AttachSpec
+    host_link: Link | None
+    """The host interface named by ``spec.host``, if it exists."""
+    host: Netns
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """Everything a link backend needs to create one attachment."""
+
+    spec: AttachSpec
+    guest: Guest
+    host: Netns
+    guest_ns: Netns
+    journal: Journal
+    ifname: str
+    """The final guest-side name (the engine renames to it afterwards)."""
+    temp_ifname: str
+    """The name to create the guest-side interface under."""
+    host_ifname: str
+    """The host-side name to use for a peer interface (``-l`` or generated)."""
+    marker: Marker
+    """The ownership marker; put ``marker.format()`` in the alias of host-side
+    interfaces you create."""
+    lock: Callable[[str], AbstractAsyncContextManager[None]]
+    """``async with ctx.lock("bridge:br1")``: serialise work on a shared resource
+    within this engine (other processes are handled by EEXIST-tolerance)."""
+
+
+@dataclass(frozen=True)
+class GuestLink:
+    """What a link backend returns: the guest-side interface it made."""
+
+    temp_ifname: str
+    host: str
+    """What the guest is attached to, for results (bridge name, parent NIC)."""
+    host_ifname: str | None = None
+    """The host-side interface created, if any."""
+    mtu: int | None = None
+    """The MTU the engine should set on the guest side (None: leave it)."""
+    rename: bool = True
+    """False if the backend moved an existing interface and named it itself."""
+
+
+@dataclass(frozen=True)
+class DetachContext:
+    """What a plugin sees when an attachment is removed."""
+
+    marker: Marker
+    host: Netns
+    guest_ns: Netns | None
+    """The guest's namespace, or None when the guest is already gone."""
+    guest_link: Link | None
+
+
+@dataclass(frozen=True)
+class AddressContext:
+    """Everything an address provider needs."""
+
+    address: AddressSpec
+    spec: AttachSpec
+    guest: Guest
+    guest_ns: Netns
+    index: int
+    ifname: str
+    journal: Journal
+
+
+@dataclass(frozen=True)
+class AddressResult:
+    addresses: tuple[str, ...] = ()
+    gateway: str | None = None
+
+
+# -- the three plugin object types ---------------------------------------------
+
+
+@runtime_checkable
+class LinkBackend(Protocol):
+    name: str
+    """The kind name (``bridge``), used by ``--kind`` and in results."""
+    default_ifname: str
+    """The guest interface name when ``-i`` is not given."""
+
+    async def claim(self, request: HostRequest) -> int:
+        """How strongly this backend wants the request: 0 = not at all.
+
+        Convention: 100 when the host interface exists and is of this
+        backend's type; 10 when it does not exist and its name is this
+        backend's auto-create prefix (``br*``); 1 for a catch-all.
+        """
+        ...
+
+    async def attach(self, ctx: LinkContext) -> GuestLink:
+        """Create the host side and the guest interface ``ctx.temp_ifname``
+        *in the guest namespace*, down. Record an inverse in ``ctx.journal``
+        right after each thing you create."""
+        ...
+
+    async def detach(self, ctx: DetachContext) -> None:
+        """Remove what ``attach`` created on the host side. The engine removes
+        the guest interface. Must be idempotent."""
+        ...
+
+
+@runtime_checkable
+class AddressProvider(Protocol):
+    name: str
+
+    def claims(self, address: AddressSpec) -> bool:
+        """True if this provider handles ``address.method``."""
+        ...
+
+    async def configure(self, ctx: AddressContext) -> AddressResult:
+        """Configure the (up) interface ``ctx.index`` in the guest."""
+        ...
+
+    async def release(self, ctx: DetachContext) -> None:
+        """Release what ``configure`` holds (a DHCP client...). Idempotent."""
+        ...
+
+
+@runtime_checkable
+class GuestResolver(Protocol):
+    name: str
+
+    def claim(self, ref: str) -> int:
+        """0 if ``ref`` is not for this resolver; 100 for an explicit prefix
+        (``netns:``), lower for a guess (a bare name)."""
+        ...
+
+    async def resolve(self, ref: str) -> Guest:
+        """Open the guest's network namespace, or raise a ``PipeworkError``."""
+        ...
+
+
+# -- the hooks -------------------------------------------------------------------
+
+
+class PipeworkSpecs:
+    """Hook specifications. Call them with keyword arguments only."""
+
+    @hookspec
+    def pipework_link_backends(self, config: EngineConfig) -> list[LinkBackend]:  # type: ignore[empty-body]
+        """Return link backend objects (one per kind this plugin provides)."""
+
+    @hookspec
+    def pipework_address_providers(self, config: EngineConfig) -> list[AddressProvider]:  # type: ignore[empty-body]
+        """Return address provider objects."""
+
+    @hookspec
+    def pipework_guest_resolvers(self, config: EngineConfig) -> list[GuestResolver]:  # type: ignore[empty-body]
+        """Return guest resolver objects."""
+
+    @hookspec
+    def pipework_attached(self, attachment: object) -> None:
+        """Notification: an attach completed (``attachment`` is an ``Attachment``).
+        Must be quick and must not raise."""
+
+
+__all__ = [
+    "AddressContext",
+    "AddressProvider",
+    "AddressResult",
+    "DetachContext",
+    "EngineConfig",
+    "GuestLink",
+    "GuestResolver",
+    "HostRequest",
+    "LinkBackend",
+    "LinkContext",
+    "PipeworkSpecs",
+    "hookimpl",
+    "hookspec",
+]

@@ -1,0 +1,48 @@
+"""Ownership markers, kept in the kernel as interface aliases.
+
+Every interface pipework creates carries ``pipework key=value ...`` in its
+alias (IFLA_IFALIAS, up to 255 bytes), on the guest side and on the host
+side. ``ls``, ``detach``, ``gc`` and idempotent re-runs read them back, so no
+state file is needed and a fresh process sees what an earlier one did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from urllib.parse import quote, unquote
+
+PREFIX = "pipework"
+
+
+@dataclass(frozen=True)
+class Marker:
+    guest: str  # the guest's stable key (container ID, netns:NAME, pid:N, path)
+    ifname: str  # the guest-side interface name
+    kind: str  # the link backend
+    host: str  # what it is attached to (bridge name...)
+    hostif: str = ""  # the host-side interface, if any
+    addr: str = ""  # the address method ("static", "dhclient"...)
+    cfg: str = ""  # fingerprint of the request, for idempotence
+
+    def format(self) -> str:
+        parts = [f"{f.name}={quote(getattr(self, f.name), safe='')}" for f in fields(self)]
+        return " ".join([PREFIX, *parts])
+
+    @classmethod
+    def parse(cls, alias: str | None) -> Marker | None:
+        """The marker in ``alias``, or None if it is not one of ours."""
+        if not alias or not alias.startswith(PREFIX + " "):
+            return None
+        values: dict[str, str] = {}
+        for item in alias[len(PREFIX) + 1 :].split():
+            key, sep, value = item.partition("=")
+            if sep:
+                values[key] = unquote(value)
+        known = {f.name for f in fields(cls)}
+        if not {"guest", "ifname", "kind", "host"} <= values.keys():
+            return None
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+BRIDGE_MARKER = f"{PREFIX} auto-created"
+"""Alias of shared host resources (bridges) that pipework created on demand."""

@@ -1,0 +1,401 @@
+"""The only module that imports pyroute2.
+
+One ``Netns`` handle per network namespace, cached by the namespace's inode,
+wraps a pyroute2 ``AsyncIPRoute`` and speaks in plain values (names, indexes,
+``ipaddress`` objects), translating netlink errors into ``PipeworkError``.
+
+Two costs are engineered away here (measurements in docs/ARCHITECTURE.md):
+
+* ``import pyroute2`` runs a package ``__init__`` that imports every
+  submodule. We import only ``pyroute2.iproute.linux`` by pre-seeding
+  ``sys.modules["pyroute2"]`` with a *lazy* package module: the real
+  ``__init__`` still runs, in full, the first time anyone touches an
+  attribute of ``pyroute2`` itself, so other code that does
+  ``from pyroute2 import IPRoute`` keeps working.
+* ``AsyncIPRoute(netns=...)`` forks a helper to create the socket inside the
+  namespace. We instead ``setns()`` the calling thread into the namespace,
+  create the netlink socket (a socket stays bound to the namespace it was
+  created in) and ``setns()`` back: microseconds, no fork.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import importlib
+import importlib.util
+import ipaddress
+import os
+import socket
+import sys
+import types
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import (
+    HostInterfaceError,
+    NotPermittedError,
+    PipeworkError,
+    UnsupportedError,
+)
+from .specs import IPAddress, IPInterface
+
+T = TypeVar("T")
+
+CLONE_NEWNET = 0x40000000
+IFA_F_NODAD = 0x02
+RT_SCOPE_LINK = 253
+ARPHRD_INFINIBAND = 32
+
+#: Kernel modules that provide a link kind, for "this kernel has no X support".
+KIND_MODULES = {"vlan": "8021q", "ipoib": "ib_ipoib", "bridge": "bridge"}
+
+
+class NetlinkFailure(PipeworkError):
+    """A netlink request failed; ``code`` is the errno."""
+
+    def __init__(self, message: str, code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.code = code
+
+
+class LinkExists(NetlinkFailure):
+    """EEXIST: expected in races; callers decide what it means."""
+
+
+class NoSuchLink(NetlinkFailure):
+    """ENODEV: the interface is gone (also expected in races)."""
+
+
+class _LazyPackage(types.ModuleType):
+    """A package module whose ``__init__`` runs on first attribute access."""
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("__"):
+            # ``from pyroute2 import config`` asks the package for a submodule
+            # first: import just that submodule.
+            sub = importlib.util.find_spec(f"{self.__name__}.{name}")
+            if sub is not None:
+                return importlib.import_module(f"{self.__name__}.{name}")
+        spec = self.__spec__
+        assert spec is not None and spec.loader is not None
+        self.__class__ = types.ModuleType  # run the real __init__ only once
+        spec.loader.exec_module(self)
+        return getattr(self, name)
+
+
+_ipr_module: Any = None
+
+
+def _pyroute2() -> Any:
+    """``pyroute2.iproute.linux``, loaded without the package's eager ``__init__``."""
+    global _ipr_module
+    if _ipr_module is None:
+        if "pyroute2" not in sys.modules:
+            spec = importlib.util.find_spec("pyroute2")
+            if spec is None or spec.submodule_search_locations is None:
+                raise UnsupportedError("pyroute2 is not installed", "pip install pyroute2")
+            pkg = _LazyPackage("pyroute2")
+            pkg.__spec__ = spec
+            pkg.__path__ = list(spec.submodule_search_locations)
+            pkg.__file__ = spec.origin
+            pkg.__loader__ = spec.loader
+            pkg.__package__ = "pyroute2"
+            sys.modules["pyroute2"] = pkg
+        import pyroute2.iproute.linux as linux
+
+        _ipr_module = linux
+    return _ipr_module
+
+
+def _netlink_error_type() -> type[Exception]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError  # type: ignore[no-any-return]
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _setns(fd: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def socket_in_netns(fd: int | None, family: int, type_: int, proto: int) -> socket.socket:
+    """Create a socket inside the namespace ``fd`` (``None``: the current one)."""
+    if fd is None:
+        return socket.socket(family, type_, proto)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        try:
+            _setns(fd)
+        except OSError as exc:
+            if exc.errno == errno.EPERM:
+                raise NotPermittedError(
+                    "cannot enter the guest's network namespace", "run pipework as root"
+                ) from None
+            raise PipeworkError(f"cannot enter network namespace: {exc.strerror}") from None
+        try:
+            return socket.socket(family, type_, proto)
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+@dataclass(frozen=True)
+class Link:
+    """What we need to know about one interface."""
+
+    index: int
+    ifname: str
+    kind: str | None
+    mtu: int
+    mac: str | None
+    alias: str | None
+    master: int | None
+    up: bool
+    operstate: str
+    link_type: int
+    max_mtu: int | None
+
+    @classmethod
+    def from_msg(cls, msg: Any) -> Link:
+        return cls(
+            index=msg["index"],
+            ifname=msg.get("ifname"),
+            kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+            mtu=msg.get("mtu") or 0,
+            mac=msg.get("address"),
+            alias=msg.get("ifalias"),
+            master=msg.get("master"),
+            up=bool(msg["flags"] & 1),
+            operstate=msg.get("operstate") or "UNKNOWN",
+            link_type=msg["ifi_type"],
+            max_mtu=msg.get("max_mtu"),
+        )
+
+
+def _family(addr: IPAddress | IPInterface) -> int:
+    return socket.AF_INET if addr.version == 4 else socket.AF_INET6
+
+
+class Netns:
+    """Netlink in one network namespace."""
+
+    def __init__(self, ipr: Any, label: str, fd: int | None, key: tuple[int, int]) -> None:
+        self._ipr = ipr
+        self.label = label
+        self.fd = fd
+        self.key = key
+
+    async def _call(self, what: str, coro: Awaitable[T]) -> T:
+        try:
+            return await coro
+        except _netlink_error_type() as exc:
+            raise _translate(exc, what, self.label) from None
+
+    # -- links ---------------------------------------------------------------
+    async def link(self, ifname: str) -> Link | None:
+        try:
+            msgs = await self._ipr.link("get", ifname=ifname)
+        except _netlink_error_type() as exc:
+            if exc.code in (errno.ENODEV, errno.EINVAL):
+                return None
+            raise _translate(exc, f"looking up {ifname}", self.label) from None
+        return Link.from_msg(msgs[0])
+
+    async def link_by_index(self, index: int) -> Link | None:
+        try:
+            msgs = await self._ipr.link("get", index=index)
+        except _netlink_error_type() as exc:
+            if exc.code == errno.ENODEV:
+                return None
+            raise _translate(exc, f"looking up interface #{index}", self.label) from None
+        return Link.from_msg(msgs[0])
+
+    async def links(self) -> list[Link]:
+        result = await self._call("listing interfaces", self._ipr.link("dump"))
+        return [Link.from_msg(m) async for m in result]
+
+    async def create(self, ifname: str, kind: str, **attrs: Any) -> None:
+        """``ip link add``; raises ``LinkExists`` on EEXIST."""
+        await self._call(
+            f"creating {kind} interface {ifname}",
+            self._ipr.link("add", ifname=ifname, kind=kind, **attrs),
+        )
+
+    async def set(self, index: int, **attrs: Any) -> None:
+        await self._call(
+            f"configuring interface #{index}", self._ipr.link("set", index=index, **attrs)
+        )
+
+    async def delete(self, index: int) -> bool:
+        """Delete a link; False when it was already gone."""
+        try:
+            await self._ipr.link("del", index=index)
+        except _netlink_error_type() as exc:
+            if exc.code == errno.ENODEV:
+                return False
+            raise _translate(exc, f"deleting interface #{index}", self.label) from None
+        return True
+
+    async def ports(self, master: int) -> list[Link]:
+        return [link for link in await self.links() if link.master == master]
+
+    # -- addresses and routes ------------------------------------------------
+    async def add_address(self, index: int, address: IPInterface) -> None:
+        attrs: dict[str, Any] = {
+            "index": index,
+            "address": str(address.ip),
+            "prefixlen": address.network.prefixlen,
+        }
+        if address.version == 4 and address.network.prefixlen < 31:
+            attrs["broadcast"] = str(address.network.broadcast_address)
+        else:
+            # Static IPv6 addresses are the user's choice: skip duplicate address
+            # detection so the address is usable as soon as we return.
+            attrs["flags"] = IFA_F_NODAD
+        try:
+            await self._ipr.addr("add", **attrs)
+        except _netlink_error_type() as exc:
+            if exc.code != errno.EEXIST:
+                raise _translate(exc, f"adding address {address}", self.label) from None
+
+    async def addresses(self, index: int) -> list[IPInterface]:
+        result = await self._call("listing addresses", self._ipr.addr("dump", index=index))
+        out: list[IPInterface] = []
+        async for msg in result:
+            if msg.get("index") == index:
+                out.append(ipaddress.ip_interface(f"{msg.get('address')}/{msg['prefixlen']}"))
+        return out
+
+    async def default_route(self, version: int) -> tuple[IPAddress | None, int | None] | None:
+        """The main table's default route as (gateway, oif), or None."""
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        result = await self._call("listing routes", self._ipr.route("dump", family=family))
+        async for msg in result:
+            if msg["dst_len"] == 0 and msg.get("table") == 254 and msg["type"] == 1:
+                gw = msg.get("gateway")
+                return (ipaddress.ip_address(gw) if gw else None, msg.get("oif"))
+        return None
+
+    async def set_default_route(self, gateway: IPAddress | None, oif: int | None) -> None:
+        dst = "0.0.0.0/0" if gateway is None or gateway.version == 4 else "::/0"
+        attrs: dict[str, Any] = {"dst": dst}
+        if gateway is not None:
+            attrs["gateway"] = str(gateway)
+            attrs["family"] = _family(gateway)
+        if oif is not None:
+            attrs["oif"] = oif
+        await self._call("setting the default route", self._ipr.route("replace", **attrs))
+
+    async def delete_default_route(self, version: int) -> None:
+        dst = "0.0.0.0/0" if version == 4 else "::/0"
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        try:
+            await self._ipr.route("del", dst=dst, family=family)
+        except _netlink_error_type() as exc:
+            if exc.code != errno.ESRCH:
+                raise _translate(exc, "removing the default route", self.label) from None
+
+    async def add_onlink_route(self, index: int, dest: IPAddress) -> None:
+        prefix = 32 if dest.version == 4 else 128
+        try:
+            await self._ipr.route(
+                "add", dst=f"{dest}/{prefix}", oif=index, scope=RT_SCOPE_LINK, family=_family(dest)
+            )
+        except _netlink_error_type() as exc:
+            if exc.code != errno.EEXIST:
+                raise _translate(exc, f"adding an on-link route to {dest}", self.label) from None
+
+    def close(self) -> None:
+        self._ipr.close()
+
+
+def _translate(exc: Any, what: str, label: str) -> PipeworkError:
+    code = exc.code
+    where = "" if label == "host" else f" in {label}"
+    reason = os.strerror(code) if code else str(exc)
+    msg = f"{what}{where} failed: {reason}"
+    if code == errno.EEXIST:
+        return LinkExists(msg, code)
+    if code == errno.ENODEV:
+        return NoSuchLink(msg, code)
+    if code in (errno.EPERM, errno.EACCES):
+        return NotPermittedError(msg, "run pipework as root (it needs CAP_NET_ADMIN)")
+    if code == errno.EOPNOTSUPP:
+        return UnsupportedError(msg, "the kernel lacks support for this; see `lsmod`")
+    if code == errno.ERANGE or (code == errno.EINVAL and "MTU" in what):
+        return HostInterfaceError(msg)
+    return NetlinkFailure(msg, code)
+
+
+def unsupported_kind(kind: str) -> UnsupportedError:
+    module = KIND_MODULES.get(kind, kind)
+    return UnsupportedError(
+        f"this kernel has no {kind} support (module {module})",
+        f"load it with `modprobe {module}` or pick another link kind",
+    )
+
+
+def netns_identity(fd: int | None) -> tuple[int, int]:
+    st = os.fstat(fd) if fd is not None else os.stat("/proc/thread-self/ns/net")
+    return (st.st_dev, st.st_ino)
+
+
+class NetlinkPool:
+    """One ``Netns`` per namespace, shared and reference-counted.
+
+    The host's handle is opened once and kept; a guest's is closed when the
+    last concurrent user releases it, so attaching a thousand guests does
+    not hold a thousand sockets.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, int], tuple[Netns, int]] = {}
+
+    def acquire(self, fd: int | None, label: str) -> Netns:
+        key = netns_identity(fd)
+        entry = self._cache.get(key)
+        if entry is None:
+            sock = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            ipr = _pyroute2().AsyncIPRoute(use_socket=sock)
+            entry = (Netns(ipr, label, fd, key), 0)
+        self._cache[key] = (entry[0], entry[1] + 1)
+        return entry[0]
+
+    def release(self, handle: Netns) -> None:
+        key = handle.key
+        entry = self._cache.get(key)
+        if entry is None:
+            return
+        if entry[1] <= 1:
+            del self._cache[key]
+            entry[0].close()
+        else:
+            self._cache[key] = (entry[0], entry[1] - 1)
+
+    def close(self) -> None:
+        for handle, _ in self._cache.values():
+            handle.close()
+        self._cache.clear()
+
+
+@asynccontextmanager
+async def opened(fd: int | None, label: str = "host") -> AsyncIterator[Netns]:
+    """A one-off ``Netns`` (for tools and tests that need no engine)."""
+    pool = NetlinkPool()
+    try:
+        yield pool.acquire(fd, label)
+    finally:
+        pool.close()
+

@@ -1,0 +1,280 @@
+"""Immutable request and result types.
+
+An ``AttachSpec`` is validated once, when it is built; everything after it
+trusts it. Parsing of the original tool's IPSPEC/MACSPEC words lives here too,
+because the long-option CLI, the legacy grammar and the Python API share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import UsageError
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+IFNAMSIZ = 15
+DEFAULT_IFNAME = "eth1"
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+
+
+def validate_ifname(name: str, what: str = "interface name") -> str:
+    """Check a user-given interface name the way the kernel would."""
+    if not name:
+        raise UsageError(f"{what} is empty")
+    if len(name.encode()) > IFNAMSIZ:
+        raise UsageError(
+            f"{what} {name!r} is {len(name.encode())} bytes long",
+            f"Linux allows at most {IFNAMSIZ}",
+        )
+    if name in (".", "..") or any(c in name for c in "/:") or any(c.isspace() for c in name):
+        raise UsageError(
+            f"{what} {name!r} is not valid", "it may not contain '/', ':' or white space"
+        )
+    return name
+
+
+def derive_mac(seed: str) -> str:
+    """The original's ``U:STRING`` mapping: ``02:`` + first 5 bytes of md5(STRING + newline)."""
+    digest = hashlib.md5((seed + "\n").encode(), usedforsecurity=False).hexdigest()
+    return "02:" + ":".join(digest[i : i + 2] for i in range(0, 10, 2))
+
+
+def parse_mac(text: str) -> str:
+    """A unicast MAC address, normalised to lower case; ``U:STRING`` is derived."""
+    if text.startswith("U:"):
+        if len(text) == 2:
+            raise UsageError("U: needs a string to derive the MAC address from", "e.g. U:web1")
+        return derive_mac(text[2:])
+    mac = text.lower().replace("-", ":")
+    if not _MAC_RE.match(mac):
+        raise UsageError(f"{text!r} is not a MAC address", "write it as 02:aa:bb:cc:dd:ee")
+    if int(mac[:2], 16) & 1:
+        raise UsageError(
+            f"{text} is a multicast MAC address",
+            "the lowest bit of the first byte must be 0, e.g. 02:...",
+        )
+    if mac == "00:00:00:00:00:00":
+        raise UsageError("00:00:00:00:00:00 is not a usable MAC address")
+    return mac
+
+
+def parse_vlan(text: str | int) -> int:
+    try:
+        vid = int(text)
+    except ValueError:
+        raise UsageError(f"VLAN ID {text!r} is not a number", "use 1 to 4094") from None
+    if not 1 <= vid <= 4094:
+        raise UsageError(f"VLAN ID {vid} is out of range", "use 1 to 4094")
+    return vid
+
+
+def parse_macspec(text: str) -> tuple[str | None, int | None]:
+    """MACSPEC ``[MAC][@VID]`` -> (mac, vlan)."""
+    mac_part, at, vid_part = text.partition("@")
+    if at and not vid_part:
+        raise UsageError(f"MACSPEC {text!r} ends with '@'", "write MAC@VID, e.g. @10")
+    mac = parse_mac(mac_part) if mac_part else None
+    vlan = parse_vlan(vid_part) if at else None
+    if mac is None and vlan is None:
+        raise UsageError("MACSPEC is empty")
+    return mac, vlan
+
+
+def parse_mtu(text: str | int) -> int:
+    try:
+        mtu = int(text)
+    except ValueError:
+        raise UsageError(f"MTU {text!r} is not a number") from None
+    if not 68 <= mtu <= 65535:
+        raise UsageError(f"MTU {mtu} is out of range", "use 68 to 65535")
+    return mtu
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    """How the guest interface gets its address: IPSPEC, parsed.
+
+    ``method`` is ``"static"`` for ``ADDR/PREFIX[@GW]`` and ``0/0`` (no
+    address), or the name of an address provider (``dhclient``, ``udhcpc-f``,
+    ``dhcp``...) with ``options`` from ``CLIENT:OPTS``.
+    """
+
+    method: str = "static"
+    address: IPInterface | None = None
+    gateway: IPAddress | None = None
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.gateway is not None:
+            if self.address is None:
+                raise UsageError("a gateway needs an address", "write ADDR/PREFIX@GATEWAY")
+            if self.gateway.version != self.address.version:
+                raise UsageError(
+                    f"gateway {self.gateway} and address {self.address} are of different families"
+                )
+            if self.gateway == self.address.ip:
+                raise UsageError(f"the gateway {self.gateway} is the interface's own address")
+            if self.gateway.is_multicast or self.gateway.is_unspecified:
+                raise UsageError(f"{self.gateway} cannot be a gateway")
+
+    @classmethod
+    def parse(cls, text: str) -> AddressSpec:
+        """IPSPEC: ``ADDR/PREFIX[@GATEWAY]``, ``0/0``, ``CLIENT[:OPTS]``."""
+        if text == "0/0":
+            return cls()
+        addr_part, _, gw_part = text.partition("@")
+        try:
+            ip = ipaddress.ip_address(addr_part.split("/", 1)[0])
+        except ValueError:
+            ip = None
+        if ip is not None:
+            if "/" not in addr_part:
+                prefix = 24 if ip.version == 4 else 64
+                raise UsageError(
+                    "The IP address should include a netmask.",
+                    f"Maybe you meant {addr_part}/{prefix} ?",
+                )
+            try:
+                address = ipaddress.ip_interface(addr_part)
+            except ValueError:
+                raise UsageError(f"{addr_part!r} has an invalid prefix length") from None
+            if address.ip.is_multicast or address.ip.is_unspecified:
+                raise UsageError(f"{address.ip} cannot be an interface address")
+            gateway = None
+            if gw_part:
+                try:
+                    gateway = ipaddress.ip_address(gw_part)
+                except ValueError:
+                    raise UsageError(f"gateway {gw_part!r} is not an IP address") from None
+            elif "@" in text:
+                raise UsageError(f"IPSPEC {text!r} ends with '@'", "write ADDR/PREFIX@GATEWAY")
+            return cls(address=address, gateway=gateway)
+        method, _, opts = text.partition(":")
+        if not _METHOD_RE.match(method) or method == "static":
+            raise UsageError(
+                f"{text!r} is neither ADDR/PREFIX[@GATEWAY], 0/0, nor a DHCP client",
+                "e.g. 198.18.10.2/24@198.18.10.1, 2001:db8::2/64, 0/0 or dhclient",
+            )
+        try:
+            options = tuple(shlex.split(opts))
+        except ValueError as exc:
+            raise UsageError(f"cannot split the options of {text!r}: {exc}") from None
+        return cls(method=method, options=options)
+
+    def __str__(self) -> str:
+        if self.method != "static":
+            return self.method + (":" + shlex.join(self.options) if self.options else "")
+        if self.address is None:
+            return "0/0"
+        return f"{self.address}" + (f"@{self.gateway}" if self.gateway else "")
+
+
+@dataclass(frozen=True)
+class AttachSpec:
+    """One request: plumb an interface into ``guest`` from host interface ``host``.
+
+    ``host`` is the original's HOSTIF (a bridge or NIC name, or a
+    ``mac:`` selector); ``kind`` forces a link backend instead of choosing
+    by what ``host`` is. ``ifname=None`` takes the backend's default
+    (``eth1``, or ``ib0`` for IPoIB).
+    """
+
+    host: str
+    guest: str
+    address: AddressSpec = field(default_factory=AddressSpec)
+    ifname: str | None = None
+    host_ifname: str | None = None
+    mac: str | None = None
+    vlan: int | None = None
+    mtu: int | None = None
+    kind: str | None = None
+    direct_phys: bool = False
+    family: Literal[4, 6] | None = None
+    force: bool = False
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise UsageError("the host interface is empty")
+        if not self.host.startswith("mac:"):
+            validate_ifname(self.host, "host interface")
+        if not self.guest:
+            raise UsageError("the guest is empty")
+        if self.ifname is not None:
+            validate_ifname(self.ifname, "guest interface name")
+        if self.host_ifname is not None:
+            validate_ifname(self.host_ifname, "host-side interface name")
+        if self.mac is not None:
+            object.__setattr__(self, "mac", parse_mac(self.mac))
+        if self.vlan is not None:
+            object.__setattr__(self, "vlan", parse_vlan(self.vlan))
+        if self.mtu is not None:
+            object.__setattr__(self, "mtu", parse_mtu(self.mtu))
+        if self.kind is not None and not _METHOD_RE.match(self.kind):
+            raise UsageError(f"{self.kind!r} is not a link kind name")
+        if self.family is not None:
+            if self.family not in (4, 6):
+                raise UsageError(f"address family {self.family} is not 4 or 6")
+            addr = self.address.address
+            if addr is not None and addr.version != self.family:
+                raise UsageError(f"-a {self.family} does not match the address {addr}")
+
+    def fingerprint(self, backend: str, host: str) -> str:
+        """A short digest of everything that shapes the result, for idempotence."""
+        parts = [
+            backend,
+            host,
+            str(self.address),
+            self.mac or "",
+            str(self.vlan or ""),
+            str(self.mtu or ""),
+            self.host_ifname or "",
+            "direct" if self.direct_phys else "",
+            *(f"{k}={v}" for k, v in sorted(self.options.items())),
+        ]
+        return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """Who the guest is, for results and messages."""
+
+    name: str
+    key: str
+    runtime: str
+    pid: int | None = None
+
+
+Status = Literal["created", "unchanged", "replaced"]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """The result of one attach, as found in the kernel afterwards."""
+
+    guest: GuestInfo
+    ifname: str
+    kind: str
+    host: str
+    host_ifname: str | None
+    mac: str | None
+    mtu: int | None
+    vlan: int | None
+    address_method: str
+    addresses: tuple[str, ...]
+    gateway: str | None
+    status: Status = "created"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["addresses"] = list(self.addresses)
+        return data
