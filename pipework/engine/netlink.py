@@ -128,6 +128,28 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def new_netns() -> int:
+    """Create an anonymous network namespace; return an fd that keeps it alive.
+
+    The namespace vanishes, with every interface in it, when the last fd
+    closes: nothing to clean up even if the process is killed.
+    """
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NotPermittedError(f"cannot create a network namespace: {os.strerror(err)}")
+        try:
+            return os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
 def socket_in_netns(fd: int | None, family: int, type_: int, proto: int) -> socket.socket:
     """Create a socket inside the namespace ``fd`` (``None``: the current one)."""
     if fd is None:

@@ -1,0 +1,3 @@
+from pipework.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""The ``pipework`` command.
+
+``main()`` is the console script. It stays light on purpose: a single legacy
+attach (``pipework br1 web1 198.18.10.2/24``) is parsed by the pure grammar
+and run without importing typer; everything else goes to the typer app.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = ("attach", "plugins", "demo")
+GLOBAL_FLAGS = ("--json", "--debug")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    sys.exit(run(args))
+
+
+def run(args: list[str]) -> int:
+    words = [a for a in args if a not in GLOBAL_FLAGS]
+    first = words[0] if words else ""
+    if first and first not in SUBCOMMANDS and (not first.startswith("-") or _legacy_option(first)):
+        from .legacy import run_legacy
+
+        return run_legacy(words, json_output="--json" in args, debug="--debug" in args)
+    from .app import run_app
+
+    return run_app(args)
+
+
+def _legacy_option(word: str) -> bool:
+    from pipework.engine.grammar import OPTIONS
+
+    return word.split("=", 1)[0] in OPTIONS or word[:2] in ("-i", "-l", "-a")

@@ -1,0 +1,171 @@
+"""The typer application: subcommands with long options, and --help."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.grammar import USAGE
+from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec
+
+from . import GLOBAL_FLAGS
+from .render import emit, error, run_async, setup_logging
+
+HELP = f"""Plumb extra network interfaces into containers and network namespaces.
+
+The original tool's grammar works as a command of its own:
+
+    {USAGE}
+
+GUEST is a Docker container name or ID, netns:NAME, pid:N or a netns path.
+IPSPEC is ADDR/PREFIX[@GATEWAY], 0/0 (no address) or a DHCP client.
+MACSPEC is [MAC][@VID]; U:STRING derives a stable MAC from STRING.
+See docs/CLI.md for every option and exit code.
+"""
+
+app = typer.Typer(
+    help=HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Settings:
+    json = False
+    debug = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        from pipework import __version__
+
+        print(f"pipework {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print results as JSON (any position).")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log details; show tracebacks (any position).")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Global options (they are also accepted after the subcommand)."""
+
+
+@app.command()
+def attach(
+    host: Annotated[str, typer.Argument(help="Host interface: a bridge, a NIC, or mac:ADDR.")],
+    guest: Annotated[str, typer.Argument(help="Container name/ID, netns:NAME, pid:N or a path.")],
+    ip: Annotated[str, typer.Option("--ip", help="IPSPEC: ADDR/PREFIX[@GW], 0/0, or a DHCP client.")] = "0/0",
+    ifname: Annotated[str | None, typer.Option("--ifname", "-i", help="Guest interface name [eth1].")] = None,
+    host_ifname: Annotated[str | None, typer.Option("--host-ifname", "-l", help="Host-side interface name.")] = None,
+    mac: Annotated[str | None, typer.Option("--mac", help="MAC address, U:STRING, or MACSPEC MAC@VID.")] = None,
+    vlan: Annotated[int | None, typer.Option("--vlan", help="VLAN ID (1-4094).")] = None,
+    mtu: Annotated[int | None, typer.Option("--mtu", help="MTU (default: the host interface's).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Link backend to use instead of guessing.")] = None,
+    direct_phys: Annotated[bool, typer.Option("--direct-phys", help="Move the NIC itself into the guest.")] = False,
+    family: Annotated[int | None, typer.Option("--family", "-a", help="Address family check: 4 or 6.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an attachment with another configuration.")] = False,
+) -> None:
+    """Attach an interface to a guest (long-option form of the legacy grammar)."""
+    from .legacy import run_attach
+
+    def build() -> AttachSpec:
+        mac_value, vlan_value = (None, vlan)
+        if mac is not None:
+            mac_value, mac_vlan = parse_macspec(mac)
+            if mac_vlan is not None and vlan is not None and mac_vlan != vlan:
+                raise UsageError(f"--mac {mac} and --vlan {vlan} disagree")
+            vlan_value = vlan if vlan is not None else mac_vlan
+        return AttachSpec(
+            host=host,
+            guest=guest,
+            address=AddressSpec.parse(ip),
+            ifname=ifname,
+            host_ifname=host_ifname,
+            mac=mac_value,
+            vlan=vlan_value,
+            mtu=mtu,
+            kind=kind,
+            direct_phys=direct_phys,
+            family=family,  # type: ignore[arg-type]  # validated by AttachSpec
+            force=force,
+        )
+
+    try:
+        spec = build()
+    except PipeworkError as exc:
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(run_attach(spec, json_output=Settings.json, debug=Settings.debug))
+
+
+@app.command()
+def plugins() -> None:
+    """List the loaded plugins, what they provide, and their distributions."""
+    from pipework.engine.hookspecs import EngineConfig
+    from pipework.engine.plugins import describe, make_plugin_manager
+
+    infos = describe(make_plugin_manager(), EngineConfig())
+    rows: list[dict[str, Any]] = [asdict(info) for info in infos]
+    lines = []
+    for info in infos:
+        provides = [
+            *(f"link:{n}" for n in info.link_backends),
+            *(f"address:{n}" for n in info.address_providers),
+            *(f"guest:{n}" for n in info.guest_resolvers),
+        ]
+        dist = f"{info.distribution} {info.version}".strip()
+        lines.append(f"{info.name:<12} {' '.join(provides):<40} {info.module} [{dist}]")
+    emit({"plugins": rows}, Settings.json, "\n".join(lines))
+
+
+@app.command()
+def demo(
+    docker: Annotated[bool, typer.Option("--docker", help="Use two Docker containers instead of namespaces.")] = False,
+    image: Annotated[str, typer.Option("--image", help="Image for --docker.")] = "busybox",
+    keep: Annotated[bool, typer.Option("--keep", help="Leave everything in place afterwards.")] = False,
+) -> None:
+    """Attach two throwaway guests to a bridge and prove they reach each other."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(docker=docker, image=image, keep=keep, debug=Settings.debug))
+
+
+def run_app(args: list[str]) -> int:
+    Settings.json = "--json" in args
+    Settings.debug = "--debug" in args
+    setup_logging(Settings.debug)
+    from typer._click.exceptions import ClickException
+    from typer.exceptions import Abort, Exit
+    from typer.main import get_command
+
+    command = get_command(app)
+    try:
+        result = command.main(
+            args=[a for a in args if a not in GLOBAL_FLAGS],
+            prog_name="pipework",
+            standalone_mode=False,
+        )
+    except Exit as exc:
+        return exc.exit_code
+    except ClickException as exc:
+        error(exc.format_message().replace("\n", " "))
+        return exc.exit_code
+    except Abort:
+        error("aborted")
+        return 1
+    return result if isinstance(result, int) else 0

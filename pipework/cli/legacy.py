@@ -1,0 +1,54 @@
+"""The original tool's grammar, run without typer (the start-up hot path)."""
+
+from __future__ import annotations
+
+import difflib
+
+from pipework.engine.errors import HostInterfaceError, UsageError
+from pipework.engine.grammar import parse_legacy
+from pipework.engine.specs import AttachSpec
+
+from . import SUBCOMMANDS
+from .render import emit_attachment, error, run_async, setup_logging
+
+
+def did_you_mean(word: str) -> str | None:
+    matches = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def run_legacy(args: list[str], *, json_output: bool, debug: bool) -> int:
+    setup_logging(debug)
+    try:
+        spec = parse_legacy(args)
+    except UsageError as exc:
+        suggestion = did_you_mean(args[0])
+        if suggestion:
+            error(f"no such command {args[0]!r} (did you mean {suggestion!r}?)")
+        else:
+            error(str(exc))
+        return exc.exit_code
+    return run_attach(spec, json_output=json_output, debug=debug)
+
+
+def run_attach(spec: AttachSpec, *, json_output: bool, debug: bool) -> int:
+    async def attach() -> int:
+        from pipework.engine import Engine
+
+        async with Engine() as engine:
+            try:
+                attachment = await engine.attach(spec)
+            except HostInterfaceError as exc:
+                suggestion = did_you_mean(spec.host)
+                if suggestion and "do not know" in exc.message:
+                    raise HostInterfaceError(
+                        exc.message, f"or did you mean the command {suggestion!r}?"
+                    ) from None
+                raise
+        emit_attachment(attachment, json_output)
+        return 0
+
+    return run_async(attach, debug)
+
+
+__all__ = ["run_attach", "run_legacy"]

@@ -1,0 +1,72 @@
+"""Output: results for people or as JSON, errors as one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pipework.engine.errors import EXIT_INTERRUPTED, PipeworkError
+from pipework.engine.specs import Attachment
+
+
+def setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="pipework: %(levelname)s: %(message)s",
+    )
+
+
+def error(message: str) -> None:
+    print(f"pipework: {message}", file=sys.stderr)
+
+
+def run_async(func: Callable[[], Awaitable[int]], debug: bool) -> int:
+    """Run ``func`` on an event loop and turn every failure into an exit code."""
+    import anyio
+
+    try:
+        return anyio.run(func)
+    except PipeworkError as exc:
+        if debug:
+            traceback.print_exc()
+        error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        error("interrupted; what was in flight has been rolled back")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        error(f"internal error: {exc!r} (run with --debug for the traceback and report it)")
+        return 1
+
+
+def describe(att: Attachment) -> str:
+    parts = [f"{att.status}: {att.ifname} in {att.guest.name} on {att.kind} {att.host}"]
+    details = []
+    if att.host_ifname:
+        details.append(f"host side {att.host_ifname}")
+    if att.addresses:
+        details.append(", ".join(att.addresses))
+    elif att.address_method == "static":
+        details.append("no address")
+    if att.gateway:
+        details.append(f"via {att.gateway}")
+    if att.mac:
+        details.append(f"mac {att.mac}")
+    return parts[0] + (f" ({'; '.join(details)})" if details else "")
+
+
+def emit(data: Any, json_output: bool, human: str) -> None:
+    if json_output:
+        print(json.dumps(data, indent=None if isinstance(data, dict) else 2))
+    else:
+        print(human)
+
+
+def emit_attachment(att: Attachment, json_output: bool) -> None:
+    emit(att.to_dict(), json_output, describe(att))
