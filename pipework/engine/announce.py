@@ -32,11 +32,12 @@ def arp_announcement(mac: str, ip: ipaddress.IPv4Address) -> bytes:
 def announce(netns_fd: int, ifname: str, mac: str, ip: ipaddress.IPv4Address) -> bool:
     """Send one announcement; never raises (a missed GARP must not fail an attach)."""
     try:
-        sock = socket_in_netns(netns_fd, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+        # Protocol 0 and no bind(): a packet socket that listens to nothing
+        # costs no RCU grace period on bind/close (about 25 ms each, measured).
+        sock = socket_in_netns(netns_fd, socket.AF_PACKET, socket.SOCK_RAW, 0)
         with sock:
             sock.setblocking(False)
-            sock.bind((ifname, 0))
-            sock.send(arp_announcement(mac, ip))
+            sock.sendto(arp_announcement(mac, ip), (ifname, ETH_P_ARP))
     except Exception as exc:
         log.debug("gratuitous ARP for %s on %s not sent: %s", ip, ifname, exc)
         return False

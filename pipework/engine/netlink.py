@@ -390,7 +390,10 @@ class NetlinkPool:
         if entry is None:
             sock = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            ipr = _pyroute2().AsyncIPRoute(use_socket=sock)
+            # groups=0: no multicast subscriptions. Subscribing makes bind() and
+            # close() wait for RCU grace periods (~30 ms measured) and floods
+            # the socket with notifications we never read.
+            ipr = _pyroute2().AsyncIPRoute(use_socket=sock, groups=0)
             entry = (Netns(ipr, label, fd, key), 0)
         self._cache[key] = (entry[0], entry[1] + 1)
         return entry[0]
