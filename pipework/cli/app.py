@@ -12,7 +12,7 @@ from pipework.engine.grammar import USAGE
 from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec
 
 from . import GLOBAL_FLAGS
-from .render import emit, error, run_async, setup_logging
+from .render import emit, error, setup_logging
 
 HELP = f"""Plumb extra network interfaces into containers and network namespaces.
 
@@ -69,16 +69,34 @@ def _global(
 def attach(
     host: Annotated[str, typer.Argument(help="Host interface: a bridge, a NIC, or mac:ADDR.")],
     guest: Annotated[str, typer.Argument(help="Container name/ID, netns:NAME, pid:N or a path.")],
-    ip: Annotated[str, typer.Option("--ip", help="IPSPEC: ADDR/PREFIX[@GW], 0/0, or a DHCP client.")] = "0/0",
-    ifname: Annotated[str | None, typer.Option("--ifname", "-i", help="Guest interface name [eth1].")] = None,
-    host_ifname: Annotated[str | None, typer.Option("--host-ifname", "-l", help="Host-side interface name.")] = None,
-    mac: Annotated[str | None, typer.Option("--mac", help="MAC address, U:STRING, or MACSPEC MAC@VID.")] = None,
+    ip: Annotated[
+        str, typer.Option("--ip", help="IPSPEC: ADDR/PREFIX[@GW], 0/0, or a DHCP client.")
+    ] = "0/0",
+    ifname: Annotated[
+        str | None, typer.Option("--ifname", "-i", help="Guest interface name [eth1].")
+    ] = None,
+    host_ifname: Annotated[
+        str | None, typer.Option("--host-ifname", "-l", help="Host-side interface name.")
+    ] = None,
+    mac: Annotated[
+        str | None, typer.Option("--mac", help="MAC address, U:STRING, or MACSPEC MAC@VID.")
+    ] = None,
     vlan: Annotated[int | None, typer.Option("--vlan", help="VLAN ID (1-4094).")] = None,
-    mtu: Annotated[int | None, typer.Option("--mtu", help="MTU (default: the host interface's).")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="Link backend to use instead of guessing.")] = None,
-    direct_phys: Annotated[bool, typer.Option("--direct-phys", help="Move the NIC itself into the guest.")] = False,
-    family: Annotated[int | None, typer.Option("--family", "-a", help="Address family check: 4 or 6.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an attachment with another configuration.")] = False,
+    mtu: Annotated[
+        int | None, typer.Option("--mtu", help="MTU (default: the host interface's).")
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="Link backend to use instead of guessing.")
+    ] = None,
+    direct_phys: Annotated[
+        bool, typer.Option("--direct-phys", help="Move the NIC itself into the guest.")
+    ] = False,
+    family: Annotated[
+        int | None, typer.Option("--family", "-a", help="Address family check: 4 or 6.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an attachment with another configuration.")
+    ] = False,
 ) -> None:
     """Attach an interface to a guest (long-option form of the legacy grammar)."""
     from .legacy import run_attach
@@ -135,9 +153,13 @@ def plugins() -> None:
 
 @app.command()
 def demo(
-    docker: Annotated[bool, typer.Option("--docker", help="Use two Docker containers instead of namespaces.")] = False,
+    docker: Annotated[
+        bool, typer.Option("--docker", help="Use two Docker containers instead of namespaces.")
+    ] = False,
     image: Annotated[str, typer.Option("--image", help="Image for --docker.")] = "busybox",
-    keep: Annotated[bool, typer.Option("--keep", help="Leave everything in place afterwards.")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave everything in place afterwards.")
+    ] = False,
 ) -> None:
     """Attach two throwaway guests to a bridge and prove they reach each other."""
     from .demo import run_demo

@@ -13,8 +13,8 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError, require_privileges
 from pipework.engine.errors import ExternalCommandError, RuntimeUnavailableError
@@ -30,7 +30,7 @@ ICMP_ECHO_REQUEST = 8
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
     total += total >> 16
     return ~total & 0xFFFF
@@ -143,7 +143,11 @@ async def _containers(stack: AsyncExitStack, image: str, keep: bool) -> list[str
     names = []
     for suffix in ("a", "b"):
         name = f"pwdemo-{suffix}"
-        config = {"Image": image, "Cmd": ["sleep", "3600"], "HostConfig": {"NetworkMode": "none"}}
+        config: dict[str, Any] = {
+            "Image": image,
+            "Cmd": ["sleep", "3600"],
+            "HostConfig": {"NetworkMode": "none"},
+        }
         try:
             container = await client.containers.run(config=config, name=name)
         except aiodocker.DockerError as exc:
@@ -158,8 +162,7 @@ async def _containers(stack: AsyncExitStack, image: str, keep: bool) -> list[str
                 ) from None
             raise PipeworkError(f"cannot start container {name}: {exc.message}") from None
         if not keep:
-            remove: Callable[[], object] = lambda c=container: c.delete(force=True)  # noqa: E731
-            stack.push_async_callback(remove)  # type: ignore[arg-type]
+            stack.push_async_callback(container.delete, force=True)
         names.append(name)
         print(f"started container {name} from {image}")
     return names

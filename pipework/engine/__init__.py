@@ -32,7 +32,7 @@ from .hookspecs import (
 )
 from .journal import Journal
 from .marker import BRIDGE_MARKER, Marker
-from .netlink import Link, LinkExists, Netns, NetlinkFailure, NoSuchLink, unsupported_kind
+from .netlink import Link, LinkExists, NetlinkFailure, Netns, NoSuchLink, unsupported_kind
 from .specs import (
     AddressSpec,
     Attachment,

@@ -49,7 +49,7 @@ from .hookspecs import (
 )
 from .journal import Journal
 from .marker import Marker
-from .netlink import Link, Netns, NetlinkPool, NoSuchLink
+from .netlink import Link, NetlinkPool, Netns, NoSuchLink
 from .plugins import make_plugin_manager
 from .specs import AddressSpec, Attachment, AttachSpec, Status
 
@@ -66,9 +66,7 @@ def require_privileges() -> None:
     """Fail before touching anything when we cannot change interfaces."""
     try:
         with open("/proc/self/status") as status:
-            caps = next(
-                int(line.split()[1], 16) for line in status if line.startswith("CapEff:")
-            )
+            caps = next(int(line.split()[1], 16) for line in status if line.startswith("CapEff:"))
     except (OSError, StopIteration, ValueError):  # pragma: no cover - not Linux
         caps = 0 if os.geteuid() else ~0
     missing = [
@@ -449,4 +447,3 @@ class Engine:
             backend = self.backends.get(marker.kind)
             if backend is not None:
                 await backend.detach(ctx)
-

@@ -77,9 +77,7 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
         missing = ["HOSTIF", "GUEST", "IPSPEC"][len(positionals)]
         raise UsageError(f"missing {missing}", f"usage: {USAGE}")
     if len(positionals) > 4:
-        raise UsageError(
-            f"too many arguments: {' '.join(positionals[4:])}", f"usage: {USAGE}"
-        )
+        raise UsageError(f"too many arguments: {' '.join(positionals[4:])}", f"usage: {USAGE}")
     host, guest, ipspec = positionals[:3]
     if "family" in options:
         if options["family"] not in ("4", "6"):

@@ -58,7 +58,9 @@ def open_netns(path: str, info: GuestInfo, *, vanished: type[Exception] | None =
         nstype = -1
     if nstype != CLONE_NEWNET:
         os.close(fd)
-        raise UsageError(f"{path} is not a network namespace", "pass /proc/PID/ns/net or netns:NAME")
+        raise UsageError(
+            f"{path} is not a network namespace", "pass /proc/PID/ns/net or netns:NAME"
+        )
     return Guest(info, fd)
 
 

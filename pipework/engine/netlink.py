@@ -34,6 +34,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
+
 from .errors import (
     HostInterfaceError,
     NotPermittedError,
@@ -81,7 +83,7 @@ class _LazyPackage(types.ModuleType):
                 return importlib.import_module(f"{self.__name__}.{name}")
         spec = self.__spec__
         assert spec is not None and spec.loader is not None
-        self.__class__ = types.ModuleType  # run the real __init__ only once
+        self.__class__ = types.ModuleType  # type: ignore[assignment]  # run __init__ once
         spec.loader.exec_module(self)
         return getattr(self, name)
 
@@ -110,10 +112,10 @@ def _pyroute2() -> Any:
     return _ipr_module
 
 
-def _netlink_error_type() -> type[Exception]:
+def _netlink_error_type() -> Any:
     from pyroute2.netlink.exceptions import NetlinkError
 
-    return NetlinkError  # type: ignore[no-any-return]
+    return NetlinkError
 
 
 _libc: ctypes.CDLL | None = None
@@ -213,10 +215,28 @@ class Netns:
     """Netlink in one network namespace."""
 
     def __init__(self, ipr: Any, label: str, fd: int | None, key: tuple[int, int]) -> None:
-        self._ipr = ipr
+        self._raw = ipr
+        self._ready = False
+        self._ready_lock: Any = None
         self.label = label
         self.fd = fd
         self.key = key
+
+    async def _api(self) -> Any:
+        """The pyroute2 socket, its asyncio endpoint set up exactly once.
+
+        pyroute2 sets the endpoint up lazily on the first request; two
+        concurrent first requests would each create one on the same socket
+        and lose each other's answers.
+        """
+        if not self._ready:
+            if self._ready_lock is None:
+                self._ready_lock = anyio.Lock()
+            async with self._ready_lock:
+                if not self._ready:
+                    await self._raw.setup_endpoint()
+                    self._ready = True
+        return self._raw
 
     async def _call(self, what: str, coro: Awaitable[T]) -> T:
         try:
@@ -227,7 +247,7 @@ class Netns:
     # -- links ---------------------------------------------------------------
     async def link(self, ifname: str) -> Link | None:
         try:
-            msgs = await self._ipr.link("get", ifname=ifname)
+            msgs = await (await self._api()).link("get", ifname=ifname)
         except _netlink_error_type() as exc:
             if exc.code in (errno.ENODEV, errno.EINVAL):
                 return None
@@ -236,7 +256,7 @@ class Netns:
 
     async def link_by_index(self, index: int) -> Link | None:
         try:
-            msgs = await self._ipr.link("get", index=index)
+            msgs = await (await self._api()).link("get", index=index)
         except _netlink_error_type() as exc:
             if exc.code == errno.ENODEV:
                 return None
@@ -244,25 +264,25 @@ class Netns:
         return Link.from_msg(msgs[0])
 
     async def links(self) -> list[Link]:
-        result = await self._call("listing interfaces", self._ipr.link("dump"))
+        result = await self._call("listing interfaces", (await self._api()).link("dump"))
         return [Link.from_msg(m) async for m in result]
 
     async def create(self, ifname: str, kind: str, **attrs: Any) -> None:
         """``ip link add``; raises ``LinkExists`` on EEXIST."""
         await self._call(
             f"creating {kind} interface {ifname}",
-            self._ipr.link("add", ifname=ifname, kind=kind, **attrs),
+            (await self._api()).link("add", ifname=ifname, kind=kind, **attrs),
         )
 
     async def set(self, index: int, **attrs: Any) -> None:
         await self._call(
-            f"configuring interface #{index}", self._ipr.link("set", index=index, **attrs)
+            f"configuring interface #{index}", (await self._api()).link("set", index=index, **attrs)
         )
 
     async def delete(self, index: int) -> bool:
         """Delete a link; False when it was already gone."""
         try:
-            await self._ipr.link("del", index=index)
+            await (await self._api()).link("del", index=index)
         except _netlink_error_type() as exc:
             if exc.code == errno.ENODEV:
                 return False
@@ -286,13 +306,15 @@ class Netns:
             # detection so the address is usable as soon as we return.
             attrs["flags"] = IFA_F_NODAD
         try:
-            await self._ipr.addr("add", **attrs)
+            await (await self._api()).addr("add", **attrs)
         except _netlink_error_type() as exc:
             if exc.code != errno.EEXIST:
                 raise _translate(exc, f"adding address {address}", self.label) from None
 
     async def addresses(self, index: int) -> list[IPInterface]:
-        result = await self._call("listing addresses", self._ipr.addr("dump", index=index))
+        result = await self._call(
+            "listing addresses", (await self._api()).addr("dump", index=index)
+        )
         out: list[IPInterface] = []
         async for msg in result:
             if msg.get("index") == index:
@@ -302,7 +324,9 @@ class Netns:
     async def default_route(self, version: int) -> tuple[IPAddress | None, int | None] | None:
         """The main table's default route as (gateway, oif), or None."""
         family = socket.AF_INET if version == 4 else socket.AF_INET6
-        result = await self._call("listing routes", self._ipr.route("dump", family=family))
+        result = await self._call(
+            "listing routes", (await self._api()).route("dump", family=family)
+        )
         async for msg in result:
             if msg["dst_len"] == 0 and msg.get("table") == 254 and msg["type"] == 1:
                 gw = msg.get("gateway")
@@ -317,13 +341,13 @@ class Netns:
             attrs["family"] = _family(gateway)
         if oif is not None:
             attrs["oif"] = oif
-        await self._call("setting the default route", self._ipr.route("replace", **attrs))
+        await self._call("setting the default route", (await self._api()).route("replace", **attrs))
 
     async def delete_default_route(self, version: int) -> None:
         dst = "0.0.0.0/0" if version == 4 else "::/0"
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         try:
-            await self._ipr.route("del", dst=dst, family=family)
+            await (await self._api()).route("del", dst=dst, family=family)
         except _netlink_error_type() as exc:
             if exc.code != errno.ESRCH:
                 raise _translate(exc, "removing the default route", self.label) from None
@@ -331,7 +355,7 @@ class Netns:
     async def add_onlink_route(self, index: int, dest: IPAddress) -> None:
         prefix = 32 if dest.version == 4 else 128
         try:
-            await self._ipr.route(
+            await (await self._api()).route(
                 "add", dst=f"{dest}/{prefix}", oif=index, scope=RT_SCOPE_LINK, family=_family(dest)
             )
         except _netlink_error_type() as exc:
@@ -339,7 +363,7 @@ class Netns:
                 raise _translate(exc, f"adding an on-link route to {dest}", self.label) from None
 
     def close(self) -> None:
-        self._ipr.close()
+        self._raw.close()
 
 
 def _translate(exc: Any, what: str, label: str) -> PipeworkError:
@@ -423,4 +447,3 @@ async def opened(fd: int | None, label: str = "host") -> AsyncIterator[Netns]:
         yield pool.acquire(fd, label)
     finally:
         pool.close()
-

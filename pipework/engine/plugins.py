@@ -13,7 +13,9 @@ from .errors import PipeworkError
 ENTRY_POINT_GROUP = "pipework"
 
 
-def make_plugin_manager(extra: Iterable[object] = (), *, entry_points: bool = True) -> pluggy.PluginManager:
+def make_plugin_manager(
+    extra: Iterable[object] = (), *, entry_points: bool = True
+) -> pluggy.PluginManager:
     """A plugin manager with the hook specs, every ``pipework`` entry point and ``extra``."""
     pm = pluggy.PluginManager("pipework")
     pm.add_hookspecs(hookspecs.PipeworkSpecs)

@@ -19,7 +19,17 @@ def test_original_option_positions():
 
 def test_options_anywhere_and_long_forms():
     spec = parse_legacy(
-        ["--direct-phys", "eth2", "web1", "198.18.0.2/24", "--ifname=eth3", "-a", "4", "--mtu", "1400"]
+        [
+            "--direct-phys",
+            "eth2",
+            "web1",
+            "198.18.0.2/24",
+            "--ifname=eth3",
+            "-a",
+            "4",
+            "--mtu",
+            "1400",
+        ]
     )
     assert spec.direct_phys and spec.ifname == "eth3" and spec.family == 4 and spec.mtu == 1400
     spec = parse_legacy(["br1", "web1", "0/0", "-ieth4", "--kind", "bridge", "--force"])

@@ -6,7 +6,13 @@ from pipework.engine.engine import short_hash
 
 def test_round_trip_with_odd_characters():
     marker = Marker(
-        guest="netns:a b", ifname="eth1", kind="bridge", host="br1", hostif="pw1", addr="dhcp", cfg="x"
+        guest="netns:a b",
+        ifname="eth1",
+        kind="bridge",
+        host="br1",
+        hostif="pw1",
+        addr="dhcp",
+        cfg="x",
     )
     alias = marker.format()
     assert alias.startswith("pipework ") and len(alias) < 256

@@ -4,7 +4,14 @@ import ipaddress
 
 import pytest
 
-from pipework.engine import AddressSpec, AttachSpec, UsageError, derive_mac, parse_mac, parse_macspec
+from pipework.engine import (
+    AddressSpec,
+    AttachSpec,
+    UsageError,
+    derive_mac,
+    parse_mac,
+    parse_macspec,
+)
 from pipework.engine.specs import parse_mtu, parse_vlan, validate_ifname
 
 
@@ -122,7 +129,14 @@ def test_valid_ifnames(name):
 
 @pytest.mark.parametrize(
     ("name", "fragment"),
-    [("a" * 16, "16 bytes"), ("", "empty"), ("a/b", "not valid"), ("a b", "not valid"), ("..", "not valid"), ("é" * 8, "16 bytes")],
+    [
+        ("a" * 16, "16 bytes"),
+        ("", "empty"),
+        ("a/b", "not valid"),
+        ("a b", "not valid"),
+        ("..", "not valid"),
+        ("é" * 8, "16 bytes"),
+    ],
 )
 def test_invalid_ifnames(name, fragment):
     with pytest.raises(UsageError, match=fragment):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from pipework.engine import (
     EngineConfig,
     Guest,
@@ -29,13 +27,13 @@ class NetnsResolver:
         name = ref[len("netns:") :]
         if not name or "/" in name or name in (".", ".."):
             raise UsageError(f"{ref!r} does not name a network namespace", "write netns:NAME")
-        path = os.path.join(NETNS_DIR, name)
-        if not os.path.exists(path):
+        try:
+            return open_netns(f"{NETNS_DIR}/{name}", GuestInfo(name=ref, key=ref, runtime="netns"))
+        except GuestNotFoundError:
             raise GuestNotFoundError(
                 f"no network namespace named {name}",
                 f"create it with `ip netns add {name}` or see `ip netns list`",
-            )
-        return open_netns(path, GuestInfo(name=ref, key=ref, runtime="netns"))
+            ) from None
 
 
 @hookimpl

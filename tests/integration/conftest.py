@@ -1,0 +1,186 @@
+"""Fixtures for integration tests: real namespaces, a private dockerd, the
+busybox image, containers, and the CLI as a subprocess.
+
+All of them need root; when a prerequisite is missing they skip (or fail
+when CI=true, see ``infra.require``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
+
+import pytest
+from support import infra
+from support.infra import Container, DockerDaemon, MakeContainer, MakeNetNS, NetNS, RunPipework
+
+
+@pytest.fixture(autouse=True)
+def _integration_needs_root() -> None:
+    infra.require_root()
+
+
+@pytest.fixture
+def host_ns() -> Iterator[NetNS]:
+    """A test-owned namespace playing the role of the host side.
+
+    Point the tool at it (``Engine(host_netns=host_ns.path)`` or run the CLI
+    with ``run_pipework(..., netns=host_ns.name)``) so nothing it creates
+    lands in the machine's real host namespace.
+    """
+    infra.require_binaries("ip")
+    ns = NetNS.create(infra.unique_name("h"))
+    try:
+        yield ns
+    finally:
+        ns.destroy()
+
+
+@pytest.fixture
+def make_netns() -> Iterator[MakeNetNS]:
+    """Factory for guest namespaces ``pwt-PREFIX-xxxxxx`` (lo up)."""
+    infra.require_binaries("ip")
+    made: list[NetNS] = []
+
+    def make(prefix: str = "g") -> NetNS:
+        ns = NetNS.create(infra.unique_name(prefix))
+        made.append(ns)
+        return ns
+
+    try:
+        yield make
+    finally:
+        for ns in reversed(made):
+            ns.destroy()
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    # Turns a SIGTERM to pytest into a KeyboardInterrupt, which pytest
+    # handles by running the remaining fixture finalizers (so the private
+    # dockerd is stopped) instead of dying on the spot.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[DockerDaemon]:
+    """A private dockerd (+ containerd) under /tmp/pwt-dockerd-*.
+
+    While active, ``os.environ["DOCKER_HOST"]`` points at it, so both the
+    in-process engine (aiodocker) and CLI subprocesses talk to it.
+    """
+    infra.require_root()
+    infra.require_binaries("dockerd", "containerd", "runc", "docker", "ip")
+    daemon = DockerDaemon()
+    try:
+        daemon.start()
+    except infra.DaemonStartError as exc:
+        daemon.stop()
+        infra.unavailable(f"private dockerd failed to start: {exc}")
+
+    saved = {key: os.environ.get(key) for key in ("DOCKER_HOST", "DOCKER_CONFIG")}
+    os.environ["DOCKER_HOST"] = daemon.host
+    os.environ["DOCKER_CONFIG"] = daemon.env["DOCKER_CONFIG"]
+    previous_handler = signal.getsignal(signal.SIGTERM)
+    if previous_handler is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        yield daemon
+    finally:
+        if previous_handler is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_daemon: DockerDaemon) -> str:
+    """``pipework-test/busybox:latest`` (also tagged ``busybox:latest``),
+    imported from the host's static busybox, since no registry is reachable."""
+    busybox = infra.find_static_busybox()
+    infra.require(busybox, "needs a static busybox (Debian package busybox-static)")
+    assert busybox is not None
+    return infra.import_busybox_image(docker_daemon, busybox)
+
+
+@pytest.fixture
+def make_container(docker_daemon: DockerDaemon, busybox_image: str) -> Iterator[MakeContainer]:
+    """Factory for busybox containers (default: ``--network none``, sleeping).
+
+    ``extra_args`` go to ``docker create`` before the image (e.g.
+    ``("--hostname", "web")``).  Teardown removes them all and kills any host
+    process left in their network namespace (e.g. a DHCP client).
+    """
+    made: list[Container] = []
+
+    def make(
+        name: str | None = None,
+        *,
+        network: str = "none",
+        command: Sequence[str] = ("sleep", "3600"),
+        start: bool = True,
+        image: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> Container:
+        name = name or infra.unique_name("c")
+        cid = docker_daemon.cli(
+            "create",
+            "--name",
+            name,
+            "--network",
+            network,
+            *extra_args,
+            image or busybox_image,
+            *command,
+        ).stdout.strip()
+        container = Container(daemon=docker_daemon, name=name, id=cid)
+        made.append(container)
+        if start:
+            docker_daemon.cli("start", cid)
+        return container
+
+    try:
+        yield make
+    finally:
+        for container in reversed(made):
+            container.remove()
+
+
+@pytest.fixture
+def run_pipework() -> RunPipework:
+    """Run the CLI as a subprocess; never raises on a non-zero exit.
+
+    ``run_pipework("br1", "web1", "198.18.0.2/24", netns=host_ns.name)``.
+    ``env`` defaults to os.environ, which holds DOCKER_HOST while the
+    ``docker_daemon`` fixture is active.
+    """
+
+    def run_it(
+        *args: str,
+        netns: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pipework", *args]
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
+        return infra.run(
+            argv,
+            check=False,
+            timeout=timeout,
+            input=input,
+            env=env if env is not None else os.environ,
+            # From the repo root, `-m pipework` finds the source tree even
+            # when the package is not installed in this interpreter.
+            cwd=infra.REPO_ROOT,
+        )
+
+    return run_it

@@ -1,0 +1,31 @@
+"""Small checks shared by the integration tests."""
+
+from __future__ import annotations
+
+import json
+
+from support import infra
+
+
+def links(ns: infra.NetNS | infra.Container) -> dict[str, dict]:
+    """Interfaces in a namespace or container, by name, from ``ip -j -d link``."""
+    if isinstance(ns, infra.Container):
+        out = infra.run(["nsenter", "-t", str(ns.pid), "-n", "ip", "-j", "-d", "link"]).stdout
+    else:
+        out = ns.exec("ip", "-j", "-d", "link").stdout
+    return {entry["ifname"]: entry for entry in json.loads(out)}
+
+
+def addresses(ns: infra.NetNS, ifname: str) -> list[str]:
+    data = json.loads(ns.exec("ip", "-j", "addr", "show", "dev", ifname).stdout)
+    return [
+        f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"] if a["scope"] == "global"
+    ]
+
+
+def routes(ns: infra.NetNS, *family: str) -> list[dict]:
+    return json.loads(ns.exec("ip", "-j", *family, "route").stdout)
+
+
+def only_loopback(ns: infra.NetNS | infra.Container) -> bool:
+    return set(links(ns)) == {"lo"}
