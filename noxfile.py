@@ -34,6 +34,8 @@ SYSTEM_PACKAGES = (
     "dhcpcd5",
     "busybox-static",
     "iputils-arping",
+    "iputils-ping",
+    "util-linux",
     "containernetworking-plugins",
     "iproute2",
     "iptables",

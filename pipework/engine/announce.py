@@ -15,6 +15,8 @@ import struct
 from .netlink import socket_in_netns
 
 ETH_P_ARP = 0x0806
+SOL_PACKET = 263
+PACKET_QDISC_BYPASS = 20
 log = logging.getLogger("pipework.announce")
 
 
@@ -37,6 +39,10 @@ def announce(netns_fd: int, ifname: str, mac: str, ip: ipaddress.IPv4Address) ->
         sock = socket_in_netns(netns_fd, socket.AF_PACKET, socket.SOCK_RAW, 0)
         with sock:
             sock.setblocking(False)
+            # Right after "link up" the kernel activates the interface's qdisc
+            # asynchronously (linkwatch); until then a queued frame is dropped.
+            # Bypassing the qdisc hands the frame straight to the driver.
+            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             sock.sendto(arp_announcement(mac, ip), (ifname, ETH_P_ARP))
     except Exception as exc:
         log.debug("gratuitous ARP for %s on %s not sent: %s", ip, ifname, exc)

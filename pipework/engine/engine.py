@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from .announce import announce
 from .errors import (
@@ -57,6 +58,8 @@ log = logging.getLogger("pipework")
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
+ANNOUNCE_WAIT = 2.0
+"""Seconds a gratuitous ARP waits for its link to come up before giving up."""
 DEFAULT_LIMIT = 64
 """Default concurrency of ``attach_many``: netlink work is short and mostly
 kernel-bound, Docker lookups are I/O; see bench/ for the measurement."""
@@ -114,9 +117,12 @@ class Engine:
         self._host_fd: int | None = None
         self._host: Netns | None = None
         self._locks: dict[str, anyio.Lock] = {}
+        self._background: anyio.abc.TaskGroup | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def __aenter__(self) -> Engine:
+        self._background = anyio.create_task_group()
+        await self._background.__aenter__()
         hook = self.plugin_manager.hook
         for backends in hook.pipework_link_backends(config=self.config):
             for backend in backends:
@@ -140,6 +146,10 @@ class Engine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._background is not None:
+            # Let pending announcements finish (each bounds its own wait).
+            await self._background.__aexit__(None, None, None)
+            self._background = None
         with anyio.CancelScope(shield=True):
             for obj in [*self.backends.values(), *self.providers, *self.resolvers]:
                 aclose = getattr(obj, "aclose", None)
@@ -371,9 +381,41 @@ class Engine:
             raise
         journal.commit()
         address = spec.address.address
-        if address is not None and address.version == 4 and link.mac:
-            announce(guest.fd, link.ifname, link.mac, ipaddress.IPv4Address(address.ip))
+        if address is not None and address.version == 4 and link.mac and self._background:
+            self._background.start_soon(
+                self._announce, os.dup(guest.fd), guest.name, link, glink.host_ifname, address.ip
+            )
         return link
+
+    async def _announce(
+        self, fd: int, label: str, link: Link, host_ifname: str | None, ip: Any
+    ) -> None:
+        """Gratuitous ARP once the link is really up, off the attach's path.
+
+        Carrier, operstate and a bridge port's forwarding state follow "link
+        up" asynchronously (the kernel's linkwatch work); a frame sent before
+        that is dropped. So wait until both ends are operationally up.
+        """
+        gns = self._pool.acquire(fd, label)
+        try:
+            with anyio.move_on_after(ANNOUNCE_WAIT):
+                while True:
+                    current = await gns.link_by_index(link.index)
+                    if current is None:
+                        return
+                    peer = await self.host.link(host_ifname) if host_ifname else None
+                    if current.operstate == "UP" and (peer is None or peer.operstate == "UP"):
+                        break
+                    await anyio.sleep(0.002)
+                # The bridge enables the port in the notifier that follows
+                # the operstate change: give that a moment.
+                await anyio.sleep(0.005)
+            announce(fd, link.ifname, link.mac or "", ipaddress.IPv4Address(ip))
+        except Exception as exc:  # a missed announcement must never fail anything
+            log.debug("announcing %s: %s", ip, exc)
+        finally:
+            self._pool.release(gns)
+            os.close(fd)
 
     async def _healthy(self, marker: Marker, link: Link) -> bool:
         if not link.up:

@@ -152,6 +152,35 @@ def new_netns() -> int:
         os.close(home)
 
 
+def write_sysctl(fd: int | None, key: str, value: str) -> bool:
+    """Set sysctl ``key`` (``net/ipv6/conf/eth1/disable_ipv6``) inside the namespace
+    ``fd``; False if it already had ``value``.
+
+    /proc/sys/net shows the namespace of the task that opens it, so the file
+    is opened while this thread is inside the namespace.
+    """
+    path = "/proc/sys/" + key
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY) if fd is not None else None
+    try:
+        if fd is not None:
+            _setns(fd)
+        try:
+            with open(path, "r+") as handle:
+                if handle.read().strip() == value:
+                    return False
+                handle.seek(0)
+                handle.write(value)
+                return True
+        finally:
+            if home is not None:
+                _setns(home)
+    except OSError as exc:
+        raise PipeworkError(f"cannot set {key}: {exc.strerror}") from None
+    finally:
+        if home is not None:
+            os.close(home)
+
+
 def socket_in_netns(fd: int | None, family: int, type_: int, proto: int) -> socket.socket:
     """Create a socket inside the namespace ``fd`` (``None``: the current one)."""
     if fd is None:
@@ -294,6 +323,13 @@ class Netns:
 
     # -- addresses and routes ------------------------------------------------
     async def add_address(self, index: int, address: IPInterface) -> None:
+        if address.version == 6:
+            # Docker disables IPv6 in containers without an IPv6 network, and
+            # new interfaces inherit that: enable it on this interface only,
+            # since an IPv6 address was asked for explicitly.
+            link = await self.link_by_index(index)
+            if link is not None:
+                write_sysctl(self.fd, f"net/ipv6/conf/{link.ifname}/disable_ipv6", "0")
         attrs: dict[str, Any] = {
             "index": index,
             "address": str(address.ip),
@@ -321,17 +357,23 @@ class Netns:
                 out.append(ipaddress.ip_interface(f"{msg.get('address')}/{msg['prefixlen']}"))
         return out
 
-    async def default_route(self, version: int) -> tuple[IPAddress | None, int | None] | None:
-        """The main table's default route as (gateway, oif), or None."""
+    async def default_route(self, version: int) -> dict[str, Any] | None:
+        """The main table's default route, as attributes ``restore_route`` takes."""
         family = socket.AF_INET if version == 4 else socket.AF_INET6
-        result = await self._call(
-            "listing routes", (await self._api()).route("dump", family=family)
-        )
+        api = await self._api()
+        result = await self._call("listing routes", api.route("dump", family=family))
         async for msg in result:
             if msg["dst_len"] == 0 and msg.get("table") == 254 and msg["type"] == 1:
-                gw = msg.get("gateway")
-                return (ipaddress.ip_address(gw) if gw else None, msg.get("oif"))
+                attrs = {"family": family, "dst": "0.0.0.0/0" if version == 4 else "::/0"}
+                attrs["proto"] = msg["proto"]
+                for key in ("gateway", "oif", "priority"):
+                    if msg.get(key) is not None:
+                        attrs[key] = msg.get(key)
+                return attrs
         return None
+
+    async def restore_route(self, attrs: dict[str, Any]) -> None:
+        await self._call("restoring a route", (await self._api()).route("replace", **attrs))
 
     async def set_default_route(self, gateway: IPAddress | None, oif: int | None) -> None:
         dst = "0.0.0.0/0" if gateway is None or gateway.version == 4 else "::/0"

@@ -37,7 +37,7 @@ class StaticProvider:
             if previous is None:
                 await gns.delete_default_route(gateway.version)
             else:
-                await gns.set_default_route(*previous)
+                await gns.restore_route(previous)
 
         ctx.journal.record(f"default route via {gateway}", restore)
         return AddressResult(addresses=(str(spec.address),), gateway=str(gateway))

@@ -1,0 +1,125 @@
+"""The drop-in CLI against a private dockerd, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from support import infra
+from support.checks import links, only_loopback
+
+from pipework.engine import derive_mac
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_containers_on_a_new_bridge_ping(host_ns, make_container, run_pipework):
+    web1, web2 = make_container(), make_container()
+    r1 = run_pipework("brpwtd", web1.name, "198.18.30.2/24@198.18.30.1", netns=host_ns.name)
+    r2 = run_pipework("brpwtd", web2.id[:12], "198.18.30.3/24", netns=host_ns.name)
+    assert r1.returncode == 0, r1.stderr
+    assert r2.returncode == 0, r2.stderr
+    assert r1.stdout.startswith(f"created: eth1 in {web1.name} on bridge brpwtd")
+    assert infra.ping(web1, "198.18.30.3") and infra.ping(web2, "198.18.30.2")
+    routes = web1.exec("ip", "route").stdout
+    assert "default via 198.18.30.1 dev eth1" in routes
+
+
+def test_ifname_hostname_and_json(host_ns, make_container, run_pipework):
+    web1 = make_container()
+    result = run_pipework(
+        "brpwtd",
+        "-i",
+        "eth2",
+        "-l",
+        "pwtweb1eth2",
+        web1.name,
+        "198.18.31.2/24",
+        "U:web1",
+        netns=host_ns.name,
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_pipework(
+        "attach",
+        "brpwtd",
+        web1.name,
+        "--ip",
+        "2001:db8:10::2/64",
+        "--ifname",
+        "eth3",
+        "--json",
+        netns=host_ns.name,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ifname"] == "eth3" and data["addresses"] == ["2001:db8:10::2/64"]
+    assert data["guest"]["runtime"] == "docker" and data["guest"]["key"] == web1.id
+    inside = links(web1)
+    assert {"eth2", "eth3"} <= set(inside)
+    assert inside["eth2"]["address"] == derive_mac("web1")
+    assert "pwtweb1eth2" in links(host_ns)
+
+
+def test_rerun_reports_unchanged_and_force_replaces(host_ns, make_container, run_pipework):
+    web1 = make_container()
+    args = ("brpwtd", web1.name, "198.18.32.2/24")
+    assert run_pipework(*args, netns=host_ns.name).returncode == 0
+    again = run_pipework(*args, netns=host_ns.name)
+    assert again.returncode == 0 and again.stdout.startswith("unchanged:")
+    other = run_pipework("brpwtd", web1.name, "198.18.32.3/24", netns=host_ns.name)
+    assert other.returncode == 7 and "--force" in other.stderr
+    forced = run_pipework("brpwtd", web1.name, "198.18.32.3/24", "--force", netns=host_ns.name)
+    assert forced.returncode == 0 and forced.stdout.startswith("replaced:")
+    assert "198.18.32.3/24" in web1.exec("ip", "addr", "show", "eth1").stdout
+
+
+def test_two_processes_racing_for_a_new_bridge_both_succeed(host_ns, make_netns):
+    guests = [make_netns(f"r{i}") for i in range(6)]
+    procs = [
+        subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                host_ns.name,
+                sys.executable,
+                "-m",
+                "pipework",
+                "brpwtrace",
+                f"netns:{g.name}",
+                f"198.18.33.{i + 2}/24",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=infra.REPO_ROOT,
+        )
+        for i, g in enumerate(guests)
+    ]
+    outcomes = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    assert infra.ping(guests[0], "198.18.33.7")
+
+
+def test_demo_runs_on_throwaway_namespaces(run_pipework):
+    result = run_pipework("demo")
+    assert result.returncode == 0, result.stderr
+    assert "OK: the guests reach each other" in result.stdout
+
+
+def test_demo_with_docker(run_pipework, busybox_image):
+    result = run_pipework("demo", "--docker", "--image", busybox_image)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "OK" in result.stdout
+
+
+def test_netns_guest_from_the_cli(host_ns, make_netns, run_pipework):
+    blue = make_netns("blue")
+    result = run_pipework("brpwtn", f"netns:{blue.name}", "198.18.34.3/24", netns=host_ns.name)
+    assert result.returncode == 0, result.stderr
+    assert not only_loopback(blue)
