@@ -33,6 +33,7 @@ from .errors import (
     HostInterfaceError,
     NotPermittedError,
     PipeworkError,
+    TimeoutExpiredError,
     UnsupportedError,
     UsageError,
 )
@@ -189,8 +190,13 @@ class Engine:
                 f"no guest resolver handles {ref!r}",
                 f"is the plugin for {prefix}: installed? see `pipework plugins`",
             )
-        with anyio.fail_after(self.config.timeout):
-            return await resolver.resolve(ref)
+        try:
+            with anyio.fail_after(self.config.timeout):
+                return await resolver.resolve(ref)
+        except TimeoutError:
+            raise TimeoutExpiredError(
+                f"looking up {ref} took longer than {self.config.timeout:g} s"
+            ) from None
 
     async def _host_link(self, spec: AttachSpec) -> Link | None:
         if not spec.host.startswith("mac:"):
@@ -313,7 +319,7 @@ class Engine:
                         )
                     await self._remove(old, gns, existing)
                     status = "replaced"
-                link = await self._create(spec, guest, gns, backend, provider, marker)
+                link = await self._create(spec, guest, gns, backend, provider, marker, host_link)
                 return await self._result(guest, gns, link, marker, spec, status)
         finally:
             self._pool.release(gns)
@@ -326,6 +332,7 @@ class Engine:
         backend: LinkBackend,
         provider: AddressProvider,
         marker: Marker,
+        host_link: Link | None,
     ) -> Link:
         journal = Journal()
         try:
@@ -336,6 +343,7 @@ class Engine:
                     host=self.host,
                     guest_ns=gns,
                     journal=journal,
+                    host_link=host_link,
                     ifname=marker.ifname,
                     temp_ifname="pwt" + short_hash(marker.guest, marker.ifname, "tmp"),
                     host_ifname=marker.hostif,
@@ -351,7 +359,9 @@ class Engine:
             # The backend's inverse removes it through the host side; this one
             # covers backends whose guest interface outlives its host side.
             journal.record(f"guest interface in {guest.name}", lambda: gns.delete(created.index))
-            attrs: dict[str, Any] = {"ifalias": marker.format()}
+            # One request: rename, alias, MAC, MTU and up (the kernel renames
+            # before it changes flags).
+            attrs: dict[str, Any] = {"ifalias": marker.format(), "state": "up"}
             if glink.rename:
                 attrs["ifname"] = marker.ifname
             if spec.mac:
@@ -359,7 +369,6 @@ class Engine:
             if glink.mtu:
                 attrs["mtu"] = glink.mtu
             await gns.set(created.index, **attrs)
-            await gns.set(created.index, state="up")
             await provider.configure(
                 AddressContext(
                     address=spec.address,

@@ -81,6 +81,9 @@ class LinkContext:
     host: Netns
     guest_ns: Netns
     journal: Journal
+    host_link: Link | None
+    """The host interface as found when the backend was chosen (None: it did
+    not exist then). Re-check under ``lock`` before creating it."""
     ifname: str
     """The final guest-side name (the engine renames to it afterwards)."""
     temp_ifname: str

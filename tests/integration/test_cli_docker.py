@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -123,3 +124,88 @@ def test_netns_guest_from_the_cli(host_ns, make_netns, run_pipework):
     result = run_pipework("brpwtn", f"netns:{blue.name}", "198.18.34.3/24", netns=host_ns.name)
     assert result.returncode == 0, result.stderr
     assert not only_loopback(blue)
+
+
+def test_attach_right_after_docker_start(host_ns, make_container, docker_daemon, run_pipework):
+    """The PID-0 window right after start is retried, not reported as 'not running'."""
+    web = make_container(start=False)
+    started = subprocess.Popen(
+        ["docker", "-H", docker_daemon.host, "start", web.id],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=docker_daemon.env,
+    )
+    try:
+        result = run_pipework("brpwtd", web.name, "198.18.35.2/24", netns=host_ns.name)
+    finally:
+        started.wait(timeout=60)
+    # Either we caught it starting (and waited for its PID) or it was not yet
+    # running at all; never a half-made attachment.
+    if result.returncode == 0:
+        assert "eth1" in links(web)
+    else:
+        assert result.returncode == 4, result.stderr
+        assert only_loopback(host_ns)
+
+
+@pytest.fixture
+def docker_over_tcp(docker_daemon, host_ns):
+    """The private daemon's API on 127.0.0.1 of the test's host namespace."""
+    import socket
+    import threading
+
+    from pipework.engine.netlink import socket_in_netns
+
+    fd = os.open(host_ns.path, os.O_RDONLY)
+    try:
+        listener = socket_in_netns(fd, socket.AF_INET, socket.SOCK_STREAM, 0)
+    finally:
+        os.close(fd)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    unix_path = docker_daemon.host.removeprefix("unix://")
+    stop = threading.Event()
+
+    def pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(unix_path)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_tcp_docker_host_goes_through_aiodocker(
+    host_ns, make_container, run_pipework, docker_over_tcp
+):
+    web = make_container()
+    env = dict(os.environ, DOCKER_HOST=docker_over_tcp)
+    result = run_pipework("brpwtd", web.name, "198.18.36.2/24", netns=host_ns.name, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "eth1" in links(web)
+    missing = run_pipework("brpwtd", "pwt-nosuch", "0/0", netns=host_ns.name, env=env)
+    assert missing.returncode == 3 and "no such container: pwt-nosuch" in missing.stderr

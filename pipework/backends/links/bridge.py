@@ -75,6 +75,9 @@ class BridgeBackend:
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:
         name = ctx.spec.host
         host = ctx.host
+        found = ctx.host_link
+        if found is not None and found.kind == "bridge" and found.up:
+            return found  # the common case: no lock, no extra request
         async with ctx.lock(f"bridge:{name}"):
             bridge = await host.link(name)
             if bridge is not None:
