@@ -22,6 +22,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 def run(args: list[str]) -> int:
     words = [a for a in args if a not in GLOBAL_FLAGS]
     first = words[0] if words else ""
+    if not words and "--version" not in args:
+        from .app import run_app
+
+        run_app(["--help"])
+        return 2  # like the original: no arguments is a usage error
     if first and first not in SUBCOMMANDS and (not first.startswith("-") or _legacy_option(first)):
         from .legacy import run_legacy
 

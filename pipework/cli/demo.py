@@ -117,7 +117,10 @@ def run_demo(*, docker: bool, image: str, keep: bool, debug: bool) -> int:
                 else:
                     print(f"  ping {a} -> {b}: reply in {rtt * 1000:.2f} ms")
             if keep:
-                print(f"kept everything; remove it with: ip netns del {' '.join(names)}")
+                print(
+                    "kept everything; remove it with: "
+                    + "; ".join(f"ip netns del {n}" for n in names)
+                )
             else:
                 print("tearing down: the namespaces, veths and bridge vanish with their fds")
         print("OK: the guests reach each other over the bridge" if ok else "FAILED")

@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -319,8 +320,10 @@ class Engine:
                         )
                     await self._remove(old, gns, existing)
                     status = "replaced"
-                link = await self._create(spec, guest, gns, backend, provider, marker, host_link)
-                return await self._result(guest, gns, link, marker, spec, status)
+                link, final = await self._create(
+                    spec, guest, gns, backend, provider, marker, host_link
+                )
+                return await self._result(guest, gns, link, final, spec, status)
         finally:
             self._pool.release(gns)
 
@@ -333,7 +336,8 @@ class Engine:
         provider: AddressProvider,
         marker: Marker,
         host_link: Link | None,
-    ) -> Link:
+    ) -> tuple[Link, Marker]:
+        """Create the attachment; return the guest link and its final marker."""
         journal = Journal()
         try:
             glink: GuestLink = await backend.attach(
@@ -361,7 +365,9 @@ class Engine:
             journal.record(f"guest interface in {guest.name}", lambda: gns.delete(created.index))
             # One request: rename, alias, MAC, MTU and up (the kernel renames
             # before it changes flags).
-            attrs: dict[str, Any] = {"ifalias": marker.format(), "state": "up"}
+            # The guest-side marker names the host side only if there is one.
+            final = replace(marker, hostif=glink.host_ifname or "")
+            attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up"}
             if glink.rename:
                 attrs["ifname"] = marker.ifname
             if spec.mac:
@@ -394,7 +400,7 @@ class Engine:
             self._background.start_soon(
                 self._announce, os.dup(guest.fd), guest.name, link, glink.host_ifname, address.ip
             )
-        return link
+        return link, final
 
     async def _announce(
         self, fd: int, label: str, link: Link, host_ifname: str | None, ip: Any
@@ -427,11 +433,12 @@ class Engine:
             os.close(fd)
 
     async def _healthy(self, marker: Marker, link: Link) -> bool:
+        """Is an attachment that matches the request still whole?"""
         if not link.up:
             return False
-        if marker.hostif and marker.kind == "bridge":
+        if marker.hostif:
             host_side = await self.host.link(marker.hostif)
-            return host_side is not None and Marker.parse(host_side.alias) == marker
+            return host_side is not None and marker.same_attachment(Marker.parse(host_side.alias))
         return True
 
     async def _result(

@@ -24,6 +24,14 @@ class Marker:
     addr: str = ""  # the address method ("static", "dhclient"...)
     cfg: str = ""  # fingerprint of the request, for idempotence
 
+    def same_attachment(self, other: Marker | None) -> bool:
+        """True if ``other`` marks the same attachment (e.g. its host side)."""
+        return other is not None and (self.guest, self.ifname, self.cfg) == (
+            other.guest,
+            other.ifname,
+            other.cfg,
+        )
+
     def format(self) -> str:
         parts = [f"{f.name}={quote(getattr(self, f.name), safe='')}" for f in fields(self)]
         return " ".join([PREFIX, *parts])

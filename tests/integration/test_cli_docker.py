@@ -209,3 +209,16 @@ def test_tcp_docker_host_goes_through_aiodocker(
     assert "eth1" in links(web)
     missing = run_pipework("brpwtd", "pwt-nosuch", "0/0", netns=host_ns.name, env=env)
     assert missing.returncode == 3 and "no such container: pwt-nosuch" in missing.stderr
+
+
+def test_demo_keep_leaves_named_namespaces(run_pipework):
+    names = ["pwdemo-host", "pwdemo-a", "pwdemo-b"]
+    try:
+        result = run_pipework("demo", "--keep")
+        assert result.returncode == 0, result.stderr
+        assert "; ".join(f"ip netns del {n}" for n in names) in result.stdout
+        listed = infra.run(["ip", "netns", "list"]).stdout
+        assert all(name in listed for name in names)
+    finally:
+        for name in names:
+            infra.run(["ip", "netns", "del", name], check=False)

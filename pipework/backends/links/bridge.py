@@ -106,7 +106,7 @@ class BridgeBackend:
         # vanished while its host end lingered.
         if ctx.marker.hostif:
             veth = await ctx.host.link(ctx.marker.hostif)
-            if veth is not None and Marker.parse(veth.alias) == ctx.marker:
+            if veth is not None and ctx.marker.same_attachment(Marker.parse(veth.alias)):
                 await ctx.host.delete(veth.index)
 
 

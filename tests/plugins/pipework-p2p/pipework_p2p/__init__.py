@@ -45,7 +45,7 @@ class PointToPoint:
 
     async def detach(self, ctx: DetachContext) -> None:
         veth = await ctx.host.link(ctx.marker.hostif)
-        if veth is not None and Marker.parse(veth.alias) == ctx.marker:
+        if veth is not None and ctx.marker.same_attachment(Marker.parse(veth.alias)):
             await ctx.host.delete(veth.index)
 
 
