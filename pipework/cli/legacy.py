@@ -45,7 +45,9 @@ def run_attach(spec: AttachSpec, *, json_output: bool, debug: bool) -> int:
                         exc.message, f"or did you mean the command {suggestion!r}?"
                     ) from None
                 raise
-        emit_attachment(attachment, json_output)
+            # Report now; leaving the engine waits for the (non-blocking)
+            # gratuitous ARP to go out once the link is up.
+            emit_attachment(attachment, json_output)
         return 0
 
     return run_async(attach, debug)

@@ -63,9 +63,9 @@ def describe(att: Attachment) -> str:
 
 def emit(data: Any, json_output: bool, human: str) -> None:
     if json_output:
-        print(json.dumps(data, indent=None if isinstance(data, dict) else 2))
+        print(json.dumps(data), flush=True)
     else:
-        print(human)
+        print(human, flush=True)
 
 
 def emit_attachment(att: Attachment, json_output: bool) -> None:
