@@ -4,6 +4,7 @@
 - integration, demo: need root (real namespaces, a private dockerd, OVS,
   dnsmasq).  As non-root they are skipped with a message, except when
   CI=true, where a skip would hide lost coverage, so they fail instead.
+- bench: on request only (``nox -s bench``), root; bench/README.md.
 """
 
 from __future__ import annotations
@@ -156,3 +157,21 @@ def demo(session: nox.Session) -> None:
     _ensure_system_packages(session)
     _install(session)
     session.run("pipework", "demo", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """A short run of both benchmarks (bench/README.md has the full-size commands)."""
+    _require_root(session)
+    _install(session)
+    session.run(
+        "python",
+        "bench/single_attach.py",
+        "--iterations",
+        "5",
+        "--phase-runs",
+        "3",
+        "--importtime-runs",
+        "2",
+    )
+    session.run("python", "bench/attach_many.py", "--count", "20", "--rounds", "1", "--warmup", "5")

@@ -137,7 +137,11 @@ def plugins() -> None:
     from pipework.engine.hookspecs import EngineConfig
     from pipework.engine.plugins import describe, make_plugin_manager
 
-    infos = describe(make_plugin_manager(), EngineConfig())
+    try:
+        infos = describe(make_plugin_manager(), EngineConfig())
+    except PipeworkError as exc:
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
     rows: list[dict[str, Any]] = [asdict(info) for info in infos]
     lines = []
     for info in infos:

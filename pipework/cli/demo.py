@@ -98,11 +98,14 @@ def run_demo(*, docker: bool, image: str, keep: bool, debug: bool) -> int:
                 print("created two throwaway guest network namespaces")
             engine = await stack.enter_async_context(Engine(host_netns=host_ref))
             attached = []
-            for guest, address in zip(guests, ADDRESSES, strict=True):
+            for label, guest, address in zip("AB", guests, ADDRESSES, strict=True):
                 spec = AttachSpec(host=BRIDGE, guest=guest, address=AddressSpec.parse(address))
                 attachment = await engine.attach(spec)
                 attached.append(attachment)
-                print("  " + describe(attachment))
+                line = describe(attachment)
+                if guest.startswith("/proc/"):  # an anonymous namespace: name it
+                    line = line.replace(f" in {attachment.guest.name} ", f" in guest {label} ")
+                print("  " + line)
             ok = True
             for src, dst in ((attached[0], attached[1]), (attached[1], attached[0])):
                 fd = await _netns_fd(engine, src.guest.key)

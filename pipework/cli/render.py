@@ -18,6 +18,8 @@ def setup_logging(debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="pipework: %(levelname)s: %(message)s",
     )
+    # pyroute2 logs every netlink message at DEBUG: too much even for --debug.
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 def error(message: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from .announce import announce
 from .errors import (
@@ -62,9 +63,11 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 ANNOUNCE_WAIT = 2.0
 """Seconds a gratuitous ARP waits for its link to come up before giving up."""
-DEFAULT_LIMIT = 64
-"""Default concurrency of ``attach_many``: netlink work is short and mostly
-kernel-bound, Docker lookups are I/O; see bench/ for the measurement."""
+DEFAULT_LIMIT = 16
+"""Default concurrency of ``attach_many``. Netlink work runs on the event loop
+and gains little from concurrency (bench/README.md); what overlaps is waiting
+on Docker lookups and on the kernel, so a modest bound suffices."""
+STACKED_KINDS = frozenset({"bridge", "vlan", "macvlan", "macvtap", "ipvlan", "bond", "team"})
 
 
 def require_privileges() -> None:
@@ -206,9 +209,14 @@ class Engine:
         matches = [link for link in await self.host.links() if (link.mac or "") == wanted]
         if not matches:
             raise HostInterfaceError(f"no host interface has MAC address {wanted}")
-        # A NIC and the bridges/VLANs stacked on it share its MAC: prefer the NIC.
-        physical = [link for link in matches if link.kind is None]
-        best = physical or matches
+
+        # A NIC and the bridges/VLANs stacked on it share its MAC: prefer the
+        # NIC, then other devices, then the stacked kinds.
+        def rank(link: Link) -> int:
+            return 0 if link.kind is None else 2 if link.kind in STACKED_KINDS else 1
+
+        top = min(rank(link) for link in matches)
+        best = [link for link in matches if rank(link) == top]
         if len(best) > 1:
             names = ", ".join(link.ifname for link in best)
             raise HostInterfaceError(
@@ -233,10 +241,14 @@ class Engine:
             if score > best[0]:
                 best = (score, backend)
         if best[1] is None:
+            what = (
+                f"it is a {host_link.kind or 'network'} interface no backend handles"
+                if host_link is not None
+                else "it does not exist"
+            )
             raise HostInterfaceError(
                 f"I do not know how to set up interface {spec.host}",
-                f"it does not exist; known kinds: {', '.join(sorted(self.backends))} "
-                "(choose one with --kind)",
+                f"{what}; known kinds: {', '.join(sorted(self.backends))} (choose one with --kind)",
             )
         return best[1]
 
@@ -286,6 +298,7 @@ class Engine:
     async def _attach(self, spec: AttachSpec, guest: Guest) -> Attachment:
         host_link = await self._host_link(spec)
         backend = await self.choose_backend(spec, host_link)
+        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
         provider = self.choose_provider(spec)
         ifname = spec.ifname or backend.default_ifname
         host_name = host_link.ifname if host_link else spec.host
@@ -425,7 +438,11 @@ class Engine:
                 # The bridge enables the port in the notifier that follows
                 # the operstate change: give that a moment.
                 await anyio.sleep(0.005)
-            announce(fd, link.ifname, link.mac or "", ipaddress.IPv4Address(ip))
+            # Closing a packet socket waits for an RCU grace period (~14 ms
+            # measured): keep that off the event loop.
+            await anyio.to_thread.run_sync(
+                announce, fd, link.ifname, link.mac or "", ipaddress.IPv4Address(ip)
+            )
         except Exception as exc:  # a missed announcement must never fail anything
             log.debug("announcing %s: %s", ip, exc)
         finally:

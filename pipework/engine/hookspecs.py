@@ -162,6 +162,12 @@ class LinkBackend(Protocol):
         """
         ...
 
+    def check(self, request: HostRequest) -> None:
+        """Raise ``UsageError`` for options this backend cannot honour (a VLAN,
+        ``--direct-phys``...). Called before anything is touched, so a
+        refused ``--force`` re-run leaves the old attachment in place."""
+        ...
+
     async def attach(self, ctx: LinkContext) -> GuestLink:
         """Create the host side and the guest interface ``ctx.temp_ifname``
         *in the guest namespace*, down. Record an inverse in ``ctx.journal``

@@ -25,7 +25,7 @@ def make_plugin_manager(
         except Exception as exc:
             raise PipeworkError(
                 f"a pipework plugin failed to load: {exc}",
-                "uninstall or fix the plugin package (see `pipework plugins --debug`)",
+                "fix or uninstall the plugin package that raised it",
             ) from exc
     for plugin in extra:
         pm.register(plugin)

@@ -143,3 +143,23 @@ def test_not_root(host_ns, make_netns, run_pipework):
     )
     one_line(result, 77, "pipework needs root")
     assert only_loopback(guest) and only_loopback(host_ns)
+
+
+def test_refused_input_leaves_an_existing_attachment_alone(host_ns, make_netns, run_pipework):
+    guest = make_netns("g")
+    assert (
+        run_pipework(
+            "brpwte", f"netns:{guest.name}", "198.18.41.2/24", netns=host_ns.name
+        ).returncode
+        == 0
+    )
+    result = run_pipework(
+        "brpwte", f"netns:{guest.name}", "0/0", "@10", "--force", netns=host_ns.name
+    )
+    one_line(result, 2, "VLANs on Linux bridges")
+    assert "198.18.41.2/24" in guest.exec("ip", "addr", "show", "eth1").stdout
+
+
+def test_version_anywhere(run_pipework):
+    result = run_pipework("br1", "web1", "0/0", "--version")
+    assert result.returncode == 0 and result.stdout.startswith("pipework ")

@@ -35,15 +35,18 @@ class BridgeBackend:
             return 100 if link.kind == "bridge" else 0
         return 10 if request.spec.host.startswith(self.auto_prefix) else 0
 
-    async def attach(self, ctx: LinkContext) -> GuestLink:
-        spec = ctx.spec
+    def check(self, request: HostRequest) -> None:
+        spec = request.spec
         if spec.direct_phys:
             raise UsageError(f"--direct-phys moves a NIC into the guest; {spec.host} is a bridge")
         if spec.vlan is not None:
             raise UsageError(
-                "VLANs on Linux bridges are not supported yet",
-                "use an Open vSwitch bridge (ovs*) for VLAN tags",
+                "VLANs on Linux bridges are not available in this version",
+                "attach without a VLAN ID",
             )
+
+    async def attach(self, ctx: LinkContext) -> GuestLink:
+        spec = ctx.spec
         bridge = await self._ensure_bridge(ctx)
         mtu = spec.mtu or bridge.mtu
         if bridge.max_mtu and mtu > bridge.max_mtu:

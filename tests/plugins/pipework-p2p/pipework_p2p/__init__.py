@@ -14,6 +14,7 @@ from pipework.engine import (
     HostRequest,
     LinkContext,
     Marker,
+    UsageError,
     hookimpl,
 )
 
@@ -26,6 +27,10 @@ class PointToPoint:
         if request.host_link is None and request.spec.host.startswith("p2p"):
             return 10
         return 0
+
+    def check(self, request: HostRequest) -> None:
+        if request.spec.vlan is not None or request.spec.direct_phys:
+            raise UsageError("a p2p link takes neither a VLAN nor --direct-phys")
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
         mtu = ctx.spec.mtu or 1500

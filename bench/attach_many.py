@@ -1,0 +1,393 @@
+"""Throughput of ``Engine.attach_many`` against ``ip -batch`` and the CNI bridge plugin.
+
+    sudo /path/to/venv/bin/python bench/attach_many.py [--count 200] [--rounds 3] [--json]
+
+N guest namespaces are created once; each round then, per method in a
+shuffled order, attaches all N to one bridge (timed), checks every guest
+(untimed), removes all N attachments (timed) and checks the bridge is empty:
+
+* ``pipework (limit=L)``: ``await engine.attach_many(specs)`` on an
+  ``Engine(host_netns=...)`` that is already entered; removal is
+  ``engine.detach(guest)`` for every guest, L at a time.  The time of the
+  whole ``async with Engine()`` block (plugin loading, waiting for the
+  gratuitous ARPs on exit) is reported as "session".
+* ``ip-batch``: one ``ip -batch -`` in the host for every veth (peer created
+  as eth1 directly in its guest, enslaved, up), then one
+  ``ip -n GUEST -batch -`` per guest for the address and link up; removal is
+  one ``ip -batch -`` of ``link del``.
+* ``cni``: the CNI ``bridge`` plugin with ``static`` IPAM, ADD once per
+  guest, one after another; removal is DEL once per guest.
+
+At the end the guests are attached once more with pipework and the
+supervisor times deleting the N namespaces themselves (``ip -batch`` of
+``netns del``) and how long the kernel takes until the last host-side veth
+is gone.  See _harness.py for the namespace layout and the clean-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _harness import (
+    BenchError,
+    Session,
+    drop_cni_if_missing,
+    emit,
+    format_table,
+    guest_address,
+    log,
+    machine_info,
+    ratio,
+    require_root_and_tools,
+    run,
+    supervise,
+    timed,
+)
+from single_attach import cni_config, cni_env
+
+POLL = 0.005
+"""Seconds between looks at the bridge while waiting for ports to go."""
+
+
+# -- supervisor ---------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=200, help="guests attached per round")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per method")
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="guests in one untimed round first (0: none)"
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        action="append",
+        help="attach_many concurrency; repeat to compare (default: 1 and the engine's default)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed for the method order")
+    parser.add_argument("--cni-dir", default="/usr/lib/cni", help="CNI plugin directory")
+    parser.add_argument(
+        "--bytecode",
+        choices=("cached", "env"),
+        default="cached",
+        help="how the worker's Python treats bytecode (see single_attach.py)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--count and --rounds must be positive, --warmup not negative")
+    return args
+
+
+def supervisor(args: argparse.Namespace) -> int:
+    require_root_and_tools()
+    try:
+        from pipework.engine.engine import DEFAULT_LIMIT
+    except ImportError:
+        raise BenchError(f"pipework is not installed for {sys.executable}") from None
+    limits = sorted(set(args.limit or [1, DEFAULT_LIMIT]))
+    methods = [f"pipework (limit={n})" for n in limits] + ["ip-batch", "cni"]
+    cni = Path(args.cni_dir)
+    drop_cni_if_missing(methods, cni)
+    plan = {
+        "count": args.count,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "limits": limits,
+        "default_limit": DEFAULT_LIMIT,
+        "methods": methods,
+        "seed": args.seed,
+        "cni_dir": str(cni),
+        "bytecode": args.bytecode,
+    }
+
+    def guests(session: Session) -> list[str]:
+        return [session.guest(f"{i:04d}") for i in range(args.count)]
+
+    result = supervise(
+        Path(__file__).resolve(),
+        plan,
+        guests,
+        bytecode=args.bytecode,
+        finish=delete_namespaces,
+    )
+    result["machine"] = machine_info()
+    emit(result, render(result), as_json=args.json)
+    return 0
+
+
+def delete_namespaces(session: Session, result: dict[str, Any]) -> None:
+    """Time deleting the attached guests' namespaces, then the kernel's clean-up."""
+    guests = [n for n in session.created if n != session.host]
+    ports = session.bridge_ports()
+    if ports != len(guests):
+        raise BenchError(f"expected {len(guests)} attached guests, the bridge has {ports} ports")
+    batch = "".join(f"netns del {n}\n" for n in guests)
+    start = time.perf_counter()
+    run(["ip", "-batch", "-"], stdin=batch)
+    deleted = time.perf_counter()
+    while session.bridge_ports():
+        if time.perf_counter() - deleted > 60:
+            raise BenchError("host-side veths still there a minute after deleting the namespaces")
+        time.sleep(POLL)
+    gone = time.perf_counter()
+    result["netns_teardown"] = {
+        "guests": len(guests),
+        "ip_netns_del_s": deleted - start,
+        "host_veths_gone_s": gone - start,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    count = result["config"]["count"]
+    rows = []
+    for name, m in result["methods"].items():
+        note = ""
+        if "host_batch_s" in m:
+            note = (
+                f"host batch {m['host_batch_s']:.3f} s + guest batches {m['guest_batches_s']:.3f} s"
+            )
+        elif "session_s" in m:
+            note = f"session {m['session_s']:.3f} s"
+        rows.append(
+            [
+                name,
+                f"{m['attach_s']:.3f}",
+                m["attaches_per_s"],
+                f"{m['teardown_s']:.3f}",
+                m["detaches_per_s"],
+                note,
+            ]
+        )
+    lines = [
+        f"attach_many, {count} guests, median of {result['config']['rounds']} rounds",
+        format_table(
+            ["method", "attach s", "attaches/s", "teardown s", "detaches/s", "breakdown (median)"],
+            rows,
+        ),
+        "",
+        f"time ratios (>1: pipework slower), pipework at limit={result['config']['default_limit']}:",
+    ]
+    for name, r in result["ratios"].items():
+        lines.append(f"  {name}: attach {_x(r['attach'])}  teardown {_x(r['teardown'])}")
+    teardown = result.get("netns_teardown")
+    if teardown:
+        lines += [
+            "",
+            f"deleting {teardown['guests']} attached guest namespaces: `ip -batch` returns after "
+            f"{teardown['ip_netns_del_s']:.3f} s, last host-side veth gone after "
+            f"{teardown['host_veths_gone_s']:.3f} s",
+        ]
+    return "\n".join(lines)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+# -- worker ---------------------------------------------------------------------------------
+def work(plan: dict[str, Any]) -> dict[str, Any]:
+    guests: list[str] = plan["guests"]
+    addresses = [str(guest_address(k)) for k in range(len(guests))]
+    methods: list[str] = plan["methods"]
+    if plan["warmup"]:
+        n = min(plan["warmup"], len(guests))
+        log(f"warm-up: {n} guests, every method")
+        for method in methods:
+            once(method, plan, guests[:n], addresses[:n])
+    samples: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
+    rng = random.Random(plan["seed"])
+    for r in range(plan["rounds"]):
+        order = list(methods)
+        rng.shuffle(order)
+        for method in order:
+            sample = once(method, plan, guests, addresses)
+            samples[method].append(sample)
+            log(
+                f"round {r + 1}: {method}: attach {sample['attach_s']:.3f} s, "
+                f"teardown {sample['teardown_s']:.3f} s"
+            )
+    log("attaching every guest once more, for the namespace-deletion teardown")
+    attach_pipework(plan, guests, addresses, plan["default_limit"])
+    check_attached(plan, guests, addresses)
+
+    count = len(guests)
+    stats: dict[str, dict[str, Any]] = {}
+    for method, runs in samples.items():
+        medians = {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+        stats[method] = {
+            **medians,
+            "attaches_per_s": count / medians["attach_s"],
+            "detaches_per_s": count / medians["teardown_s"],
+            "rounds": runs,
+        }
+    ours = stats[f"pipework (limit={plan['default_limit']})"]
+    ratios = {
+        f"pipework/{base}": {
+            "attach": ratio(ours["attach_s"], stats[base]["attach_s"]),
+            "teardown": ratio(ours["teardown_s"], stats[base]["teardown_s"]),
+        }
+        for base in ("ip-batch", "cni")
+        if base in stats
+    }
+    return {
+        "benchmark": "attach_many",
+        "config": {
+            k: plan[k]
+            for k in ("count", "rounds", "warmup", "limits", "default_limit", "seed", "bytecode")
+        },
+        "methods": stats,
+        "ratios": ratios,
+    }
+
+
+def once(
+    method: str, plan: dict[str, Any], guests: list[str], addresses: list[str]
+) -> dict[str, float]:
+    """Attach ``guests`` with ``method``, check, tear down, check; the timings."""
+    sample: dict[str, float]
+    if method.startswith("pipework"):
+        limit = int(method.partition("limit=")[2].rstrip(")"))
+        sample = attach_pipework(plan, guests, addresses, limit)
+        check_attached(plan, guests, addresses)
+        sample["teardown_s"] = detach_pipework(plan, guests, limit)
+    elif method == "ip-batch":
+        sample = attach_ip_batch(plan, guests, addresses)
+        check_attached(plan, guests, addresses)
+        batch = "".join(f"link del {host_veth(i)}\n" for i in range(len(guests)))
+        sample["teardown_s"] = timed(["ip", "-batch", "-"], stdin=batch)[0]
+    elif method == "cni":
+        sample = {"attach_s": cni_all(plan, guests, addresses, "ADD")}
+        check_attached(plan, guests, addresses)
+        sample["teardown_s"] = cni_all(plan, guests, addresses, "DEL")
+    else:
+        raise BenchError(f"unknown method {method}")
+    wait_bridge_empty(plan)
+    return sample
+
+
+def attach_pipework(
+    plan: dict[str, Any], guests: list[str], addresses: list[str], limit: int
+) -> dict[str, float]:
+    import anyio
+
+    from pipework import AddressSpec, AttachSpec, Engine
+
+    specs = [
+        AttachSpec(host=plan["bridge"], guest=f"netns:{g}", address=AddressSpec.parse(a))
+        for g, a in zip(guests, addresses, strict=True)
+    ]
+
+    async def attach() -> dict[str, float]:
+        start = time.perf_counter()
+        async with Engine(host_netns=f"/run/netns/{plan['host']}", limit=limit) as engine:
+            begin = time.perf_counter()
+            results = await engine.attach_many(specs)
+            end = time.perf_counter()
+        finish = time.perf_counter()
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            raise BenchError(f"{len(failed)} attaches failed, the first: {failed[0]!r}")
+        return {"attach_s": end - begin, "session_s": finish - start}
+
+    return anyio.run(attach)
+
+
+def detach_pipework(plan: dict[str, Any], guests: list[str], limit: int) -> float:
+    import anyio
+
+    from pipework import Engine
+
+    async def detach() -> float:
+        removed: list[int] = []
+        async with Engine(host_netns=f"/run/netns/{plan['host']}", limit=limit) as engine:
+            limiter = anyio.CapacityLimiter(limit)
+
+            async def one(guest: str) -> None:
+                async with limiter:
+                    removed.append(len(await engine.detach(f"netns:{guest}")))
+
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for guest in guests:
+                    tg.start_soon(one, guest)
+            elapsed = time.perf_counter() - start
+        if sorted(removed) != [1] * len(guests):
+            raise BenchError(f"detach removed {sum(removed)} interfaces from {len(guests)} guests")
+        return elapsed
+
+    return anyio.run(detach)
+
+
+def host_veth(i: int) -> str:
+    return f"pwbv{i:04d}"
+
+
+def attach_ip_batch(
+    plan: dict[str, Any], guests: list[str], addresses: list[str]
+) -> dict[str, float]:
+    bridge = plan["bridge"]
+    host_batch = "".join(
+        f"link add {host_veth(i)} type veth peer name eth1 netns {g}\n"
+        f"link set {host_veth(i)} master {bridge} up\n"
+        for i, g in enumerate(guests)
+    )
+    host_s = timed(["ip", "-batch", "-"], stdin=host_batch)[0]
+    start = time.perf_counter()
+    for guest, address in zip(guests, addresses, strict=True):
+        run(
+            ["ip", "-n", guest, "-batch", "-"],
+            stdin=f"addr add {address} brd + dev eth1\nlink set eth1 up\n",
+        )
+    guests_s = time.perf_counter() - start
+    return {"attach_s": host_s + guests_s, "host_batch_s": host_s, "guest_batches_s": guests_s}
+
+
+def cni_all(plan: dict[str, Any], guests: list[str], addresses: list[str], command: str) -> float:
+    plugin = f"{plan['cni_dir']}/bridge"
+    start = time.perf_counter()
+    for guest, address in zip(guests, addresses, strict=True):
+        config = json.dumps(cni_config(plan["bridge"], address))
+        run([plugin], stdin=config, env=cni_env(command, plan["cni_dir"], guest))
+    return time.perf_counter() - start
+
+
+def bridge_ports(plan: dict[str, Any]) -> int:
+    return len(
+        json.loads(run(["ip", "-j", "link", "show", "master", plan["bridge"]]).stdout or "[]")
+    )
+
+
+def check_attached(plan: dict[str, Any], guests: list[str], addresses: list[str]) -> None:
+    """Every guest has eth1 up with its address, and the bridge has one port per guest."""
+    ports = bridge_ports(plan)
+    if ports != len(guests):
+        raise BenchError(f"the bridge has {ports} ports, expected {len(guests)}")
+    for guest, address in zip(guests, addresses, strict=True):
+        proc = run(["ip", "-n", guest, "-j", "-4", "addr", "show", "dev", "eth1"])
+        links = json.loads(proc.stdout)
+        found = [f"{a['local']}/{a['prefixlen']}" for link in links for a in link["addr_info"]]
+        if len(links) != 1 or "UP" not in links[0]["flags"] or found != [address]:
+            raise BenchError(f"eth1 in {guest} is not up with {address}: {links}")
+
+
+def wait_bridge_empty(plan: dict[str, Any]) -> None:
+    deadline = time.monotonic() + 10
+    while (ports := bridge_ports(plan)) != 0:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{ports} ports still on the bridge after the teardown")
+        time.sleep(POLL)
+
+
+if __name__ == "__main__":
+    from _harness import entry_point
+
+    entry_point(parse_args, supervisor, work)
