@@ -2,31 +2,52 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pluggy
 
 from . import hookspecs
+from .entrypoints import entry_points
 from .errors import PipeworkError
 
 ENTRY_POINT_GROUP = "pipework"
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus which distribution each entry-point plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__("pipework")
+        self.distributions: dict[str, tuple[str, str]] = {}
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        for ep in entry_points(group):
+            if self.get_plugin(ep.name) is not None or self.is_blocked(ep.name):
+                continue
+            module_name, _, attr = ep.value.partition(":")
+            try:
+                plugin = importlib.import_module(module_name.strip())
+                for part in filter(None, attr.strip().split(".")):
+                    plugin = getattr(plugin, part)
+            except Exception as exc:
+                raise PipeworkError(
+                    f"plugin {ep.name} from {ep.distribution} {ep.version} failed to load: {exc}",
+                    f"fix or uninstall {ep.distribution}",
+                ) from exc
+            self.register(plugin, name=ep.name)
+            self.distributions[ep.name] = (ep.distribution, ep.version)
+
+
 def make_plugin_manager(
     extra: Iterable[object] = (), *, entry_points: bool = True
-) -> pluggy.PluginManager:
+) -> PluginManager:
     """A plugin manager with the hook specs, every ``pipework`` entry point and ``extra``."""
-    pm = pluggy.PluginManager("pipework")
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs.PipeworkSpecs)
     if entry_points:
-        try:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-        except Exception as exc:
-            raise PipeworkError(
-                f"a pipework plugin failed to load: {exc}",
-                "fix or uninstall the plugin package that raised it",
-            ) from exc
+        pm.load_entry_points()
     for plugin in extra:
         pm.register(plugin)
     pm.check_pending()
@@ -46,13 +67,12 @@ class PluginInfo:
     guest_resolvers: tuple[str, ...]
 
 
-def describe(pm: pluggy.PluginManager, config: hookspecs.EngineConfig) -> list[PluginInfo]:
-    dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+def describe(pm: PluginManager, config: hookspecs.EngineConfig) -> list[PluginInfo]:
     infos: list[PluginInfo] = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        dist = dists.get(id(plugin))
+        distribution, version = pm.distributions.get(name, ("(registered in code)", ""))
 
         def call(hook: str, plugin: object = plugin) -> tuple[str, ...]:
             impl = getattr(plugin, hook, None)
@@ -62,8 +82,8 @@ def describe(pm: pluggy.PluginManager, config: hookspecs.EngineConfig) -> list[P
             PluginInfo(
                 name=name,
                 module=getattr(plugin, "__name__", type(plugin).__name__),
-                distribution=dist.project_name if dist else "(registered in code)",
-                version=dist.version if dist else "",
+                distribution=distribution,
+                version=version,
                 link_backends=call("pipework_link_backends"),
                 address_providers=call("pipework_address_providers"),
                 guest_resolvers=call("pipework_guest_resolvers"),

@@ -80,3 +80,20 @@ def test_attach_and_detach_through_the_plugin(host_ns, make_netns, run_pipework,
     detached = infra.run([sys.executable, "-c", code], env=plugin_env, cwd=infra.REPO_ROOT)
     assert detached.stdout.strip() == "1"
     assert only_loopback(guest) and "pwtp2p0" not in links(host_ns)
+
+
+def test_a_broken_plugin_is_named_in_one_line(run_pipework, plugin_env, tmp_path):
+    """A plugin that raises on import stops every command with its name and distribution."""
+    broken = tmp_path / "site"
+    dist = broken / "pipework_broken-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: pipework-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[pipework]\nbroken = pipework_broken\n")
+    (broken / "pipework_broken.py").write_text("raise RuntimeError('boom')\n")
+    env = dict(plugin_env, PYTHONPATH=f"{broken}{os.pathsep}{plugin_env['PYTHONPATH']}")
+    result = run_pipework("plugins", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "pipework: plugin broken from pipework-broken 0.1 failed to load: boom "
+        "(fix or uninstall pipework-broken)"
+    )
