@@ -41,7 +41,7 @@ from .guests import Guest
 from .journal import Journal
 from .marker import Marker
 from .netlink import Link, Netns
-from .specs import AddressSpec, AttachSpec
+from .specs import AddressSpec, Attachment, AttachSpec
 
 hookspec = pluggy.HookspecMarker("pipework")
 hookimpl = pluggy.HookimplMarker("pipework")
@@ -230,8 +230,8 @@ class PipeworkSpecs:
         """Return guest resolver objects."""
 
     @hookspec
-    def pipework_attached(self, attachment: object) -> None:
-        """Notification: an attach completed (``attachment`` is an ``Attachment``).
+    def pipework_attached(self, attachment: Attachment) -> None:
+        """Notification: an attach completed (also for "unchanged" re-runs).
         Must be quick and must not raise."""
 
 
