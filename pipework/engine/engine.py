@@ -61,6 +61,8 @@ log = logging.getLogger("pipework")
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
+RESOLVE_GRACE = 2.0
+"""Seconds beyond the timeout before the engine gives up on a resolver."""
 ANNOUNCE_WAIT = 2.0
 """Seconds a gratuitous ARP waits for its link to come up before giving up."""
 DEFAULT_LIMIT = 16
@@ -195,11 +197,14 @@ class Engine:
                 f"is the plugin for {prefix}: installed? see `pipework plugins`",
             )
         try:
-            with anyio.fail_after(self.config.timeout):
+            # A backstop: resolvers bound their own calls with the same timeout
+            # and explain themselves; this catches one that does not.
+            with anyio.fail_after(self.config.timeout + RESOLVE_GRACE):
                 return await resolver.resolve(ref)
         except TimeoutError:
             raise TimeoutExpiredError(
-                f"looking up {ref} took longer than {self.config.timeout:g} s"
+                f"looking up {ref} took longer than {self.config.timeout + RESOLVE_GRACE:g} s",
+                f"the {resolver.name} resolver did not answer",
             ) from None
 
     async def _host_link(self, spec: AttachSpec) -> Link | None:

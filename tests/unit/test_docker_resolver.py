@@ -109,3 +109,16 @@ async def test_unsupported_docker_host(monkeypatch):
 def test_default_host(monkeypatch):
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     assert docker_mod.docker_host() == "unix:///var/run/docker.sock"
+
+
+async def test_a_daemon_that_never_answers_times_out(tmp_path, monkeypatch):
+    path = str(tmp_path / "d.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)  # accepts (in the backlog) but never answers
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    try:
+        with pytest.raises(RuntimeUnavailableError, match=r"did not answer within 0\.2 s"):
+            await DockerResolver(timeout=0.2).resolve("web1")
+    finally:
+        server.close()
