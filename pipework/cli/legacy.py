@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 
-from pipework.engine.errors import HostInterfaceError, UsageError
+from pipework.engine.errors import UnknownHostInterfaceError, UsageError
 from pipework.engine.grammar import parse_legacy
 from pipework.engine.specs import AttachSpec
 
@@ -38,10 +38,10 @@ def run_attach(spec: AttachSpec, *, json_output: bool, debug: bool) -> int:
         async with Engine() as engine:
             try:
                 attachment = await engine.attach(spec)
-            except HostInterfaceError as exc:
+            except UnknownHostInterfaceError as exc:
                 suggestion = did_you_mean(spec.host)
-                if suggestion and "do not know" in exc.message:
-                    raise HostInterfaceError(
+                if suggestion:
+                    raise UnknownHostInterfaceError(
                         exc.message, f"or did you mean the command {suggestion!r}?"
                     ) from None
                 raise

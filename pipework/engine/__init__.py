@@ -12,6 +12,7 @@ from .errors import (
     PipeworkError,
     RuntimeUnavailableError,
     TimeoutExpiredError,
+    UnknownHostInterfaceError,
     UnsupportedError,
     UsageError,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "PipeworkError",
     "RuntimeUnavailableError",
     "TimeoutExpiredError",
+    "UnknownHostInterfaceError",
     "UnsupportedError",
     "UsageError",
     "derive_mac",

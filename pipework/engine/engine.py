@@ -36,6 +36,7 @@ from .errors import (
     NotPermittedError,
     PipeworkError,
     TimeoutExpiredError,
+    UnknownHostInterfaceError,
     UnsupportedError,
     UsageError,
 )
@@ -251,7 +252,7 @@ class Engine:
                 if host_link is not None
                 else "it does not exist"
             )
-            raise HostInterfaceError(
+            raise UnknownHostInterfaceError(
                 f"I do not know how to set up interface {spec.host}",
                 f"{what}; known kinds: {', '.join(sorted(self.backends))} (choose one with --kind)",
             )
@@ -381,10 +382,10 @@ class Engine:
             # The backend's inverse removes it through the host side; this one
             # covers backends whose guest interface outlives its host side.
             journal.record(f"guest interface in {guest.name}", lambda: gns.delete(created.index))
-            # One request: rename, alias, MAC, MTU and up (the kernel renames
-            # before it changes flags).
             # The guest-side marker names the host side only if there is one.
             final = replace(marker, hostif=glink.host_ifname or "")
+            # One request: rename, alias, MAC, MTU and up (the kernel renames
+            # before it changes flags).
             attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up"}
             if glink.rename:
                 attrs["ifname"] = marker.ifname

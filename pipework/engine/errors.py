@@ -52,6 +52,10 @@ class HostInterfaceError(PipeworkError):
     exit_code = 6
 
 
+class UnknownHostInterfaceError(HostInterfaceError):
+    """No link backend knows what to do with the host interface. Exit code 6."""
+
+
 class ConflictError(PipeworkError):
     """The guest interface exists with a different configuration. Exit code 7."""
 

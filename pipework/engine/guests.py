@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 from dataclasses import dataclass
@@ -66,9 +65,4 @@ def open_netns(path: str, info: GuestInfo, *, vanished: type[Exception] | None =
 
 def proc_netns(pid: int, info: GuestInfo) -> Guest:
     """The namespace of a running process; a vanished process means not running."""
-    try:
-        return open_netns(f"/proc/{pid}/ns/net", info, vanished=GuestNotRunningError)
-    except OSError as exc:  # pragma: no cover
-        if exc.errno == errno.ESRCH:
-            raise GuestNotRunningError(f"{info.name} is not running") from None
-        raise
+    return open_netns(f"/proc/{pid}/ns/net", info, vanished=GuestNotRunningError)

@@ -29,8 +29,8 @@ import os
 import socket
 import sys
 import types
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -49,7 +49,6 @@ T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 IFA_F_NODAD = 0x02
 RT_SCOPE_LINK = 253
-ARPHRD_INFINIBAND = 32
 
 #: Kernel modules that provide a link kind, for "this kernel has no X support".
 KIND_MODULES = {"vlan": "8021q", "ipoib": "ib_ipoib", "bridge": "bridge"}
@@ -118,16 +117,48 @@ def _netlink_error_type() -> Any:
     return NetlinkError
 
 
-_libc: ctypes.CDLL | None = None
+_libc_handle: ctypes.CDLL | None = None
 
 
-def _setns(fd: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+def _libc() -> ctypes.CDLL:
+    global _libc_handle
+    if _libc_handle is None:
+        _libc_handle = ctypes.CDLL(None, use_errno=True)
+    return _libc_handle
+
+
+def _check(result: int) -> None:
+    if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+@contextmanager
+def _inside(fd: int | None) -> Iterator[None]:
+    """Run the block with this thread in the namespace ``fd`` (None: stay put).
+
+    Only the calling thread moves, and it always moves back; sockets and
+    /proc/sys/net files opened meanwhile stay tied to the namespace.
+    """
+    if fd is None:
+        yield
+        return
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        try:
+            _check(_libc().setns(fd, CLONE_NEWNET))
+        except OSError as exc:
+            if exc.errno == errno.EPERM:
+                raise NotPermittedError(
+                    "cannot enter the guest's network namespace", "run pipework as root"
+                ) from None
+            raise PipeworkError(f"cannot enter network namespace: {exc.strerror}") from None
+        try:
+            yield
+        finally:
+            _check(_libc().setns(home, CLONE_NEWNET))
+    finally:
+        os.close(home)
 
 
 def new_netns() -> int:
@@ -136,20 +167,15 @@ def new_netns() -> int:
     The namespace vanishes, with every interface in it, when the last fd
     closes: nothing to clean up even if the process is killed.
     """
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        if _libc.unshare(CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise NotPermittedError(f"cannot create a network namespace: {os.strerror(err)}")
+    with _inside(home):  # come back here whatever unshare() did
         try:
-            return os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
+            _check(_libc().unshare(CLONE_NEWNET))
+        except OSError as exc:
+            raise NotPermittedError(f"cannot create a network namespace: {exc.strerror}") from None
+        fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    os.close(home)
+    return fd
 
 
 def write_sysctl(fd: int | None, key: str, value: str) -> bool:
@@ -159,48 +185,21 @@ def write_sysctl(fd: int | None, key: str, value: str) -> bool:
     /proc/sys/net shows the namespace of the task that opens it, so the file
     is opened while this thread is inside the namespace.
     """
-    path = "/proc/sys/" + key
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY) if fd is not None else None
     try:
-        if fd is not None:
-            _setns(fd)
-        try:
-            with open(path, "r+") as handle:
-                if handle.read().strip() == value:
-                    return False
-                handle.seek(0)
-                handle.write(value)
-                return True
-        finally:
-            if home is not None:
-                _setns(home)
+        with _inside(fd), open("/proc/sys/" + key, "r+") as handle:
+            if handle.read().strip() == value:
+                return False
+            handle.seek(0)
+            handle.write(value)
+            return True
     except OSError as exc:
         raise PipeworkError(f"cannot set {key}: {exc.strerror}") from None
-    finally:
-        if home is not None:
-            os.close(home)
 
 
 def socket_in_netns(fd: int | None, family: int, type_: int, proto: int) -> socket.socket:
     """Create a socket inside the namespace ``fd`` (``None``: the current one)."""
-    if fd is None:
+    with _inside(fd):
         return socket.socket(family, type_, proto)
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        try:
-            _setns(fd)
-        except OSError as exc:
-            if exc.errno == errno.EPERM:
-                raise NotPermittedError(
-                    "cannot enter the guest's network namespace", "run pipework as root"
-                ) from None
-            raise PipeworkError(f"cannot enter network namespace: {exc.strerror}") from None
-        try:
-            return socket.socket(family, type_, proto)
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
 
 
 @dataclass(frozen=True)
@@ -375,15 +374,17 @@ class Netns:
     async def restore_route(self, attrs: dict[str, Any]) -> None:
         await self._call("restoring a route", (await self._api()).route("replace", **attrs))
 
-    async def set_default_route(self, gateway: IPAddress | None, oif: int | None) -> None:
-        dst = "0.0.0.0/0" if gateway is None or gateway.version == 4 else "::/0"
-        attrs: dict[str, Any] = {"dst": dst}
-        if gateway is not None:
-            attrs["gateway"] = str(gateway)
-            attrs["family"] = _family(gateway)
-        if oif is not None:
-            attrs["oif"] = oif
-        await self._call("setting the default route", (await self._api()).route("replace", **attrs))
+    async def set_default_route(self, gateway: IPAddress, oif: int) -> None:
+        await self._call(
+            "setting the default route",
+            (await self._api()).route(
+                "replace",
+                dst="0.0.0.0/0" if gateway.version == 4 else "::/0",
+                gateway=str(gateway),
+                family=_family(gateway),
+                oif=oif,
+            ),
+        )
 
     async def delete_default_route(self, version: int) -> None:
         dst = "0.0.0.0/0" if version == 4 else "::/0"
@@ -479,13 +480,3 @@ class NetlinkPool:
         for handle, _ in self._cache.values():
             handle.close()
         self._cache.clear()
-
-
-@asynccontextmanager
-async def opened(fd: int | None, label: str = "host") -> AsyncIterator[Netns]:
-    """A one-off ``Netns`` (for tools and tests that need no engine)."""
-    pool = NetlinkPool()
-    try:
-        yield pool.acquire(fd, label)
-    finally:
-        pool.close()
