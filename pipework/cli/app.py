@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from pipework.engine.errors import PipeworkError, UsageError
-from pipework.engine.grammar import USAGE
-from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec
+from pipework.engine.errors import PipeworkError
+from pipework.engine.grammar import USAGE, parse_backend_options
+from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
 
 from . import GLOBAL_FLAGS
 from .render import emit, error, setup_logging
@@ -82,11 +82,26 @@ def attach(
         str | None, typer.Option("--mac", help="MAC address, U:STRING, or MACSPEC MAC@VID.")
     ] = None,
     vlan: Annotated[int | None, typer.Option("--vlan", help="VLAN ID (1-4094).")] = None,
+    pkey: Annotated[
+        str | None, typer.Option("--pkey", help="IPoIB partition key, in hex (e.g. 8001).")
+    ] = None,
     mtu: Annotated[
         int | None, typer.Option("--mtu", help="MTU (default: the host interface's).")
     ] = None,
     kind: Annotated[
         str | None, typer.Option("--kind", help="Link backend to use instead of guessing.")
+    ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", help="macvlan/ipvlan mode (bridge, private, vepa, passthru; l2, l3, l3s)."
+        ),
+    ] = None,
+    opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--opt", "-o", help="Backend option KEY=VALUE (repeatable), e.g. datapath_type=netdev."
+        ),
     ] = None,
     direct_phys: Annotated[
         bool, typer.Option("--direct-phys", help="Move the NIC itself into the guest.")
@@ -102,12 +117,7 @@ def attach(
     from .legacy import run_attach
 
     def build() -> AttachSpec:
-        mac_value, vlan_value = (None, vlan)
-        if mac is not None:
-            mac_value, mac_vlan = parse_macspec(mac)
-            if mac_vlan is not None and vlan is not None and mac_vlan != vlan:
-                raise UsageError(f"--mac {mac} and --vlan {vlan} disagree")
-            vlan_value = vlan if vlan is not None else mac_vlan
+        mac_value, tag = parse_macspec(mac) if mac is not None else (None, None)
         return AttachSpec(
             host=host,
             guest=guest,
@@ -115,9 +125,12 @@ def attach(
             ifname=ifname,
             host_ifname=host_ifname,
             mac=mac_value,
-            vlan=vlan_value,
+            vlan=vlan,
+            tag=tag,
+            pkey=parse_pkey(pkey) if pkey is not None else None,
             mtu=mtu,
             kind=kind,
+            options=parse_backend_options(opt or [], mode),
             direct_phys=direct_phys,
             family=family,  # type: ignore[arg-type]  # validated by AttachSpec
             force=force,

@@ -33,7 +33,18 @@ from .hookspecs import (
 )
 from .journal import Journal
 from .marker import BRIDGE_MARKER, Marker
-from .netlink import Link, LinkExists, NetlinkFailure, Netns, NoSuchLink, unsupported_kind
+from .netlink import (
+    ARPHRD_INFINIBAND,
+    ARPHRD_LOOPBACK,
+    Link,
+    LinkExists,
+    NetlinkFailure,
+    Netns,
+    NoSuchLink,
+    current_netns_fd,
+    pick_mtu,
+    unsupported_kind,
+)
 from .specs import (
     AddressSpec,
     Attachment,
@@ -42,10 +53,14 @@ from .specs import (
     derive_mac,
     parse_mac,
     parse_macspec,
+    parse_pkey,
     validate_ifname,
 )
+from .sublinks import create_child, detach_child
 
 __all__ = [
+    "ARPHRD_INFINIBAND",
+    "ARPHRD_LOOPBACK",
     "BRIDGE_MARKER",
     "EXIT_INTERRUPTED",
     "AddressContext",
@@ -83,12 +98,17 @@ __all__ = [
     "UnknownHostInterfaceError",
     "UnsupportedError",
     "UsageError",
+    "create_child",
+    "current_netns_fd",
     "derive_mac",
+    "detach_child",
     "hookimpl",
     "hookspec",
     "open_netns",
     "parse_mac",
     "parse_macspec",
+    "parse_pkey",
+    "pick_mtu",
     "proc_netns",
     "require_privileges",
     "unsupported_kind",

@@ -15,7 +15,6 @@ any exception or cancellation unwinds it under a shielded scope.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import os
@@ -56,7 +55,7 @@ from .journal import Journal
 from .marker import Marker
 from .netlink import Link, NetlinkPool, Netns, NoSuchLink
 from .plugins import make_plugin_manager
-from .specs import AddressSpec, Attachment, AttachSpec, Status
+from .specs import AddressSpec, Attachment, AttachSpec, Status, short_hash
 
 log = logging.getLogger("pipework")
 
@@ -90,10 +89,6 @@ def require_privileges() -> None:
             f"pipework needs root to change network interfaces (missing {', '.join(missing)})",
             "run it with sudo",
         )
-
-
-def short_hash(*parts: str) -> str:
-    return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:10]
 
 
 class Engine:
@@ -271,9 +266,15 @@ class Engine:
     async def attach(self, spec: AttachSpec) -> Attachment:
         """Attach one interface; all or nothing."""
         require_privileges()
+        # Everything that can refuse the request comes before the guest
+        # lookup: bad input fails fast, even when Docker is slow or down.
+        host_link = await self._host_link(spec)
+        backend = await self.choose_backend(spec, host_link)
+        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
+        provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
-            return await self._attach(spec, guest)
+            return await self._attach(spec, guest, host_link, backend, provider)
         finally:
             guest.close()
 
@@ -301,11 +302,14 @@ class Engine:
                 tg.start_soon(one, i, spec)
         return results
 
-    async def _attach(self, spec: AttachSpec, guest: Guest) -> Attachment:
-        host_link = await self._host_link(spec)
-        backend = await self.choose_backend(spec, host_link)
-        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
-        provider = self.choose_provider(spec)
+    async def _attach(
+        self,
+        spec: AttachSpec,
+        guest: Guest,
+        host_link: Link | None,
+        backend: LinkBackend,
+        provider: AddressProvider,
+    ) -> Attachment:
         ifname = spec.ifname or backend.default_ifname
         host_name = host_link.ifname if host_link else spec.host
         key = guest.info.key
@@ -374,21 +378,26 @@ class Engine:
                     lock=self.lock,
                 )
             )
-            created = await gns.link(glink.temp_ifname if glink.rename else marker.ifname)
+            created = await gns.link(glink.temp_ifname)
             if created is None:
                 raise PipeworkError(
                     f"the {backend.name} backend did not create {glink.temp_ifname} in {guest.name}"
                 )
-            # The backend's inverse removes it through the host side; this one
-            # covers backends whose guest interface outlives its host side.
-            journal.record(f"guest interface in {guest.name}", lambda: gns.delete(created.index))
+            if glink.owned:
+                # The backend's inverse removes it through the host side; this
+                # one covers guest interfaces that outlive their host side.
+                journal.record(
+                    f"guest interface in {guest.name}", lambda: gns.delete(created.index)
+                )
             # The guest-side marker names the host side only if there is one.
-            final = replace(marker, hostif=glink.host_ifname or "")
+            final = replace(marker, hostif=glink.host_ifname or "", state=glink.state)
             # One request: rename, alias, MAC, MTU and up (the kernel renames
             # before it changes flags).
-            attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up"}
-            if glink.rename:
-                attrs["ifname"] = marker.ifname
+            attrs: dict[str, Any] = {
+                "ifname": marker.ifname,
+                "ifalias": final.format(),
+                "state": "up",
+            }
             if spec.mac:
                 attrs["address"] = spec.mac
             if glink.mtu:
@@ -524,7 +533,16 @@ class Engine:
                 if provider.claims(AddressSpec(method=marker.addr or "static")):
                     await provider.release(ctx)
                     break
-            await gns.delete(link.index)
+            # The backend goes first: it may take the interface back (a NIC
+            # passed through) or must delete it before what it hangs on.
             backend = self.backends.get(marker.kind)
             if backend is not None:
                 await backend.detach(ctx)
+            current = await gns.link_by_index(link.index)
+            if current is not None and Marker.parse(current.alias) == marker:
+                if self.backends.get(marker.kind) is None and marker.state:
+                    raise UnsupportedError(
+                        f"the {marker.kind} backend that made {link.ifname} is not installed",
+                        "install it to detach; pipework will not delete an interface it moved",
+                    )
+                await gns.delete(link.index)

@@ -4,7 +4,8 @@
 
 The original only recognised ``-i``, ``-l``, ``-a`` right after HOSTIF and in
 that order; we accept every option anywhere, in short or long form, plus the
-long-only ``--mtu``, ``--kind``, ``--mac``, ``--vlan`` and ``--force``.
+long-only ``--mtu``, ``--kind``, ``--mac``, ``--vlan``, ``--mode``, ``--force``
+and the repeatable backend option ``-o KEY=VALUE``.
 ``--`` ends the options.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import UsageError
-from .specs import AddressSpec, AttachSpec, parse_macspec
+from .specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
 
 USAGE = "pipework [--direct-phys] HOSTIF [-i IF] [-l IF] [-a 4|6] GUEST IPSPEC [MACSPEC]"
 
@@ -29,9 +30,29 @@ _VALUE_OPTIONS = {
     "--kind": "kind",
     "--mac": "mac",
     "--vlan": "vlan",
+    "--mode": "mode",
+    "--pkey": "pkey",
 }
+_REPEATED_OPTIONS = {"-o": "options", "--opt": "options"}
 _FLAG_OPTIONS = {"--direct-phys": "direct_phys", "--force": "force"}
-OPTIONS = sorted([*_VALUE_OPTIONS, *_FLAG_OPTIONS])
+OPTIONS = sorted([*_VALUE_OPTIONS, *_FLAG_OPTIONS, *_REPEATED_OPTIONS])
+
+
+def parse_backend_options(items: Sequence[str], mode: str | None = None) -> dict[str, str]:
+    """``-o KEY=VALUE`` words (and ``--mode M``, short for ``-o mode=M``) -> a dict."""
+    options: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"-o {item!r} is not KEY=VALUE", "e.g. -o mode=private")
+        if key in options:
+            raise UsageError(f"option {key} is given twice")
+        options[key] = value
+    if mode is not None:
+        if "mode" in options:
+            raise UsageError("the mode is given twice (--mode and -o mode=)")
+        options["mode"] = mode
+    return options
 
 
 def split_options(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
@@ -46,11 +67,19 @@ def split_options(args: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         if name in _FLAG_OPTIONS and not eq:
             options[_FLAG_OPTIONS[name]] = True
+        elif name in _REPEATED_OPTIONS or (arg.startswith("-o") and len(arg) > 2):
+            if name in _REPEATED_OPTIONS:
+                value = inline if eq else next(it, None)
+                if value is None:
+                    raise UsageError(f"option {name} needs a value", "e.g. -o mode=private")
+            else:
+                value = arg[2:]  # -omode=private, as getopt allows
+            options.setdefault("options", []).append(value)
         elif name in _VALUE_OPTIONS:
             if eq:
                 value = inline
             else:
-                value = next(it, None)  # type: ignore[assignment]
+                value = next(it, None)
                 if value is None:
                     raise UsageError(f"option {name} needs a value", f"usage: {USAGE}")
             key = _VALUE_OPTIONS[name]
@@ -79,18 +108,20 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
     if len(positionals) > 4:
         raise UsageError(f"too many arguments: {' '.join(positionals[4:])}", f"usage: {USAGE}")
     host, guest, ipspec = positionals[:3]
+    if "pkey" in options:
+        options["pkey"] = parse_pkey(options["pkey"])
     if "family" in options:
         if options["family"] not in ("4", "6"):
             raise UsageError(f"-a takes 4 or 6, not {options['family']!r}")
         options["family"] = int(options["family"])
+    options["options"] = parse_backend_options(
+        options.pop("options", []), options.pop("mode", None)
+    )
     if len(positionals) == 4:
-        mac, vlan = parse_macspec(positionals[3])
+        mac, tag = parse_macspec(positionals[3])
         if mac is not None:
             if "mac" in options:
                 raise UsageError("the MAC address is given twice (MACSPEC and --mac)")
             options["mac"] = mac
-        if vlan is not None:
-            if "vlan" in options:
-                raise UsageError("the VLAN is given twice (MACSPEC and --vlan)")
-            options["vlan"] = vlan
+        options["tag"] = tag
     return AttachSpec(host=host, guest=guest, address=AddressSpec.parse(ipspec), **options)

@@ -109,8 +109,12 @@ class GuestLink:
     """The host-side interface created, if any."""
     mtu: int | None = None
     """The MTU the engine should set on the guest side (None: leave it)."""
-    rename: bool = True
-    """False if the backend moved an existing interface and named it itself."""
+    owned: bool = True
+    """False when the guest interface is the user's (a NIC moved in): the
+    engine must never delete it, only the backend's inverse gives it back."""
+    state: str = ""
+    """Backend data kept in the guest interface's marker and handed back to
+    ``detach`` as ``ctx.marker.state`` (e.g. the NIC's original MAC)."""
 
 
 @dataclass(frozen=True)
@@ -175,8 +179,10 @@ class LinkBackend(Protocol):
         ...
 
     async def detach(self, ctx: DetachContext) -> None:
-        """Remove what ``attach`` created on the host side. The engine removes
-        the guest interface. Must be idempotent."""
+        """Remove what ``attach`` created. Called before the engine deletes
+        the guest interface (if it is still there afterwards), so a backend
+        may take it back (a NIC passed through) or delete it in the order its
+        host side needs. Must be idempotent."""
         ...
 
 

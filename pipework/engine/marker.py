@@ -23,6 +23,7 @@ class Marker:
     hostif: str = ""  # the host-side interface, if any
     addr: str = ""  # the address method ("static", "dhclient"...)
     cfg: str = ""  # fingerprint of the request, for idempotence
+    state: str = ""  # what the backend needs to undo its work (phys: original MAC)
 
     def same_attachment(self, other: Marker | None) -> bool:
         """True if ``other`` marks the same attachment (e.g. its host side)."""
@@ -33,7 +34,11 @@ class Marker:
         )
 
     def format(self) -> str:
-        parts = [f"{f.name}={quote(getattr(self, f.name), safe='')}" for f in fields(self)]
+        parts = [
+            f"{f.name}={quote(getattr(self, f.name), safe='')}"
+            for f in fields(self)
+            if getattr(self, f.name) or f.name != "state"
+        ]
         return " ".join([PREFIX, *parts])
 
     @classmethod

@@ -51,7 +51,11 @@ IFA_F_NODAD = 0x02
 RT_SCOPE_LINK = 253
 
 #: Kernel modules that provide a link kind, for "this kernel has no X support".
-KIND_MODULES = {"vlan": "8021q", "ipoib": "ib_ipoib", "bridge": "bridge"}
+KIND_MODULES = {"vlan": "8021q", "ipoib": "ib_ipoib", "veth": "veth"}
+ARPHRD_INFINIBAND = 32
+ARPHRD_LOOPBACK = 772
+BRIDGE_VLAN_INFO_PVID = 0x2
+BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 
 
 class NetlinkFailure(PipeworkError):
@@ -217,13 +221,17 @@ class Link:
     operstate: str
     link_type: int
     max_mtu: int | None
+    parent: int | None = None
+    """IFLA_LINK: the interface this one is stacked on (VLAN, macvlan...)."""
+    vlan_id: int | None = None
 
     @classmethod
     def from_msg(cls, msg: Any) -> Link:
+        kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
         return cls(
             index=msg["index"],
             ifname=msg.get("ifname"),
-            kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+            kind=kind,
             mtu=msg.get("mtu") or 0,
             mac=msg.get("address"),
             alias=msg.get("ifalias"),
@@ -232,6 +240,12 @@ class Link:
             operstate=msg.get("operstate") or "UNKNOWN",
             link_type=msg["ifi_type"],
             max_mtu=msg.get("max_mtu"),
+            parent=msg.get("link"),
+            vlan_id=(
+                msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_VLAN_ID")
+                if kind == "vlan"
+                else None
+            ),
         )
 
 
@@ -296,11 +310,82 @@ class Netns:
         return [Link.from_msg(m) async for m in result]
 
     async def create(self, ifname: str, kind: str, **attrs: Any) -> None:
-        """``ip link add``; raises ``LinkExists`` on EEXIST."""
-        await self._call(
-            f"creating {kind} interface {ifname}",
-            (await self._api()).link("add", ifname=ifname, kind=kind, **attrs),
+        """``ip link add``; raises ``LinkExists`` on EEXIST and says which
+        kernel module is missing on EOPNOTSUPP."""
+        try:
+            await (await self._api()).link("add", ifname=ifname, kind=kind, **attrs)
+        except _netlink_error_type() as exc:
+            if exc.code == errno.EOPNOTSUPP:
+                raise unsupported_kind(kind) from None
+            raise _translate(exc, f"creating {kind} interface {ifname}", self.label) from None
+
+    async def move(self, index: int, fd: int, ifname: str) -> None:
+        """Move an interface into the namespace ``fd``, renaming it on the way
+        (one request: no clash with a same-named interface over there)."""
+        await self.set(index, net_ns_fd=fd, ifname=ifname)
+
+    async def add_altname(self, index: int, altname: str) -> bool:
+        """Add an alternative name; False if this interface already has it."""
+        try:
+            await (await self._api()).link("property_add", index=index, altname=altname)
+        except _netlink_error_type() as exc:
+            if exc.code == errno.EEXIST:
+                return False
+            raise _translate(exc, f"adding name {altname} to #{index}", self.label) from None
+        return True
+
+    async def del_altname(self, index: int, altname: str) -> None:
+        try:
+            await (await self._api()).link("property_del", index=index, altname=altname)
+        except _netlink_error_type() as exc:
+            if exc.code not in (errno.ENOENT, errno.ENODEV, errno.ENOMSG, errno.EINVAL):
+                raise _translate(
+                    exc, f"removing name {altname} from #{index}", self.label
+                ) from None
+
+    async def altnames(self, index: int) -> list[str]:
+        msgs = await self._call(
+            f"looking up interface #{index}", (await self._api()).link("get", index=index)
         )
+        return list(msgs[0].altnames()) if msgs else []
+
+    async def enable_vlan_filtering(self, bridge: Link) -> bool:
+        """Turn on VLAN filtering on a bridge; False if it was on already."""
+        msgs = await self._call(
+            f"looking up {bridge.ifname}", (await self._api()).link("get", index=bridge.index)
+        )
+        if msgs[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_BR_VLAN_FILTERING"):
+            return False
+        try:
+            await (await self._api()).link(
+                "set", index=bridge.index, kind="bridge", br_vlan_filtering=1
+            )
+        except _netlink_error_type() as exc:
+            if exc.code == errno.EOPNOTSUPP:
+                raise UnsupportedError(
+                    "this kernel has no bridge VLAN filtering support"
+                    " (CONFIG_BRIDGE_VLAN_FILTERING)",
+                    "attach without a VLAN, or use Open vSwitch (an ovs* bridge)",
+                ) from None
+            raise _translate(
+                exc, f"turning on VLAN filtering on {bridge.ifname}", self.label
+            ) from None
+        return True
+
+    async def set_port_vlan(self, index: int, vid: int) -> None:
+        """Make ``vid`` the bridge port's only VLAN: untagged, and its PVID."""
+        api = await self._api()
+        flags = BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED
+        await self._call(
+            f"putting port #{index} on VLAN {vid}",
+            api.vlan_filter("add", index=index, vlan_info={"vid": vid, "flags": flags}),
+        )
+        if vid != 1:  # the bridge's default PVID, which every new port gets
+            try:
+                await api.vlan_filter("del", index=index, vlan_info={"vid": 1})
+            except _netlink_error_type() as exc:
+                if exc.code not in (errno.ENOENT, errno.EINVAL):
+                    raise _translate(exc, f"removing VLAN 1 from #{index}", self.label) from None
 
     async def set(self, index: int, **attrs: Any) -> None:
         await self._call(
@@ -433,6 +518,27 @@ def unsupported_kind(kind: str) -> UnsupportedError:
         f"this kernel has no {kind} support (module {module})",
         f"load it with `modprobe {module}` or pick another link kind",
     )
+
+
+def pick_mtu(requested: int | None, parent: Link, ceiling: int | None = None) -> int:
+    """The MTU for an interface on ``parent``: ``requested``, or the parent's.
+
+    ``ceiling`` is the most the parent allows its children (a macvlan's
+    parent MTU); by default its own maximum.
+    """
+    mtu = requested or parent.mtu
+    limit = ceiling if ceiling is not None else parent.max_mtu
+    if limit and mtu > limit:
+        raise HostInterfaceError(
+            f"MTU {mtu} is larger than {parent.ifname} allows (at most {limit})",
+            f"choose --mtu {limit} or less, or raise {parent.ifname}'s MTU",
+        )
+    return mtu
+
+
+def current_netns_fd() -> int:
+    """An fd for this thread's own namespace (close it after use)."""
+    return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
 
 def netns_identity(fd: int | None) -> tuple[int, int]:

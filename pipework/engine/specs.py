@@ -11,7 +11,7 @@ import hashlib
 import ipaddress
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +40,11 @@ def validate_ifname(name: str, what: str = "interface name") -> str:
             f"{what} {name!r} is not valid", "it may not contain '/', ':' or white space"
         )
     return name
+
+
+def short_hash(*parts: str) -> str:
+    """10 hex digits naming generated interfaces (``pw`` + hash fits IFNAMSIZ)."""
+    return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:10]
 
 
 def derive_mac(seed: str) -> str:
@@ -77,16 +82,35 @@ def parse_vlan(text: str | int) -> int:
     return vid
 
 
-def parse_macspec(text: str) -> tuple[str | None, int | None]:
-    """MACSPEC ``[MAC][@VID]`` -> (mac, vlan)."""
-    mac_part, at, vid_part = text.partition("@")
-    if at and not vid_part:
+def parse_pkey(text: str) -> int:
+    """An InfiniBand partition key, written in hex (``8001``, ``0x8001``)."""
+    digits = text[2:] if text.lower().startswith("0x") else text
+    try:
+        pkey = int(digits, 16) if 0 < len(digits) <= 4 else -1
+    except ValueError:
+        pkey = -1
+    if pkey < 0 or not pkey & 0x7FFF:
+        raise UsageError(
+            f"partition key {text!r} is not valid",
+            "write it in hex, 0001-7fff (limited) or 8001-ffff (full membership)",
+        )
+    return pkey
+
+
+def parse_macspec(text: str) -> tuple[str | None, str | None]:
+    """MACSPEC ``[MAC][@TAG]`` -> (mac, tag as written).
+
+    The tag is a VLAN ID for most backends and a hex partition key for
+    IPoIB, so only the backend can read it; ``AttachSpec`` checks that it is
+    one of the two.
+    """
+    mac_part, at, tag = text.partition("@")
+    if at and not tag:
         raise UsageError(f"MACSPEC {text!r} ends with '@'", "write MAC@VID, e.g. @10")
     mac = parse_mac(mac_part) if mac_part else None
-    vlan = parse_vlan(vid_part) if at else None
-    if mac is None and vlan is None:
+    if mac is None and not tag:
         raise UsageError("MACSPEC is empty")
-    return mac, vlan
+    return mac, tag or None
 
 
 def parse_mtu(text: str | int) -> int:
@@ -196,6 +220,9 @@ class AttachSpec:
     mac: str | None = None
     vlan: int | None = None
     mtu: int | None = None
+    tag: str | None = None
+    """MACSPEC's ``@`` suffix as written: a VLAN ID, or an IPoIB partition key."""
+    pkey: int | None = None
     kind: str | None = None
     direct_phys: bool = False
     family: Literal[4, 6] | None = None
@@ -217,6 +244,21 @@ class AttachSpec:
             object.__setattr__(self, "mac", parse_mac(self.mac))
         if self.vlan is not None:
             object.__setattr__(self, "vlan", parse_vlan(self.vlan))
+        if self.pkey is not None:
+            object.__setattr__(self, "pkey", parse_pkey(f"{self.pkey:x}"))
+        if self.tag is not None:
+            if self.vlan is not None or self.pkey is not None:
+                raise UsageError("the VLAN is given twice (MACSPEC and --vlan)")
+            try:
+                object.__setattr__(self, "vlan", parse_vlan(self.tag))
+            except UsageError:
+                try:
+                    parse_pkey(self.tag)
+                except UsageError:
+                    raise UsageError(
+                        f"@{self.tag} is neither a VLAN ID (1 to 4094) nor a partition key",
+                        "IPoIB partition keys are hex: 0001-7fff or 8001-ffff",
+                    ) from None
         if self.mtu is not None:
             object.__setattr__(self, "mtu", parse_mtu(self.mtu))
         if self.kind is not None and not _METHOD_RE.match(self.kind):
@@ -228,6 +270,58 @@ class AttachSpec:
             if addr is not None and addr.version != self.family:
                 raise UsageError(f"-a {self.family} does not match the address {addr}")
 
+    def vlan_id(self, kind: str) -> int | None:
+        """The VLAN ID, for backends that take one (not a partition key)."""
+        if self.pkey is not None:
+            raise UsageError(f"a partition key is for IPoIB, not for {kind}")
+        if self.tag is not None and self.vlan is None:
+            parse_vlan(self.tag)  # raises "out of range"
+        return self.vlan
+
+    def partition_key(self) -> int | None:
+        """The IPoIB partition key (``@PKEY`` in hex, or ``pkey``)."""
+        if self.tag is not None:
+            return parse_pkey(self.tag)
+        if self.vlan is not None:
+            raise UsageError(
+                "IPoIB takes a partition key, not a VLAN ID", "write @PKEY in hex, e.g. @8001"
+            )
+        return self.pkey
+
+    def refuse(
+        self, kind: str, *, vlan: bool = False, mac: bool = False, direct_phys: bool = False
+    ) -> None:
+        """Raise ``UsageError`` for options a backend of ``kind`` cannot honour."""
+        if vlan and (self.vlan is not None or self.tag is not None or self.pkey is not None):
+            raise UsageError(f"{kind} interfaces cannot carry a VLAN tag", "drop @VID / --vlan")
+        if mac and self.mac is not None:
+            raise UsageError(f"{kind} interfaces cannot take a MAC address", "drop the MAC")
+        if direct_phys and self.direct_phys:
+            raise UsageError(
+                f"--direct-phys moves a NIC into the guest; it does not apply to {kind}"
+            )
+
+    def backend_options(self, kind: str, known: Mapping[str, str]) -> None:
+        """Raise ``UsageError`` for ``-o`` keys a backend does not know.
+
+        ``known`` maps each accepted key to a one-line description.
+        """
+        for key in self.options:
+            if key not in known:
+                accepted = ", ".join(sorted(known)) or "none"
+                raise UsageError(
+                    f"the {kind} backend has no option {key!r}", f"its options: {accepted}"
+                )
+
+    def choice(
+        self, kind: str, key: str, choices: Sequence[str], default: str | None
+    ) -> str | None:
+        """The backend option ``key`` (``-o key=`` or ``--mode``), one of ``choices``."""
+        value = self.options.get(key, default)
+        if value is not None and value not in choices:
+            raise UsageError(f"{kind} has no {key} {value!r}", f"use one of {', '.join(choices)}")
+        return value
+
     def fingerprint(self, backend: str, host: str) -> str:
         """A short digest of everything that shapes the result, for idempotence."""
         parts = [
@@ -236,6 +330,8 @@ class AttachSpec:
             str(self.address),
             self.mac or "",
             str(self.vlan or ""),
+            self.tag or "",
+            str(self.pkey or ""),
             str(self.mtu or ""),
             self.host_ifname or "",
             "direct" if self.direct_phys else "",

@@ -40,6 +40,15 @@ def test_macspec_positional():
     spec = parse_legacy(["ovsbr0", "web1", "dhcp", "U:myhost.foo.com@10"])
     assert spec.mac == "02:72:6c:cd:9b:8d" and spec.vlan == 10
     assert parse_legacy(["ovs0", "web1", "dhcp", "@20"]).vlan == 20
+    ib = parse_legacy(["ib0", "web1", "dhcp", "@8001"])
+    assert ib.tag == "8001" and ib.partition_key() == 0x8001
+
+
+def test_backend_options():
+    spec = parse_legacy(["eth2", "web1", "0/0", "--mode", "private", "-o", "x=1", "-oy=2"])
+    assert dict(spec.options) == {"mode": "private", "x": "1", "y": "2"}
+    spec = parse_legacy(["ovs0", "web1", "0/0", "--opt=datapath_type=netdev", "--pkey", "8001"])
+    assert dict(spec.options) == {"datapath_type": "netdev"} and spec.pkey == 0x8001
 
 
 def test_double_dash_ends_options():
@@ -62,6 +71,11 @@ def test_double_dash_ends_options():
         (["br1", "web1", "0/0", "@10", "--vlan", "11"], "twice"),
         (["br1", "-l", "waytoolongname16", "web1", "0/0"], "16 bytes"),
         (["br1", "web1", "198.18.0.1"], "netmask"),
+        (["br1", "web1", "0/0", "-o"], "needs a value"),
+        (["br1", "web1", "0/0", "-o", "=x"], "not KEY=VALUE"),
+        (["br1", "web1", "0/0", "-o", "a=1", "-o", "a=2"], "option a is given twice"),
+        (["br1", "web1", "0/0", "--mode", "l2", "-o", "mode=l3"], "mode is given twice"),
+        (["br1", "web1", "0/0", "--pkey", "8000"], "partition key"),
     ],
 )
 def test_usage_errors(args, fragment):

@@ -1,7 +1,7 @@
 """Ownership markers survive the round trip through an interface alias."""
 
 from pipework.engine import Marker
-from pipework.engine.engine import short_hash
+from pipework.engine.specs import short_hash
 
 
 def test_round_trip_with_odd_characters():

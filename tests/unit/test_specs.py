@@ -12,7 +12,7 @@ from pipework.engine import (
     parse_mac,
     parse_macspec,
 )
-from pipework.engine.specs import parse_mtu, parse_vlan, validate_ifname
+from pipework.engine.specs import parse_mtu, parse_pkey, parse_vlan, validate_ifname
 
 
 def test_u_mac_matches_the_original_mapping():
@@ -44,15 +44,67 @@ def test_bad_macs(text, fragment):
 
 
 def test_macspec_forms():
-    assert parse_macspec("@10") == (None, 10)
-    assert parse_macspec("02:aa:bb:cc:dd:ee@4094") == ("02:aa:bb:cc:dd:ee", 4094)
+    assert parse_macspec("@10") == (None, "10")
+    assert parse_macspec("02:aa:bb:cc:dd:ee@4094") == ("02:aa:bb:cc:dd:ee", "4094")
     assert parse_macspec("U:x") == (derive_mac("x"), None)
 
 
-@pytest.mark.parametrize("text", ["@0", "@4095", "@x", "02:aa:bb:cc:dd:ee@", ""])
+@pytest.mark.parametrize("text", ["02:aa:bb:cc:dd:ee@", "", "@"])
 def test_bad_macspecs(text):
     with pytest.raises(UsageError):
         parse_macspec(text)
+
+
+@pytest.mark.parametrize("tag", ["0", "x", "12345", "0x8000", "-1"])
+def test_a_tag_must_be_a_vlan_or_a_partition_key(tag):
+    with pytest.raises(UsageError, match="neither a VLAN ID"):
+        AttachSpec(host="br1", guest="web1", tag=tag)
+
+
+def test_a_tag_is_read_by_the_backend():
+    spec = AttachSpec(host="br1", guest="web1", tag="10")
+    assert spec.vlan_id("bridge") == 10 and spec.partition_key() == 0x10
+    # 8001 is no VLAN ID but a fine partition key (full membership of 0x0001)
+    spec = AttachSpec(host="ib0", guest="web1", tag="8001")
+    assert spec.vlan is None and spec.partition_key() == 0x8001
+    with pytest.raises(UsageError, match="VLAN ID 8001 is out of range"):
+        spec.vlan_id("bridge")
+    with pytest.raises(UsageError, match="VLAN ID 4095 is out of range"):
+        AttachSpec(host="br1", guest="web1", tag="4095").vlan_id("bridge")
+
+
+def test_explicit_vlan_and_pkey_do_not_mix_up():
+    with pytest.raises(UsageError, match="not a VLAN ID"):
+        AttachSpec(host="ib0", guest="g", vlan=10).partition_key()
+    with pytest.raises(UsageError, match="partition key is for IPoIB"):
+        AttachSpec(host="br1", guest="g", pkey=0x8001).vlan_id("bridge")
+    with pytest.raises(UsageError, match="twice"):
+        AttachSpec(host="br1", guest="g", vlan=10, tag="10")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("8001", 0x8001), ("0x7fff", 0x7FFF), ("FFFF", 0xFFFF)]
+)
+def test_partition_keys(text, value):
+    assert parse_pkey(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "8000", "10000", "", "0x", "zz"])
+def test_bad_partition_keys(text):
+    with pytest.raises(UsageError, match="partition key"):
+        parse_pkey(text)
+
+
+def test_refusals_and_backend_options():
+    spec = AttachSpec(host="x", guest="g", mac="02:00:00:00:00:01", tag="5", options={"mode": "l3"})
+    with pytest.raises(UsageError, match="cannot carry a VLAN tag"):
+        spec.refuse("dummy", vlan=True)
+    with pytest.raises(UsageError, match="cannot take a MAC address"):
+        spec.refuse("ipvlan", mac=True)
+    spec.refuse("phys", direct_phys=True)  # not asked for: fine
+    spec.backend_options("ipvlan", {"mode": "l2|l3|l3s"})
+    with pytest.raises(UsageError, match="the bridge backend has no option 'mode'"):
+        spec.backend_options("bridge", {})
 
 
 def test_vlan_and_mtu_ranges():

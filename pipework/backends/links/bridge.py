@@ -1,7 +1,10 @@
 """Linux bridge backend: a veth pair, host end enslaved to a bridge.
 
 The bridge is used if it exists, or created for ``br*`` names (any name with
-``--kind bridge``), as the original did. The guest end is created directly in
+``--kind bridge``), as the original did. ``@VID`` (which the original
+refused) turns on the bridge's VLAN filtering, if it is off, and makes VID
+the port's only VLAN, untagged, as its PVID: guests on one VID reach each
+other and no one else. Other ports keep the default PVID 1. The guest end is created directly in
 the guest's namespace under a temporary name; the engine renames it.
 """
 
@@ -21,6 +24,7 @@ from pipework.engine import (
     Netns,
     UsageError,
     hookimpl,
+    pick_mtu,
 )
 
 
@@ -37,20 +41,19 @@ class BridgeBackend:
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
+        spec.backend_options(self.name, {})
         if spec.direct_phys:
             raise UsageError(f"--direct-phys moves a NIC into the guest; {spec.host} is a bridge")
-        if spec.vlan is not None:
-            raise UsageError(
-                "VLANs on Linux bridges are not available in this version",
-                "attach without a VLAN ID",
-            )
+        spec.vlan_id("Linux bridges")
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
         spec = ctx.spec
+        vlan = spec.vlan_id("Linux bridges")
         bridge = await self._ensure_bridge(ctx)
-        mtu = spec.mtu or bridge.mtu
-        if bridge.max_mtu and mtu > bridge.max_mtu:
-            raise HostInterfaceError(f"MTU {mtu} is larger than {bridge.ifname} allows")
+        if vlan is not None:
+            async with ctx.lock(f"bridge:{bridge.ifname}"):
+                await ctx.host.enable_vlan_filtering(bridge)
+        mtu = pick_mtu(spec.mtu, bridge)
         host = ctx.host
         try:
             await host.create(
@@ -70,7 +73,10 @@ class BridgeBackend:
         if veth is None:  # pragma: no cover - deleted by someone else in between
             raise HostInterfaceError(f"{ctx.host_ifname} vanished right after creation")
         ctx.journal.record(f"veth {ctx.host_ifname}", lambda: host.delete(veth.index))
-        await host.set(veth.index, master=bridge.index, ifalias=ctx.marker.format(), state="up")
+        await host.set(veth.index, master=bridge.index, ifalias=ctx.marker.format())
+        if vlan is not None:
+            await host.set_port_vlan(veth.index, vlan)
+        await host.set(veth.index, state="up")
         return GuestLink(
             temp_ifname=ctx.temp_ifname, host=bridge.ifname, host_ifname=ctx.host_ifname, mtu=mtu
         )

@@ -1,0 +1,66 @@
+"""IPoIB: a child of an InfiniBand interface, on a partition key.
+
+Chosen when the host interface is of type 32 (ARPHRD_INFINIBAND), as the
+original did. ``@PKEY`` (hex, e.g. ``@8001``) or ``--pkey`` selects the
+partition; without one the kernel uses the parent's. The guest interface is
+``ib0`` unless ``-i`` says otherwise. IPoIB hardware addresses belong to the
+adapter, so a MAC address is refused. ``-o mode=datagram|connected`` picks
+the transport mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipework.engine import (
+    ARPHRD_INFINIBAND,
+    DetachContext,
+    EngineConfig,
+    GuestLink,
+    HostRequest,
+    LinkContext,
+    UsageError,
+    create_child,
+    hookimpl,
+)
+
+MODES = ("datagram", "connected")
+
+
+class IpoibBackend:
+    name = "ipoib"
+    default_ifname = "ib0"
+
+    async def claim(self, request: HostRequest) -> int:
+        link = request.host_link
+        return 100 if link is not None and link.link_type == ARPHRD_INFINIBAND else 0
+
+    def check(self, request: HostRequest) -> None:
+        spec = request.spec
+        spec.backend_options(self.name, {"mode": "|".join(MODES)})
+        if spec.mac is not None:
+            raise UsageError(
+                "IPoIB interfaces cannot take a MAC address (the InfiniBand adapter sets it)",
+                "drop the MAC from MACSPEC; @PKEY alone selects the partition",
+            )
+        spec.refuse(self.name, direct_phys=True)
+        spec.choice(self.name, "mode", MODES, None)
+        spec.partition_key()
+
+    async def attach(self, ctx: LinkContext) -> GuestLink:
+        spec = ctx.spec
+        attrs: dict[str, Any] = {}
+        pkey = spec.partition_key()
+        if pkey is not None:
+            attrs["pkey"] = pkey
+        if "mode" in spec.options:
+            attrs["mode"] = spec.options["mode"]
+        return await create_child(ctx, "ipoib", attrs)
+
+    async def detach(self, ctx: DetachContext) -> None:
+        """Nothing on the host side: the engine deletes the child."""
+
+
+@hookimpl
+def pipework_link_backends(config: EngineConfig) -> list[IpoibBackend]:
+    return [IpoibBackend()]

@@ -1,0 +1,68 @@
+"""macvlan: a child of an existing host interface, with its own MAC address.
+
+The catch-all backend for an existing interface that is not a bridge (the
+original's "phys" mode): ``pipework eth2 web1 198.18.0.5/24``. The child is
+created directly in the guest's namespace. ``@VID`` stacks it on the 802.1q
+sub-interface ``PARENT.VID`` (created if needed, removed with its last user
+if pipework created it).
+
+Modes (``--mode`` or ``-o mode=``): ``bridge`` (default; children of one
+parent reach each other), ``private``, ``vepa`` and ``passthru``. As with
+any macvlan, the host itself cannot reach its children through the parent.
+"""
+
+from __future__ import annotations
+
+from pipework.engine import (
+    ARPHRD_INFINIBAND,
+    ARPHRD_LOOPBACK,
+    DetachContext,
+    EngineConfig,
+    GuestLink,
+    HostRequest,
+    LinkContext,
+    create_child,
+    detach_child,
+    hookimpl,
+)
+
+MODES = ("bridge", "private", "vepa", "passthru")
+#: Interfaces other backends own, or that cannot carry a macvlan.
+NOT_A_PARENT = frozenset({"bridge", "openvswitch", "tun"})
+
+
+class MacvlanBackend:
+    name = "macvlan"
+    default_ifname = "eth1"
+
+    async def claim(self, request: HostRequest) -> int:
+        link = request.host_link
+        if link is None or link.kind in NOT_A_PARENT:
+            return 0
+        if link.link_type in (ARPHRD_INFINIBAND, ARPHRD_LOOPBACK):
+            return 0
+        return 1  # any other existing interface, as the original's "phys"
+
+    def check(self, request: HostRequest) -> None:
+        spec = request.spec
+        spec.backend_options(self.name, {"mode": "|".join(MODES)})
+        spec.refuse(self.name, direct_phys=True)
+        spec.choice(self.name, "mode", list(MODES), "bridge")
+        spec.vlan_id(self.name)
+
+    async def attach(self, ctx: LinkContext) -> GuestLink:
+        spec = ctx.spec
+        return await create_child(
+            ctx,
+            "macvlan",
+            {"macvlan_mode": spec.choice(self.name, "mode", MODES, "bridge")},
+            vlan=spec.vlan_id(self.name),
+        )
+
+    async def detach(self, ctx: DetachContext) -> None:
+        await detach_child(ctx)
+
+
+@hookimpl
+def pipework_link_backends(config: EngineConfig) -> list[MacvlanBackend]:
+    return [MacvlanBackend()]
