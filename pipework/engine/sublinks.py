@@ -16,13 +16,14 @@ Shared VLAN sub-interfaces
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import HostInterfaceError
 from .hookspecs import DetachContext, GuestLink, LinkContext
 from .marker import BRIDGE_MARKER, Marker
-from .netlink import Link, LinkExists, Netns, pick_mtu
+from .netlink import Link, LinkExists, NetlinkFailure, Netns, pick_mtu
 from .specs import IFNAMSIZ, short_hash
 
 USER_PREFIX = "pw-"
@@ -56,6 +57,7 @@ async def create_child(
     attrs: Mapping[str, Any],
     *,
     vlan: int | None = None,
+    refused_hint: str | None = None,
 ) -> GuestLink:
     """Create a ``kind`` child of the host interface as ``ctx.temp_ifname`` in
     the guest, on ``PARENT.VID`` when ``vlan`` is given.
@@ -69,9 +71,17 @@ async def create_child(
         parent = await acquire_vlan(ctx, parent, vlan)
         state = parent.ifname
     mtu = pick_mtu(ctx.spec.mtu, parent, ceiling=parent.mtu)
-    await ctx.host.create(
-        ctx.temp_ifname, kind, link=parent.index, net_ns_fd=ctx.guest.fd, mtu=mtu, **attrs
-    )
+    try:
+        await ctx.host.create(
+            ctx.temp_ifname, kind, link=parent.index, net_ns_fd=ctx.guest.fd, mtu=mtu, **attrs
+        )
+    except NetlinkFailure as exc:
+        if isinstance(exc, LinkExists):
+            raise
+        raise HostInterfaceError(
+            f"{parent.ifname} refused a new {kind} interface: {os.strerror(exc.code)}",
+            refused_hint,
+        ) from None
     return GuestLink(temp_ifname=ctx.temp_ifname, host=parent.ifname, mtu=mtu, state=state)
 
 

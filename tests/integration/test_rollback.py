@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from support.checks import links, only_loopback, routes
+from support.faults import attach_with_each_fault
 
 from pipework import AddressSpec, AttachSpec, Engine
 from pipework.engine import Journal
@@ -14,25 +15,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-class InjectedFault(Exception):
-    pass
-
-
-def fault_after(monkeypatch, n: int) -> list[str]:
-    """Make the ``n``-th journal record raise right after the step it records."""
-    seen: list[str] = []
-    original = Journal.record
-
-    def record(self, description, undo):
-        original(self, description, undo)
-        seen.append(description)
-        if len(seen) == n:
-            raise InjectedFault(f"after {description}")
-
-    monkeypatch.setattr(Journal, "record", record)
-    return seen
 
 
 @pytest.mark.parametrize("bridge_exists", [False, True], ids=["new-bridge", "existing-bridge"])
@@ -54,25 +36,16 @@ async def test_fault_after_every_step(host_ns, make_netns, monkeypatch, bridge_e
         address=AddressSpec.parse("198.18.51.2/24@198.18.51.1"),
         mac="U:rollback",
     )
-    steps_seen: list[list[str]] = []
-    n = 1
-    while True:
-        with monkeypatch.context() as patch:
-            seen = fault_after(patch, n)
-            try:
-                async with Engine(host_netns=host_ns.path) as engine:
-                    await engine.attach(spec)
-            except InjectedFault:
-                steps_seen.append(list(seen))
-                assert set(links(guest)) == before_guest, f"fault after {seen[-1]}"
-                assert set(links(host_ns)) == before_host, f"fault after {seen[-1]}"
-                assert routes(guest) == before_routes, f"fault after {seen[-1]}"
-                n += 1
-                continue
-        break
+
+    def check(step: str) -> None:
+        assert set(links(guest)) == before_guest, f"fault after {step}"
+        assert set(links(host_ns)) == before_host, f"fault after {step}"
+        assert routes(guest) == before_routes, f"fault after {step}"
+
+    faulted = await attach_with_each_fault(monkeypatch, host_ns.path, spec, check)
     # Every recorded step had its fault: veth, guest interface, default route,
     # and the bridge when the attach created it.
-    assert len(steps_seen) == (3 if bridge_exists else 4), steps_seen
+    assert len(faulted) == (3 if bridge_exists else 4), faulted
     assert "eth1" in links(guest)  # the run without a fault succeeded
 
 

@@ -57,6 +57,8 @@ class MacvlanBackend:
             "macvlan",
             {"macvlan_mode": spec.choice(self.name, "mode", MODES, "bridge")},
             vlan=spec.vlan_id(self.name),
+            refused_hint="a passthru macvlan takes its parent whole: all children of one"
+            " parent must use one mode, and passthru allows one child",
         )
 
     async def detach(self, ctx: DetachContext) -> None:

@@ -40,7 +40,7 @@ class PhysBackend:
     async def claim(self, request: HostRequest) -> int:
         # Above everything, so that --direct-phys on a bridge reaches
         # check() and is refused with the reason.
-        return 200 if request.spec.direct_phys and request.host_link is not None else 0
+        return 200 if request.spec.direct_phys else 0
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
@@ -48,9 +48,7 @@ class PhysBackend:
         spec.refuse(self.name, vlan=True)
         link = request.host_link
         if link is None:
-            raise HostInterfaceError(
-                f"{spec.host} does not exist", "--direct-phys needs an existing network card"
-            )
+            return  # attach() says so, unless a re-run finds it in the guest already
         if link.kind in NOT_A_NIC or link.link_type == ARPHRD_LOOPBACK:
             raise UsageError(
                 f"--direct-phys moves a NIC into the guest; {link.ifname} is a {link.kind or 'loopback'}",
@@ -62,7 +60,9 @@ class PhysBackend:
         async with ctx.lock(f"phys:{name}"):
             nic = await ctx.host.link(name)
             if nic is None:
-                raise HostInterfaceError(f"{name} vanished before it could be moved")
+                raise HostInterfaceError(
+                    f"{name} does not exist", "--direct-phys needs an existing network card"
+                )
             await ctx.host.move(nic.index, ctx.guest.fd, ctx.temp_ifname)
             guest_ns, names = ctx.guest_ns, (ctx.temp_ifname, ctx.ifname)
             ctx.journal.record(
