@@ -184,3 +184,34 @@ def run_pipework() -> RunPipework:
         )
 
     return run_it
+
+
+# -- Open vSwitch -------------------------------------------------------------------
+
+from support.ovs import BINARIES, SCHEMA, OvsStartError, PrivateOvs  # noqa: E402
+
+
+@pytest.fixture
+def ovs(host_ns: NetNS, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateOvs]:
+    """A private Open vSwitch (ovsdb-server + ovs-vswitchd) inside ``host_ns``.
+
+    Its bridges use the userspace datapath (this kernel has no openvswitch
+    module). While active, ``PIPEWORK_OVSDB`` points at its socket and
+    ``PIPEWORK_OVS_DATAPATH`` is ``netdev``, for the in-process engine and
+    for CLI subprocesses alike. Everything is stopped and its
+    ``/tmp/pwt-ovs-*`` directory removed afterwards.
+    """
+    infra.require_binaries(*BINARIES)
+    infra.require(SCHEMA.exists(), f"no OVSDB schema at {SCHEMA} (Debian: openvswitch-common)")
+    switch = PrivateOvs(host_ns)
+    try:
+        switch.start()
+    except (OvsStartError, subprocess.SubprocessError) as exc:
+        switch.stop()
+        infra.unavailable(f"private Open vSwitch failed to start: {exc}")
+    monkeypatch.setenv("PIPEWORK_OVSDB", f"unix:{switch.sock}")
+    monkeypatch.setenv("PIPEWORK_OVS_DATAPATH", "netdev")
+    try:
+        yield switch
+    finally:
+        switch.stop()
