@@ -4,6 +4,7 @@ and its claims, checks and removal against a scripted OVSDB."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from pipework.engine import (
     AttachSpec,
     DetachContext,
     EngineConfig,
+    GuestLink,
     HostInterfaceError,
     HostRequest,
     Link,
@@ -678,3 +680,179 @@ async def test_detach_of_an_attachment_without_host_side_does_nothing():
         guest_link=None,
     )  # type: ignore[arg-type]
     await b.detach(ctx)
+
+
+# -- attach and detach against a fake kernel and a scripted OVSDB -----------------------------
+
+
+class Ovsdb:
+    """Answers each transaction by what it is, keeping a little state: the
+    bridge (holding port p1 once added) and our port."""
+
+    def __init__(self, *, bridge=True, port=None, conflicts=0, add_error=None, ofport=3):
+        self.bridge = bridge_row(ports=("p0", "p1")) if bridge else None
+        self.port = port
+        self.conflicts = conflicts
+        self.add_error = add_error
+        self.ofport = ofport
+        self.sent: list[str] = []
+        self.ops: dict[str, list[list[dict]]] = {}
+
+    @staticmethod
+    def kind(ops) -> str:
+        first = ops[0]
+        if first["op"] == "select":
+            return {"Open_vSwitch": "view", "Port": "lookup", "Bridge": "holder"}[first["table"]]
+        if first["op"] == "wait" and first["table"] == "Open_vSwitch":
+            return "applied"
+        return "add" if any(op["op"] == "insert" for op in ops) else "remove"
+
+    def __call__(self, ops):
+        kind = self.kind(ops)
+        self.sent.append(kind)
+        self.ops.setdefault(kind, []).append(ops)
+        committed = [{}] * (len(ops) - 1) + [{"rows": [{"next_cfg": 9}]}]
+        if kind == "view":
+            return view_results(bridge=self.bridge, port=self.port)
+        if kind == "lookup":
+            internal = {"rows": [{"_uuid": ["uuid", "p0"]}]}  # the bridge's own port
+            return [{"rows": [self.port] if self.port else []}, {"rows": [self.bridge]}, internal]
+        if kind == "applied":
+            iface = {"ofport": self.ofport, "error": ["set", []]}
+            return [{}, {"rows": [iface]}, {"rows": [{"datapath_id": ["set", ["00aa"]]}]}]
+        if kind == "remove":
+            self.port = None
+            return committed
+        if self.add_error is not None:
+            error, self.add_error = self.add_error, None
+            return error
+        if self.conflicts:
+            self.conflicts -= 1
+            self.bridge = bridge_row(name=ops[0]["where"][0][2], ports=("p0", "p1"))
+            return OvsdbError("refused", error="timed out")
+        self.port = port_row(ids=MINE)
+        return committed
+
+
+@pytest.fixture
+def net():
+    from support.fake_netlink import FakeNet
+
+    net = FakeNet()
+    yield net
+    net.close()
+
+
+async def context(net, attach: AttachSpec):
+    from contextlib import asynccontextmanager
+
+    from pipework.engine import Guest, GuestInfo, Journal, LinkContext
+
+    @asynccontextmanager
+    async def no_lock(name):
+        yield
+
+    host_link = await net.host.link(attach.host)
+    host = host_link.ifname if host_link else attach.host
+    marker = replace(MARKER, host=host, cfg=attach.fingerprint("ovs", host))
+    return LinkContext(
+        spec=attach,
+        guest=Guest(GuestInfo(name="blue", key="netns:blue", runtime="netns"), net.guest_fd),
+        host=net.host,
+        guest_ns=net.guest_ns,
+        journal=Journal(),
+        host_link=host_link,
+        ifname="eth1",
+        temp_ifname="pwttemp",
+        host_ifname="pwabc",
+        marker=marker,
+        lock=no_lock,
+    )
+
+
+async def test_attach_to_an_existing_bridge(net):
+    net.kernel.add("host", "ovsbr", kind="tun", mtu=1450, up=True)
+    db = Ovsdb()
+    ctx = await context(net, AttachSpec(host="ovsbr", guest="netns:blue", tag="10"))
+    glink = await backend(db).attach(ctx)
+    assert glink == GuestLink(temp_ifname="pwttemp", host="ovsbr", host_ifname="pwabc", mtu=1450)
+    assert db.sent == ["view", "add", "applied"]
+    (port,) = by_op(db.ops["add"][0], "insert", "Port")
+    assert port["row"]["tag"] == 10
+    veth = net.kernel.find("host", "pwabc")
+    assert veth.kind == "veth" and veth.up and veth.mtu == 1450
+    assert Marker.parse(veth.alias) == ctx.marker
+    assert net.kernel.find("guest", "pwttemp").mtu == 1450
+    assert ctx.journal.steps == ["veth pwabc", "ovs port pwabc on ovsbr"]
+
+
+async def test_a_bridge_created_meanwhile_is_used(net):
+    db = Ovsdb(bridge=False, conflicts=1)
+    ctx = await context(net, AttachSpec(host="ovsnew", guest="netns:blue"))
+    glink = await backend(db).attach(ctx)
+    assert db.sent == ["view", "add", "view", "add", "applied"]
+    assert by_op(db.ops["add"][0], "insert", "Bridge") and not by_op(
+        db.ops["add"][1], "insert", "Bridge"
+    )
+    assert ctx.journal.steps == ["veth pwabc", "ovs port pwabc on ovsnew"]  # not ours to remove
+    assert glink.mtu == 1500
+
+
+async def test_a_port_add_that_may_have_committed_is_undone(net):
+    db = Ovsdb(bridge=False, add_error=TimeoutExpiredError("OVSDB at /fake did not answer"))
+    ctx = await context(net, AttachSpec(host="ovsnew", guest="netns:blue"))
+    with pytest.raises(TimeoutExpiredError):
+        await backend(db).attach(ctx)
+    assert ctx.journal.steps == ["veth pwabc", "ovs bridge ovsnew and port pwabc"]
+    # It did commit after all: the bridge and our port are there.
+    db.bridge = bridge_row(name="ovsnew", ports=("p0", "p1"), ids={"pipework": "auto-created"})
+    db.port = port_row(ids=MINE)
+    assert await ctx.journal.rollback() == []
+    assert db.sent[-3:] == ["lookup", "remove", "applied"]
+    (removal,) = db.ops["remove"]
+    assert by_op(removal, "mutate", "Open_vSwitch")[0]["mutations"][0][:2] == ["bridges", "delete"]
+    assert net.kernel.names("host") == [] and net.kernel.names("guest") == []
+
+
+async def test_a_port_ovs_could_not_open_is_rolled_back(net):
+    net.kernel.add("host", "ovsbr", kind="tun", up=True)
+    db = Ovsdb(ofport=-1)
+    ctx = await context(net, AttachSpec(host="ovsbr", guest="netns:blue"))
+    with pytest.raises(HostInterfaceError, match="could not add pwabc to bridge ovsbr"):
+        await backend(db).attach(ctx)
+    await ctx.journal.rollback()
+    assert db.port is None and db.sent[-3:] == ["lookup", "remove", "applied"]
+    assert net.kernel.names("host") == ["ovsbr"] and net.kernel.names("guest") == []
+
+
+async def test_a_stale_port_of_ours_goes_first(net):
+    net.kernel.add("host", "ovsbr", kind="tun", up=True)
+    db = Ovsdb(port=port_row(ids=MINE | {"pipework-cfg": "old"}))
+    ctx = await context(net, AttachSpec(host="ovsbr", guest="netns:blue"))
+    await backend(db).attach(ctx)
+    assert db.sent == ["view", "lookup", "remove", "applied", "view", "add", "applied"]
+    assert ctx.journal.steps == ["veth pwabc", "ovs port pwabc on ovsbr"]
+
+
+async def test_an_mtu_too_large_makes_nothing(net):
+    net.kernel.add("host", "ovsbr", kind="tun", up=True, max_mtu=65521)
+    db = Ovsdb()
+    ctx = await context(net, AttachSpec(host="ovsbr", guest="netns:blue", mtu=65535))
+    with pytest.raises(HostInterfaceError, match="at most 65521"):
+        await backend(db).attach(ctx)
+    assert db.sent == ["view"] and net.kernel.names("host") == ["ovsbr"]
+    assert ctx.journal.steps == []
+
+
+async def test_detach_removes_the_port_then_the_veth(net):
+    net.kernel.add("host", "ovsbr", kind="tun", up=True)
+    db = Ovsdb()
+    ctx = await context(net, AttachSpec(host="ovsbr", guest="netns:blue"))
+    await backend(db).attach(ctx)
+    ctx.journal.commit()
+    detach = DetachContext(marker=ctx.marker, host=net.host, guest_ns=net.guest_ns, guest_link=None)
+    await backend(db).detach(detach)
+    assert db.sent[-3:] == ["lookup", "remove", "applied"] and db.port is None
+    assert net.kernel.names("host") == ["ovsbr"] and net.kernel.names("guest") == []
+    await backend(db).detach(detach)  # again: nothing to do
+    assert db.sent[-1] == "lookup"

@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import anyio
+
 from pipework.engine import (
     DetachContext,
     EngineConfig,
@@ -595,26 +597,32 @@ class OvsBackend:
             disable_tx_checksum(ctx.guest.fd, ctx.temp_ifname)
 
         for attempt in range(RETRIES):
+            created = decided.bridge is None
             ops = add_port_ops(decided, bridge=bridge, port=port, marker=ctx.marker, vlan=vlan)
             try:
-                results = await self.client.transact(ops, what=f"adding port {port} to {bridge}")
-                break
-            except OvsdbError as exc:
-                if not _conflict(exc) or attempt == RETRIES - 1:
+                # Shielded: once sent, a transaction may commit even if we stop
+                # waiting, and the journal must know how to undo it.
+                with anyio.CancelScope(shield=True):
+                    results = await self.client.transact(
+                        ops, what=f"adding port {port} to {bridge}"
+                    )
+            except BaseException as exc:
+                if not (isinstance(exc, OvsdbError) and _conflict(exc) and attempt < RETRIES - 1):
+                    # A timeout or a lost connection may hide a commit; the
+                    # inverse removes only a port (and bridge) that is ours.
+                    self._record_port(ctx, bridge, port, created)
                     raise
-            # Another client changed the bridge or took the name: look again.
+            else:
+                self._record_port(ctx, bridge, port, created)
+                break
+            # Aborted, nothing committed: another client changed the bridge or
+            # took the name meanwhile. Look again.
             decided = plan(await self._view(bridge, port))
             if decided.stale is not None:
                 raise HostInterfaceError(
                     f"Open vSwitch port {port} appeared while this attach was adding it",
                     "is another pipework attaching the same guest interface?",
                 )
-        created = decided.bridge is None
-        marker = ctx.marker
-        ctx.journal.record(
-            f"ovs bridge {bridge} and port {port}" if created else f"ovs port {port} on {bridge}",
-            lambda: self._remove_port(port, marker, bridge=bridge, drop_bridge=created),
-        )
         applied = await self._applied(_next_cfg(results), port=port, bridge=bridge)
         failure = setup_failure(applied, port=port, bridge=bridge)
         if failure is not None:
@@ -626,6 +634,13 @@ class OvsBackend:
             if device is not None and not device.up:
                 await ctx.host.set(device.index, state="up")
         return GuestLink(temp_ifname=ctx.temp_ifname, host=bridge, host_ifname=port, mtu=mtu)
+
+    def _record_port(self, ctx: LinkContext, bridge: str, port: str, created: bool) -> None:
+        marker = ctx.marker
+        ctx.journal.record(
+            f"ovs bridge {bridge} and port {port}" if created else f"ovs port {port} on {bridge}",
+            lambda: self._remove_port(port, marker, bridge=bridge, drop_bridge=created),
+        )
 
     async def _view(self, bridge: str, port: str) -> OvsView:
         results = await self.client.transact(
