@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 
 Undo = Callable[[], Awaitable[object]]
+T = TypeVar("T")
 
 log = logging.getLogger("pipework.journal")
 
@@ -27,6 +29,18 @@ class Journal:
     def record(self, description: str, undo: Undo) -> None:
         """Remember how to undo ``description``, which has just happened."""
         self._steps.append((description, undo))
+
+    async def step(self, description: str, action: Awaitable[T], undo: Undo) -> T:
+        """Run ``action`` and record ``undo``, with no cancellation in between.
+
+        A request the kernel has carried out is thus always undone, even when
+        a Ctrl-C arrives while its answer is on the way. (A failed action
+        records nothing.)
+        """
+        with anyio.CancelScope(shield=True):
+            result = await action
+            self.record(description, undo)
+        return result
 
     @property
     def steps(self) -> list[str]:

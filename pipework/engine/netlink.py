@@ -347,7 +347,8 @@ class Netns:
         msgs = await self._call(
             f"looking up interface #{index}", (await self._api()).link("get", index=index)
         )
-        return list(msgs[0].altnames()) if msgs else []
+        props = msgs[0].get("IFLA_PROP_LIST") if msgs else None
+        return list(props.altnames()) if props is not None else []
 
     async def enable_vlan_filtering(self, bridge: Link) -> bool:
         """Turn on VLAN filtering on a bridge; False if it was on already."""
@@ -371,6 +372,12 @@ class Netns:
                 exc, f"turning on VLAN filtering on {bridge.ifname}", self.label
             ) from None
         return True
+
+    async def disable_vlan_filtering(self, index: int) -> None:
+        await self._call(
+            f"turning off VLAN filtering on #{index}",
+            (await self._api()).link("set", index=index, kind="bridge", br_vlan_filtering=0),
+        )
 
     async def set_port_vlan(self, index: int, vid: int) -> None:
         """Make ``vid`` the bridge port's only VLAN: untagged, and its PVID."""
@@ -401,6 +408,11 @@ class Netns:
                 return False
             raise _translate(exc, f"deleting interface #{index}", self.label) from None
         return True
+
+    async def delete_named(self, ifname: str) -> bool:
+        """Delete the interface called ``ifname``, if there is one."""
+        link = await self.link(ifname)
+        return link is not None and await self.delete(link.index)
 
     async def ports(self, master: int) -> list[Link]:
         return [link for link in await self.links() if link.master == master]

@@ -71,9 +71,14 @@ async def create_child(
         parent = await acquire_vlan(ctx, parent, vlan)
         state = parent.ifname
     mtu = pick_mtu(ctx.spec.mtu, parent, ceiling=parent.mtu)
+    guest_ns, temp = ctx.guest_ns, ctx.temp_ifname
     try:
-        await ctx.host.create(
-            ctx.temp_ifname, kind, link=parent.index, net_ns_fd=ctx.guest.fd, mtu=mtu, **attrs
+        await ctx.journal.step(
+            f"{kind} interface in {ctx.guest.name}",
+            ctx.host.create(
+                temp, kind, link=parent.index, net_ns_fd=ctx.guest.fd, mtu=mtu, **attrs
+            ),
+            lambda: guest_ns.delete_named(temp),
         )
     except NetlinkFailure as exc:
         if isinstance(exc, LinkExists):
@@ -93,34 +98,43 @@ async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
     user = user_name(ctx.marker)
     async with ctx.lock(f"vlan:{name}"):
         link = await host.link(name)
+        created = False
         if link is None:
             try:
-                await host.create(name, "vlan", link=parent.index, vlan_id=vid, mtu=parent.mtu)
+                await ctx.journal.step(
+                    f"VLAN interface {name}",
+                    host.create(name, "vlan", link=parent.index, vlan_id=vid, mtu=parent.mtu),
+                    lambda: release_vlan(host, name, user, ours=True),
+                )
                 created = True
             except LinkExists:  # another process won the race: share its sub-interface
-                created = False
+                pass
             link = await host.link(name)
             if link is None:
                 raise HostInterfaceError(f"VLAN interface {name} vanished while being created")
             if created:
-                ctx.journal.record(f"VLAN interface {name}", lambda: release_vlan(host, name, user))
                 await host.set(link.index, ifalias=BRIDGE_MARKER)
         if link.kind != "vlan" or link.parent != parent.index or link.vlan_id != vid:
             raise HostInterfaceError(
                 f"{name} exists but is not VLAN {vid} of {parent.ifname}",
                 "rename or remove it, or attach without a VLAN",
             )
-        if link.alias == BRIDGE_MARKER and await host.add_altname(link.index, user):
-            ctx.journal.record(f"use of {name}", lambda: release_vlan(host, name, user))
+        if created or link.alias == BRIDGE_MARKER:
+            await ctx.journal.step(
+                f"use of {name}",
+                host.add_altname(link.index, user),
+                lambda: release_vlan(host, name, user),
+            )
         if not link.up:
             await host.set(link.index, state="up")
         return link
 
 
-async def release_vlan(host: Netns, name: str, user: str) -> None:
-    """Drop one user of ``name``; delete it with its last user if it is ours."""
+async def release_vlan(host: Netns, name: str, user: str, *, ours: bool = False) -> None:
+    """Drop one user of ``name``; delete it with its last user if pipework
+    made it (``ours``: this caller made it, even if it is not marked yet)."""
     link = await host.link(name)
-    if link is None or link.alias != BRIDGE_MARKER:
+    if link is None or not (ours or link.alias == BRIDGE_MARKER):
         return
     await host.del_altname(link.index, user)
     if not any(n.startswith(USER_PREFIX) for n in await host.altnames(link.index)):

@@ -121,7 +121,7 @@ async def test_macvlan_rollback_after_every_step(host_ns, make_netns, monkeypatc
 
     gw = spec(parent, guest, "198.18.74.2/24@198.18.74.1")
     faulted = await attach_with_each_fault(monkeypatch, host_ns.path, gw, check)
-    assert len(faulted) == 2, faulted  # the guest interface, the default route
+    assert len(faulted) == 3, faulted  # the macvlan child, the guest interface, the route
     assert "eth1" in links(guest)
 
 

@@ -95,14 +95,6 @@ BACKENDS = {
         PhysBackend(),
     )
 }
-ALTNAMES_BUG = (
-    "Netns.altnames() calls msg.altnames(), which pyroute2's ifinfmsg does not have"
-    " (AttributeError): the names are in msg.get('IFLA_PROP_LIST')"
-)
-CREATOR_BUG = (
-    "acquire_vlan() reads the alias of PARENT.VID before it sets it, so the attachment"
-    " that creates the sub-interface never adds its pw- name"
-)
 
 
 @pytest.fixture
@@ -461,7 +453,9 @@ async def test_macvlan_child_request(net, mode, wire_mode):
     assert add.number(IFLA_MTU) == 9000  # the parent's
     assert net.kernel.names("guest") == [ctx.temp_ifname]
     assert glink == GuestLink(temp_ifname=ctx.temp_ifname, host="eth0", mtu=9000)
-    assert ctx.journal.steps == []  # the engine deletes the guest interface
+    # The child's inverse deletes it by its temporary name (the engine's own
+    # inverse, recorded later, deletes it by index once it is renamed).
+    assert ctx.journal.steps == ["macvlan interface in blue"]
 
 
 @pytest.mark.parametrize(("mode", "wire_mode"), [(None, 0), ("l2", 0), ("l3", 1), ("l3s", 2)])
@@ -556,7 +550,6 @@ async def test_vlan_subinterface_created_marked_and_used_as_parent(net, kind):
     assert ctx.journal.steps[0] == "VLAN interface eth0.10"
 
 
-@pytest.mark.xfail(strict=True, reason=CREATOR_BUG)
 async def test_vlan_creator_counts_as_a_user(net):
     net.kernel.add("host", "eth0", up=True)
     ctx = await context(net, "macvlan", spec("eth0", tag="10"))
@@ -581,7 +574,7 @@ async def test_pipework_vlan_subinterface_is_shared_with_an_altname(net):
     assert use.string(IFLA_PROP_LIST, IFLA_ALT_IFNAME) == user
     assert is_create(child) and child.number(IFLA_LINK) == vlan.index
     assert vlan.altnames == ["pw-0123456789", user]
-    assert ctx.journal.steps == ["use of eth0.10"]
+    assert ctx.journal.steps == ["use of eth0.10", "macvlan interface in blue"]
 
 
 async def test_users_own_vlan_subinterface_is_used_as_it_is(net):
@@ -595,7 +588,7 @@ async def test_users_own_vlan_subinterface_is_used_as_it_is(net):
     assert bring_up.string(IFLA_IFALIAS) is None and bring_up.msg["flags"] == IFF_UP
     assert child.number(IFLA_LINK) == vlan.index
     assert vlan.alias is None and vlan.altnames == []
-    assert ctx.journal.steps == []
+    assert ctx.journal.steps == ["ipvlan interface in blue"]
 
 
 async def test_vlan_name_taken_by_something_else(net):
@@ -636,7 +629,6 @@ async def test_detach_from_the_users_vlan_deletes_only_the_child(net):
     assert net.kernel.names("host") == ["eth0", "eth0.10"]
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=ALTNAMES_BUG)
 @pytest.mark.parametrize("others", [[], ["pw-0123456789"]], ids=["last-user", "not-last"])
 async def test_detach_drops_its_altname_and_deletes_with_the_last_user(net, others):
     eth0 = net.kernel.add("host", "eth0", up=True)
@@ -662,7 +654,6 @@ async def test_detach_drops_its_altname_and_deletes_with_the_last_user(net, othe
         assert net.kernel.names("host") == ["eth0"]
 
 
-@pytest.mark.xfail(strict=True, reason=f"{CREATOR_BUG}; {ALTNAMES_BUG}")
 async def test_detaching_a_second_user_keeps_the_vlan_of_the_first(net):
     """A creates eth0.10, B shares it; B leaves: A's child must keep its parent."""
     net.kernel.add("host", "eth0", up=True)
@@ -815,21 +806,6 @@ SCENARIOS = {
     "ipvlan-shared-vlan": (SHARED_VLAN, spec("eth0", tag="10", options={"mode": "l3"})),
     "phys": (NIC, spec("eth0", direct_phys=True)),
 }
-FILTERING_KEPT = "VLAN filtering turned on for the attach is not recorded in the journal"
-ALIAS_REFUSED = (
-    "when marking a new PARENT.VID fails, its inverse (release_vlan) finds no marker"
-    " and leaves it behind"
-)
-
-
-def rollback_cases(broken: dict[str, str]) -> list:
-    """SCENARIOS, those named in ``broken`` marked as known to fail (and why)."""
-    return [
-        pytest.param(name, id=name, marks=pytest.mark.xfail(strict=True, reason=broken[name]))
-        if name in broken
-        else pytest.param(name, id=name)
-        for name in SCENARIOS
-    ]
 
 
 async def prepared(net: FakeNet, name: str) -> LinkContext:
@@ -843,13 +819,7 @@ async def prepared(net: FakeNet, name: str) -> LinkContext:
 
 @pytest.mark.parametrize(
     "name",
-    rollback_cases(
-        {
-            "bridge-existing-vlan": FILTERING_KEPT,
-            "macvlan-vlan": ALTNAMES_BUG,
-            "ipvlan-shared-vlan": ALTNAMES_BUG,
-        }
-    ),
+    list(SCENARIOS),
 )
 async def test_rollback_after_attach_restores_the_host(net, name):
     ctx = await prepared(net, name)
@@ -865,13 +835,7 @@ async def test_rollback_after_attach_restores_the_host(net, name):
 
 @pytest.mark.parametrize(
     "name",
-    rollback_cases(
-        {
-            "bridge-existing-vlan": FILTERING_KEPT,
-            "macvlan-vlan": f"{ALTNAMES_BUG}; {ALIAS_REFUSED}",
-            "ipvlan-shared-vlan": ALTNAMES_BUG,
-        }
-    ),
+    list(SCENARIOS),
 )
 async def test_a_refused_change_at_any_step_leaves_nothing_behind(name):
     """Refuse the 1st, 2nd... change request (EBUSY) until an attach gets
@@ -901,13 +865,6 @@ async def test_a_refused_change_at_any_step_leaves_nothing_behind(name):
     assert refused  # at least the first change was refused
 
 
-LOOKUP_WINDOW = (
-    "the inverse of a create is recorded only after the lookup that follows it, so a"
-    " failed (or cancelled) lookup leaks what was just created"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=LOOKUP_WINDOW)
 @pytest.mark.parametrize("name", ["bridge-new", "bridge-existing", "macvlan-vlan"])
 async def test_a_failed_lookup_right_after_a_create_leaves_nothing_behind(net, name):
     ctx = await prepared(net, name)

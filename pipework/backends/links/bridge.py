@@ -10,6 +10,9 @@ the guest's namespace under a temporary name; the engine renames it.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import replace
+
 from pipework.engine import (
     BRIDGE_MARKER,
     DetachContext,
@@ -52,15 +55,24 @@ class BridgeBackend:
         bridge = await self._ensure_bridge(ctx)
         if vlan is not None:
             async with ctx.lock(f"bridge:{bridge.ifname}"):
-                await ctx.host.enable_vlan_filtering(bridge)
+                if await ctx.host.enable_vlan_filtering(bridge):
+                    ctx.journal.record(
+                        f"VLAN filtering on {bridge.ifname}",
+                        functools.partial(_filtering_off_if_unused, ctx.host, bridge.ifname),
+                    )
         mtu = pick_mtu(spec.mtu, bridge)
         host = ctx.host
+        name = ctx.host_ifname
         try:
-            await host.create(
-                ctx.host_ifname,
-                "veth",
-                mtu=mtu,
-                peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
+            await ctx.journal.step(
+                f"veth {name}",
+                host.create(
+                    name,
+                    "veth",
+                    mtu=mtu,
+                    peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
+                ),
+                lambda: host.delete_named(name),
             )
         except LinkExists:
             if await host.link(ctx.host_ifname) is not None:
@@ -69,11 +81,13 @@ class BridgeBackend:
                     "choose another with -l, or detach the guest that uses it",
                 ) from None
             raise
-        veth = await host.link(ctx.host_ifname)
+        veth = await host.link(name)
         if veth is None:  # pragma: no cover - deleted by someone else in between
-            raise HostInterfaceError(f"{ctx.host_ifname} vanished right after creation")
-        ctx.journal.record(f"veth {ctx.host_ifname}", lambda: host.delete(veth.index))
-        await host.set(veth.index, master=bridge.index, ifalias=ctx.marker.format())
+            raise HostInterfaceError(f"{name} vanished right after creation")
+        # The host end's marker says which VLAN it is on, so that undoing
+        # "VLAN filtering on" can tell whether other ports still need it.
+        marker = replace(ctx.marker, state=f"vlan={vlan}") if vlan is not None else ctx.marker
+        await host.set(veth.index, master=bridge.index, ifalias=marker.format())
         if vlan is not None:
             await host.set_port_vlan(veth.index, vlan)
         await host.set(veth.index, state="up")
@@ -96,7 +110,11 @@ class BridgeBackend:
                     await host.set(bridge.index, state="up")
                 return bridge
             try:
-                await host.create(name, "bridge")
+                await ctx.journal.step(
+                    f"bridge {name}",
+                    host.create(name, "bridge"),
+                    lambda: _remove_if_empty(host, name),
+                )
                 created = True
             except LinkExists:  # another process won the race: use its bridge
                 created = False
@@ -104,7 +122,6 @@ class BridgeBackend:
             if bridge is None:
                 raise HostInterfaceError(f"bridge {name} vanished while being created")
             if created:
-                ctx.journal.record(f"bridge {name}", lambda: _remove_if_empty(host, name))
                 await host.set(bridge.index, ifalias=BRIDGE_MARKER, state="up")
             else:
                 await host.set(bridge.index, state="up")
@@ -117,6 +134,18 @@ class BridgeBackend:
             veth = await ctx.host.link(ctx.marker.hostif)
             if veth is not None and ctx.marker.same_attachment(Marker.parse(veth.alias)):
                 await ctx.host.delete(veth.index)
+
+
+async def _filtering_off_if_unused(host: Netns, name: str) -> None:
+    """Undo "VLAN filtering on", unless another port has joined a VLAN since."""
+    bridge = await host.link(name)
+    if bridge is None:
+        return
+    for port in await host.ports(bridge.index):
+        marker = Marker.parse(port.alias)
+        if marker is not None and marker.state.startswith("vlan="):
+            return
+    await host.disable_vlan_filtering(bridge.index)
 
 
 async def _remove_if_empty(host: Netns, name: str) -> None:

@@ -33,7 +33,12 @@ class DummyBackend:
         spec.refuse(self.name, vlan=True, direct_phys=True)
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
-        await ctx.guest_ns.create(ctx.temp_ifname, "dummy")
+        guest_ns, temp = ctx.guest_ns, ctx.temp_ifname
+        await ctx.journal.step(
+            f"dummy interface in {ctx.guest.name}",
+            guest_ns.create(temp, "dummy"),
+            lambda: guest_ns.delete_named(temp),
+        )
         return GuestLink(temp_ifname=ctx.temp_ifname, host="", mtu=ctx.spec.mtu)
 
     async def detach(self, ctx: DetachContext) -> None:

@@ -63,10 +63,11 @@ class PhysBackend:
                 raise HostInterfaceError(
                     f"{name} does not exist", "--direct-phys needs an existing network card"
                 )
-            await ctx.host.move(nic.index, ctx.guest.fd, ctx.temp_ifname)
             guest_ns, names = ctx.guest_ns, (ctx.temp_ifname, ctx.ifname)
-            ctx.journal.record(
-                f"{name} back to the host", lambda: _give_back(guest_ns, names, ctx.host, nic)
+            await ctx.journal.step(
+                f"{name} back to the host",
+                ctx.host.move(nic.index, ctx.guest.fd, ctx.temp_ifname),
+                lambda: _give_back(guest_ns, names, ctx.host, nic),
             )
         return GuestLink(
             temp_ifname=ctx.temp_ifname,
