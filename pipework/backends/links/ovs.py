@@ -31,8 +31,7 @@ import re
 import socket
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 
@@ -105,8 +104,7 @@ BRIDGE_COLUMNS = ["_uuid", "name", "ports", "datapath_type", "datapath_id", "ext
 # -- rows ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class BridgeRow:
+class BridgeRow(NamedTuple):
     uuid: str
     name: str
     ports: frozenset[str]
@@ -135,8 +133,7 @@ class BridgeRow:
         return self.external_ids.get(AUTO_KEY) == AUTO_VALUE
 
 
-@dataclass(frozen=True)
-class PortRow:
+class PortRow(NamedTuple):
     uuid: str
     name: str
     external_ids: Mapping[str, str]
@@ -177,8 +174,7 @@ def _rows(result: Row) -> list[Row]:
     return rows if isinstance(rows, list) else []
 
 
-@dataclass(frozen=True)
-class OvsView:
+class OvsView(NamedTuple):
     """What an attach decides on: one read transaction's worth of OVSDB."""
 
     initialised: bool
@@ -224,8 +220,7 @@ def parse_view(results: list[Row]) -> OvsView:
 # -- deciding ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AttachPlan:
+class AttachPlan(NamedTuple):
     bridge: BridgeRow | None
     """The existing bridge, or None to create one."""
     new_datapath: str
@@ -653,29 +648,33 @@ class OvsBackend:
             )
             rows = _rows(holders[0])
             if rows:
-                view = replace(view, port_bridge=str(rows[0]["name"]))
+                view = view._replace(port_bridge=str(rows[0]["name"]))
         return view
 
     async def _create_veth(self, ctx: LinkContext, mtu: int) -> Link:
         host = ctx.host
+        name = ctx.host_ifname
         try:
-            await host.create(
-                ctx.host_ifname,
-                "veth",
-                mtu=mtu,
-                peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
+            await ctx.journal.step(
+                f"veth {name}",
+                host.create(
+                    name,
+                    "veth",
+                    mtu=mtu,
+                    peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
+                ),
+                lambda: host.delete_named(name),
             )
         except LinkExists:
-            if await host.link(ctx.host_ifname) is not None:
+            if await host.link(name) is not None:
                 raise HostInterfaceError(
-                    f"host-side interface name {ctx.host_ifname} is already taken",
+                    f"host-side interface name {name} is already taken",
                     "choose another with -l, or detach the guest that uses it",
                 ) from None
             raise
-        veth = await host.link(ctx.host_ifname)
+        veth = await host.link(name)
         if veth is None:  # pragma: no cover - deleted by someone else in between
-            raise HostInterfaceError(f"{ctx.host_ifname} vanished right after creation")
-        ctx.journal.record(f"veth {ctx.host_ifname}", lambda: host.delete(veth.index))
+            raise HostInterfaceError(f"{name} vanished right after creation")
         await host.set(veth.index, ifalias=ctx.marker.format(), state="up")
         return veth
 

@@ -29,11 +29,9 @@ import socket
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.abc
-from anyio.abc import SocketAttribute
 
 from pipework.engine import (
     ExternalCommandError,
@@ -42,6 +40,9 @@ from pipework.engine import (
     TimeoutExpiredError,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    import anyio.abc
 
 DEFAULT_RUNDIR = "/var/run/openvswitch"
 DATABASE = "Open_vSwitch"
@@ -311,6 +312,10 @@ class _Connection:
         """True if the server has not closed this idle connection or written to it."""
         if self.inbox or self.splitter.pending:
             return False
+        # Imported here: anyio.abc's streams cost about 4 ms to import, and
+        # this module is loaded by every pipework run.
+        from anyio.abc import SocketAttribute
+
         sock: socket.socket = self.stream.extra(SocketAttribute.raw_socket)
         try:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
