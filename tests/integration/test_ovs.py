@@ -21,7 +21,7 @@ from support.faults import attach_with_each_fault
 from support.ovs import kernel_has_openvswitch
 
 from pipework import AddressSpec, AttachSpec, Engine
-from pipework.engine import TimeoutExpiredError
+from pipework.engine import DetachContext, Marker, TimeoutExpiredError
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -230,7 +230,13 @@ async def test_detach_when_the_port_is_already_gone(ovs, host_ns, make_netns):
     a = make_netns("a")
     async with Engine(host_netns=host_ns.path) as engine:
         ra = await engine.attach(spec("ovspwt8", a))
+        marker = Marker.parse(links(a)["eth1"]["ifalias"])
+        assert marker is not None and marker.hostif == ra.host_ifname
+        ctx = DetachContext(marker=marker, host=engine.host, guest_ns=None, guest_link=None)
+        backend = engine.backends["ovs"]
+        assert await backend.healthy(ctx)
         ovs.vsctl("del-port", ra.host_ifname)
+        assert not await backend.healthy(ctx)  # for an "unchanged" re-run to notice
         assert len(await engine.detach(f"netns:{a.name}")) == 1
     assert only_loopback(a) and ra.host_ifname not in links(host_ns)
 

@@ -856,3 +856,24 @@ async def test_detach_removes_the_port_then_the_veth(net):
     assert net.kernel.names("host") == ["ovsbr"] and net.kernel.names("guest") == []
     await backend(db).detach(detach)  # again: nothing to do
     assert db.sent[-1] == "lookup"
+
+
+@pytest.mark.parametrize(
+    ("port", "ofport", "healthy"),
+    [
+        (port_row(ids=MINE), 3, True),
+        (port_row(ids=MINE), -1, False),  # OVS lost the device
+        (port_row(ids=MINE), ["set", []], False),
+        (None, None, False),  # someone removed the port
+        (port_row(ids={}), 3, False),  # someone else's port now
+    ],
+    ids=["whole", "lost-device", "no-ofport", "removed", "taken-over"],
+)
+async def test_healthy(port, ofport, healthy):
+    def answer(ops):
+        assert [op["table"] for op in ops] == ["Port", "Interface"]
+        iface = [{"ofport": ofport}] if ofport is not None else []
+        return [{"rows": [port] if port else []}, {"rows": iface}]
+
+    ctx = DetachContext(marker=MARKER, host=None, guest_ns=None, guest_link=None)  # type: ignore[arg-type]
+    assert await backend(answer).healthy(ctx) is healthy

@@ -752,6 +752,27 @@ class OvsBackend:
         if veth is not None and marker.same_attachment(Marker.parse(veth.alias)):
             await ctx.host.delete(veth.index)
 
+    async def healthy(self, ctx: DetachContext) -> bool:
+        """Is the OVS side of an existing attachment still whole: our port, with
+        an OpenFlow port number? For an "unchanged" re-run, beside the engine's
+        own check of the veth: a port someone removed, or one OVS lost, is
+        then replaced instead of reported as fine."""
+        port = ctx.marker.hostif
+        if not port:
+            return True
+        results = await self.client.transact(
+            [
+                _select("Port", [["name", "==", port]], ["_uuid", "name", "external_ids"]),
+                _select("Interface", [["name", "==", port]], ["ofport"]),
+            ],
+            what=f"looking up port {port}",
+        )
+        ports, ifaces = _rows(results[0]), _rows(results[1])
+        if not ports or not owns(PortRow.from_row(ports[0]).external_ids, ctx.marker):
+            return False
+        ofport = optional(ifaces[0].get("ofport", ["set", []])) if ifaces else None
+        return isinstance(ofport, int) and ofport != -1
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
