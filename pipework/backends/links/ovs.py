@@ -535,7 +535,8 @@ class OvsBackend:
                 [_select("Bridge", [["name", "==", name]], ["_uuid"])],
                 what=f"looking up bridge {name}",
             )
-        except OvsdbUnavailable:
+        except OvsdbUnavailable as exc:
+            log.debug("choosing a backend for %s without OVSDB: %s", name, exc)
             return None
         return bool(_rows(results[0]))
 
