@@ -43,6 +43,7 @@ from .netlink import (
     NoSuchLink,
     current_netns_fd,
     pick_mtu,
+    socket_in_netns,
     unsupported_kind,
 )
 from .specs import (
@@ -56,7 +57,7 @@ from .specs import (
     parse_pkey,
     validate_ifname,
 )
-from .sublinks import create_child, detach_child
+from .sublinks import create_child, create_veth, detach_child
 
 __all__ = [
     "ARPHRD_INFINIBAND",
@@ -99,6 +100,7 @@ __all__ = [
     "UnsupportedError",
     "UsageError",
     "create_child",
+    "create_veth",
     "current_netns_fd",
     "derive_mac",
     "detach_child",
@@ -111,6 +113,7 @@ __all__ = [
     "pick_mtu",
     "proc_netns",
     "require_privileges",
+    "socket_in_netns",
     "unsupported_kind",
     "validate_ifname",
 ]

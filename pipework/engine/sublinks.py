@@ -1,4 +1,5 @@
-"""Children of a host interface, created straight into the guest.
+"""Guest interfaces that hang on the host: veth pairs, and children of a
+host interface, each created straight into the guest.
 
 macvlan, ipvlan and IPoIB all work the same way: a child of an existing host
 interface (the "parent"), created by one netlink request in the host that
@@ -88,6 +89,35 @@ async def create_child(
             refused_hint,
         ) from None
     return GuestLink(temp_ifname=ctx.temp_ifname, host=parent.ifname, mtu=mtu, state=state)
+
+
+async def create_veth(ctx: LinkContext, mtu: int) -> Link:
+    """A veth pair: the host end ``ctx.host_ifname`` in the host (down, not
+    yet marked) and the guest end ``ctx.temp_ifname`` straight in the guest,
+    in one request. Returns the host end."""
+    host, name = ctx.host, ctx.host_ifname
+    try:
+        await ctx.journal.step(
+            f"veth {name}",
+            host.create(
+                name,
+                "veth",
+                mtu=mtu,
+                peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
+            ),
+            lambda: host.delete_named(name),
+        )
+    except LinkExists:
+        if await host.link(name) is not None:
+            raise HostInterfaceError(
+                f"host-side interface name {name} is already taken",
+                "choose another with -l, or detach the guest that uses it",
+            ) from None
+        raise
+    veth = await host.link(name)
+    if veth is None:  # pragma: no cover - deleted by someone else in between
+        raise HostInterfaceError(f"{name} vanished right after creation")
+    return veth
 
 
 async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:

@@ -26,6 +26,7 @@ from pipework.engine import (
     Marker,
     Netns,
     UsageError,
+    create_veth,
     hookimpl,
     pick_mtu,
 )
@@ -62,28 +63,7 @@ class BridgeBackend:
                     )
         mtu = pick_mtu(spec.mtu, bridge)
         host = ctx.host
-        name = ctx.host_ifname
-        try:
-            await ctx.journal.step(
-                f"veth {name}",
-                host.create(
-                    name,
-                    "veth",
-                    mtu=mtu,
-                    peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
-                ),
-                lambda: host.delete_named(name),
-            )
-        except LinkExists:
-            if await host.link(ctx.host_ifname) is not None:
-                raise HostInterfaceError(
-                    f"host-side interface name {ctx.host_ifname} is already taken",
-                    "choose another with -l, or detach the guest that uses it",
-                ) from None
-            raise
-        veth = await host.link(name)
-        if veth is None:  # pragma: no cover - deleted by someone else in between
-            raise HostInterfaceError(f"{name} vanished right after creation")
+        veth = await create_veth(ctx, mtu)
         # The host end's marker says which VLAN it is on, so that undoing
         # "VLAN filtering on" can tell whether other ports still need it.
         marker = replace(ctx.marker, state=f"vlan={vlan}") if vlan is not None else ctx.marker
@@ -92,7 +72,7 @@ class BridgeBackend:
             await host.set_port_vlan(veth.index, vlan)
         await host.set(veth.index, state="up")
         return GuestLink(
-            temp_ifname=ctx.temp_ifname, host=bridge.ifname, host_ifname=ctx.host_ifname, mtu=mtu
+            temp_ifname=ctx.temp_ifname, host=bridge.ifname, host_ifname=veth.ifname, mtu=mtu
         )
 
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:

@@ -43,20 +43,19 @@ from pipework.engine import (
     HostRequest,
     Link,
     LinkContext,
-    LinkExists,
     Marker,
     PipeworkError,
     TimeoutExpiredError,
     UnsupportedError,
     UsageError,
+    create_veth,
     hookimpl,
     pick_mtu,
+    socket_in_netns,
 )
 
 # Not re-exported by pipework.engine yet; it is the engine's public helper for
 # a socket inside a namespace.
-from pipework.engine.netlink import socket_in_netns
-
 from .ovsdb import (
     Op,
     OvsdbClient,
@@ -588,7 +587,8 @@ class OvsBackend:
             decided = plan(view)
         link = ctx.host_link if decided.bridge is not None else None
         mtu = choose_mtu(spec.mtu, link, view.bridge_mtu)
-        await self._create_veth(ctx, mtu)
+        veth = await create_veth(ctx, mtu)
+        await ctx.host.set(veth.index, ifalias=ctx.marker.format(), state="up")
         if decided.datapath == "netdev":
             disable_tx_checksum(ctx.guest.fd, ctx.temp_ifname)
 
@@ -651,33 +651,6 @@ class OvsBackend:
             if rows:
                 view = view._replace(port_bridge=str(rows[0]["name"]))
         return view
-
-    async def _create_veth(self, ctx: LinkContext, mtu: int) -> Link:
-        host = ctx.host
-        name = ctx.host_ifname
-        try:
-            await ctx.journal.step(
-                f"veth {name}",
-                host.create(
-                    name,
-                    "veth",
-                    mtu=mtu,
-                    peer={"ifname": ctx.temp_ifname, "net_ns_fd": ctx.guest.fd, "mtu": mtu},
-                ),
-                lambda: host.delete_named(name),
-            )
-        except LinkExists:
-            if await host.link(name) is not None:
-                raise HostInterfaceError(
-                    f"host-side interface name {name} is already taken",
-                    "choose another with -l, or detach the guest that uses it",
-                ) from None
-            raise
-        veth = await host.link(name)
-        if veth is None:  # pragma: no cover - deleted by someone else in between
-            raise HostInterfaceError(f"{name} vanished right after creation")
-        await host.set(veth.index, ifalias=ctx.marker.format(), state="up")
-        return veth
 
     async def _applied(self, next_cfg: int, *, port: str, bridge: str) -> list[Row]:
         """Wait for ovs-vswitchd to apply configuration ``next_cfg``."""
