@@ -41,7 +41,9 @@ class GuestNotRunningError(PipeworkError):
 
 
 class RuntimeUnavailableError(PipeworkError):
-    """A container runtime (Docker) cannot be reached. Exit code 5."""
+    """A daemon pipework needs cannot be reached: a container runtime
+    (Docker), Open vSwitch. The request is fine; it works once the daemon
+    runs. Exit code 5."""
 
     exit_code = 5
 

@@ -222,7 +222,7 @@ REFUSALS = [
      "--direct-phys moves a NIC into the guest; br0 is a bridge",
      "name a network card, or drop --direct-phys"),
     ("phys-loopback", "phys", ("lo", {"link_type": ARPHRD_LOOPBACK}), {"direct_phys": True},
-     "--direct-phys moves a NIC into the guest; lo is a loopback",
+     "--direct-phys moves a NIC into the guest; lo is the loopback",
      "name a network card, or drop --direct-phys"),
     ("phys-vlan", "phys", ("eth0", {}), {"direct_phys": True, "tag": "10"},
      "phys interfaces cannot carry a VLAN tag", "drop @VID / --vlan"),

@@ -30,7 +30,12 @@ from pipework.engine import (
 )
 
 #: Kinds that are not a NIC to hand over (other backends own them).
-NOT_A_NIC = frozenset({"bridge", "openvswitch", "tun"})
+KIND_NAMES = {
+    "bridge": "a bridge",
+    "openvswitch": "an Open vSwitch device",
+    "tun": "tun/tap device (an Open vSwitch bridge?)",
+}
+NOT_A_NIC = frozenset(KIND_NAMES)
 
 
 class PhysBackend:
@@ -51,7 +56,8 @@ class PhysBackend:
             return  # attach() says so, unless a re-run finds it in the guest already
         if link.kind in NOT_A_NIC or link.link_type == ARPHRD_LOOPBACK:
             raise UsageError(
-                f"--direct-phys moves a NIC into the guest; {link.ifname} is a {link.kind or 'loopback'}",
+                f"--direct-phys moves a NIC into the guest; {link.ifname} is"
+                f" {KIND_NAMES.get(link.kind or '', 'the loopback')}",
                 "name a network card, or drop --direct-phys",
             )
 
