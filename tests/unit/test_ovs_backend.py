@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from pipework.backends.links import ovs
-from pipework.backends.links.ovs import (
+from pipework.backends.links import ovs, ovsplan
+from pipework.backends.links.ovs import OvsBackend
+from pipework.backends.links.ovsdb import OvsdbError, OvsdbUnavailable
+from pipework.backends.links.ovsplan import (
     AttachPlan,
     BridgeRow,
-    OvsBackend,
     OvsView,
     PortRow,
     add_port_ops,
@@ -25,7 +26,6 @@ from pipework.backends.links.ovs import (
     remove_port_ops,
     setup_failure,
 )
-from pipework.backends.links.ovsdb import OvsdbError, OvsdbUnavailable
 from pipework.engine import (
     AttachSpec,
     DetachContext,
@@ -211,9 +211,9 @@ def test_ownership_is_the_slot_not_the_config():
 
 
 def test_mtu_without_the_bridge_device():
-    assert ovs.choose_mtu(None, None, None) == 1500
-    assert ovs.choose_mtu(None, None, 9000) == 9000
-    assert ovs.choose_mtu(1400, None, 9000) == 1400
+    assert ovsplan.choose_mtu(None, None, None) == 1500
+    assert ovsplan.choose_mtu(None, None, 9000) == 9000
+    assert ovsplan.choose_mtu(1400, None, 9000) == 1400
 
 
 def link(name="ovsbr", kind="tun", mtu=1500, max_mtu=65521) -> Link:
@@ -233,9 +233,9 @@ def link(name="ovsbr", kind="tun", mtu=1500, max_mtu=65521) -> Link:
 
 
 def test_mtu_from_the_bridge_device():
-    assert ovs.choose_mtu(None, link(mtu=1450), 9000) == 1450
+    assert ovsplan.choose_mtu(None, link(mtu=1450), 9000) == 1450
     with pytest.raises(HostInterfaceError, match="MTU 65535 is larger than ovsbr allows"):
-        ovs.choose_mtu(65535, link(), None)
+        ovsplan.choose_mtu(65535, link(), None)
 
 
 # -- the transactions ------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_adding_a_port_to_an_existing_bridge():
     assert iface["row"] == {"name": "pwabc", "external_ids": ids}
     (mutate,) = by_op(ops, "mutate", "Bridge")
     assert mutate["mutations"] == [["ports", "insert", ["set", [["named-uuid", "port"]]]]]
-    assert ops[-2:] == ovs.BUMP and not by_op(ops, "insert", "Bridge")
+    assert ops[-2:] == ovsplan.BUMP and not by_op(ops, "insert", "Bridge")
 
 
 def test_no_vlan_no_tag():
@@ -316,7 +316,7 @@ def test_adding_a_port_with_a_new_bridge():
     assert internal[0]["row"]["type"] == "internal"
     (root,) = by_op(ops, "mutate", "Open_vSwitch")[:1]
     assert root["mutations"] == [["bridges", "insert", ["set", [["named-uuid", "bridge"]]]]]
-    assert ops[-2:] == ovs.BUMP
+    assert ops[-2:] == ovsplan.BUMP
 
 
 def test_a_new_bridge_on_the_default_datapath_leaves_the_column_alone():
@@ -335,7 +335,7 @@ def test_removing_a_port():
         "where": [["_uuid", "==", ["uuid", "b1"]]],
         "mutations": [["ports", "delete", ["set", [["uuid", "p1"]]]]],
     }
-    assert ops[1:] == ovs.BUMP
+    assert ops[1:] == ovsplan.BUMP
 
 
 def test_removing_a_port_and_its_bridge():
@@ -345,7 +345,7 @@ def test_removing_a_port_and_its_bridge():
     assert ops[0]["op"] == "wait" and ops[0]["columns"] == ["ports"]
     assert ops[0]["rows"] == [{"ports": ["set", [["uuid", "p0"], ["uuid", "p1"]]]}]
     assert ops[-3]["mutations"] == [["bridges", "delete", ["set", [["uuid", "b1"]]]]]
-    assert ops[-2:] == ovs.BUMP
+    assert ops[-2:] == ovsplan.BUMP
 
 
 def test_may_drop_only_an_empty_bridge_pipework_made():

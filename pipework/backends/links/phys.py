@@ -33,7 +33,7 @@ from pipework.engine import (
 KIND_NAMES = {
     "bridge": "a bridge",
     "openvswitch": "an Open vSwitch device",
-    "tun": "tun/tap device (an Open vSwitch bridge?)",
+    "tun": "a tun/tap device (an Open vSwitch bridge?)",
 }
 NOT_A_NIC = frozenset(KIND_NAMES)
 
