@@ -334,7 +334,7 @@ class Engine:
                             f"{ifname} already exists in {guest.name} and pipework did not create it",
                             "choose another guest interface name with -i",
                         )
-                    if old.cfg == marker.cfg and await self._healthy(old, existing):
+                    if old.cfg == marker.cfg and await self._healthy(old, existing, gns):
                         return await self._result(guest, gns, existing, old, spec, "unchanged")
                     if old.cfg != marker.cfg and not spec.force:
                         raise ConflictError(
@@ -464,14 +464,24 @@ class Engine:
             self._pool.release(gns)
             os.close(fd)
 
-    async def _healthy(self, marker: Marker, link: Link) -> bool:
-        """Is an attachment that matches the request still whole?"""
+    async def _healthy(self, marker: Marker, link: Link, gns: Netns) -> bool:
+        """Is an attachment that matches the request still whole?
+
+        The engine checks the guest interface and the host-side interface
+        named in the marker; a backend with an optional ``healthy(ctx)``
+        method checks what only it knows (an OVS port, say).
+        """
         if not link.up:
             return False
         if marker.hostif:
             host_side = await self.host.link(marker.hostif)
-            return host_side is not None and marker.same_attachment(Marker.parse(host_side.alias))
-        return True
+            if host_side is None or not marker.same_attachment(Marker.parse(host_side.alias)):
+                return False
+        check = getattr(self.backends.get(marker.kind), "healthy", None)
+        if check is None:
+            return True
+        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
+        return bool(await check(ctx))
 
     async def _result(
         self,

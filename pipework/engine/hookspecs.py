@@ -23,7 +23,10 @@ Three kinds of objects can be contributed, one hook each:
     into an open network namespace.
 
 Every object may also define ``async def aclose(self) -> None``; the engine
-calls it when it shuts down (to close an HTTP session, say).
+calls it when it shuts down (to close an HTTP session, say). A link backend
+may define ``async def healthy(self, ctx: DetachContext) -> bool``: a re-run
+that finds the same configuration asks it whether the attachment is still
+whole, and rebuilds it if not.
 
 See docs/PLUGINS.md for a complete third-party backend.
 """
