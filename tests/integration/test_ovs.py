@@ -153,6 +153,20 @@ def test_rerun_is_unchanged_and_a_new_config_conflicts(ovs, host_ns, make_netns,
     assert ovs.ports("ovspwt3") == [port] and ovs.get("Port", port, "tag") == 8
 
 
+def test_a_rerun_rebuilds_a_port_someone_removed(ovs, host_ns, make_netns, run_pipework):
+    g = make_netns("g")
+    args = ("ovspwt4", f"netns:{g.name}", "198.18.73.2/24", "@9")
+    assert run_pipework(*args, netns=host_ns.name).returncode == 0
+    (port,) = ovs.ports("ovspwt4")
+    ovs.vsctl("del-port", "ovspwt4", port)
+    again = run_pipework(*args, netns=host_ns.name)
+    # Same request, but the attachment is not whole: rebuilt, not "unchanged".
+    assert again.returncode == 0 and again.stdout.startswith("replaced: "), again.stdout
+    assert ovs.ports("ovspwt4") == [port] and ovs.get("Port", port, "tag") == 9
+    third = run_pipework(*args, netns=host_ns.name)
+    assert third.stdout.startswith("unchanged: "), third.stdout
+
+
 def test_vlans_isolate_containers_on_one_bridge(ovs, host_ns, make_container, run_pipework):
     a, b, c = make_container(), make_container(), make_container()
     for container, ip, vlan in ((a, "2", "@10"), (b, "3", "@10"), (c, "4", "@20")):
