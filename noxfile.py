@@ -161,7 +161,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """A short run of both benchmarks (bench/README.md has the full-size commands)."""
+    """A short run of every benchmark (bench/README.md has the full-size commands)."""
     _require_root(session)
     _install(session)
     session.run(
@@ -175,3 +175,4 @@ def bench(session: nox.Session) -> None:
         "2",
     )
     session.run("python", "bench/attach_many.py", "--count", "20", "--rounds", "1", "--warmup", "5")
+    session.run("python", "bench/ovs_transport.py", "--ports", "5", "--rounds", "1")
