@@ -25,7 +25,8 @@ def anyio_backend():
 
 
 def nic(host_ns: infra.NetNS, name: str = "pwtnic0", mtu: int = 1500) -> str:
-    """A veth pair in the host namespace, both ends up; returns the "NIC" end."""
+    """A veth pair in the host namespace, both ends up; returns the "NIC" end
+    (its peer is NAME with its last character replaced by ``p``)."""
     peer = name[:-1] + "p"
     host_ns.exec("ip", "link", "add", name, "mtu", str(mtu), "type", "veth", "peer", "name", peer)
     host_ns.exec("ip", "link", "set", name, "up")
@@ -330,6 +331,21 @@ def test_host_interface_by_mac_prefers_the_nic(host_ns, make_netns, run_pipework
     guest = make_netns("g")
     result = attach_json(run_pipework, host_ns, f"mac:{mac.upper()}", f"netns:{guest.name}", "0/0")
     assert result["kind"] == "macvlan" and result["host"] == parent
+
+
+def test_host_interface_by_mac_ambiguous_or_unknown(host_ns, make_netns, run_pipework):
+    nic(host_ns, "pwtmac0")
+    nic(host_ns, "pwtmbc0")
+    mac = "02:00:5e:10:00:42"
+    host_ns.exec("ip", "link", "set", "pwtmac0", "address", mac)
+    host_ns.exec("ip", "link", "set", "pwtmbc0", "address", mac)
+    guest = make_netns("g")
+    before = links(host_ns)
+    result = run_pipework(f"mac:{mac}", f"netns:{guest.name}", "0/0", netns=host_ns.name)
+    one_line(result, 6, f"MAC address {mac} is on several interfaces (pwtmac0, pwtmbc0)")
+    result = run_pipework("mac:02:00:5e:10:00:43", f"netns:{guest.name}", "0/0", netns=host_ns.name)
+    one_line(result, 6, "no host interface has MAC address 02:00:5e:10:00:43")
+    assert links(host_ns).keys() == before.keys() and only_loopback(guest)
 
 
 # -- VLANs on Linux bridges ------------------------------------------------------------
