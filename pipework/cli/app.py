@@ -112,6 +112,18 @@ def attach(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an attachment with another configuration.")
     ] = False,
+    dns: Annotated[
+        bool,
+        typer.Option(
+            "--dns", help="DHCP: write the lease's DNS servers into the guest's resolv.conf."
+        ),
+    ] = False,
+    dhcp_timeout: Annotated[
+        str | None, typer.Option("--dhcp-timeout", help="DHCP: seconds to wait for a lease [30].")
+    ] = None,
+    dhcp_image: Annotated[
+        str | None, typer.Option("--dhcp-image", help="Image of the dhcp helper [busybox].")
+    ] = None,
 ) -> None:
     """Attach an interface to a guest (long-option form of the legacy grammar)."""
     from .legacy import run_attach
@@ -121,7 +133,7 @@ def attach(
         return AttachSpec(
             host=host,
             guest=guest,
-            address=AddressSpec.parse(ip),
+            address=AddressSpec.parse(ip, dns=dns, timeout=dhcp_timeout, image=dhcp_image),
             ifname=ifname,
             host_ifname=host_ifname,
             mac=mac_value,

@@ -58,6 +58,10 @@ def describe(att: Attachment) -> str:
         details.append("no address")
     if att.gateway:
         details.append(f"via {att.gateway}")
+    if att.dns:
+        details.append(f"dns {', '.join(att.dns)}")
+    if att.domain:
+        details.append(f"domain {att.domain}")
     if att.mac:
         details.append(f"mac {att.mac}")
     return parts[0] + (f" ({'; '.join(details)})" if details else "")

@@ -43,6 +43,7 @@ from .guests import Guest
 from .hookspecs import (
     AddressContext,
     AddressProvider,
+    AddressResult,
     DetachContext,
     EngineConfig,
     GuestLink,
@@ -69,6 +70,8 @@ DEFAULT_LIMIT = 16
 """Default concurrency of ``attach_many``. Netlink work runs on the event loop
 and gains little from concurrency (bench/README.md); what overlaps is waiting
 on Docker lookups and on the kernel, so a modest bound suffices."""
+DEFAULT_RUN_DIR = "/run/pipework"
+"""Where plugins keep runtime files, unless ``run_dir`` or PIPEWORK_RUN_DIR says otherwise."""
 STACKED_KINDS = frozenset({"bridge", "vlan", "macvlan", "macvtap", "ipvlan", "bond", "team"})
 
 
@@ -105,11 +108,12 @@ class Engine:
         *,
         host_netns: str | None = None,
         timeout: float = 30.0,
-        run_dir: str = "/run/pipework",
+        run_dir: str | None = None,
         plugins: Iterable[object] = (),
         entry_points: bool = True,
         limit: int = DEFAULT_LIMIT,
     ) -> None:
+        run_dir = run_dir or os.environ.get("PIPEWORK_RUN_DIR") or DEFAULT_RUN_DIR
         self.config = EngineConfig(timeout=timeout, run_dir=run_dir, host_netns=host_netns)
         self.plugin_manager = make_plugin_manager(plugins, entry_points=entry_points)
         self.limit = limit
@@ -274,6 +278,9 @@ class Engine:
         provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
+            check = getattr(provider, "check", None)
+            if check is not None:
+                check(spec, guest.info)
             return await self._attach(spec, guest, host_link, backend, provider)
         finally:
             guest.close()
@@ -335,7 +342,11 @@ class Engine:
                             "choose another guest interface name with -i",
                         )
                     if old.cfg == marker.cfg and await self._healthy(old, existing, gns):
-                        return await self._result(guest, gns, existing, old, spec, "unchanged")
+                        found = await self._inspect(provider, old, gns, existing, spec)
+                        if found is not None:
+                            return await self._result(
+                                guest, gns, existing, old, spec, "unchanged", found
+                            )
                     if old.cfg != marker.cfg and not spec.force:
                         raise ConflictError(
                             f"{ifname} in {guest.name} is attached with another configuration",
@@ -343,10 +354,10 @@ class Engine:
                         )
                     await self._remove(old, gns, existing)
                     status = "replaced"
-                link, final = await self._create(
+                link, final, configured = await self._create(
                     spec, guest, gns, backend, provider, marker, host_link
                 )
-                return await self._result(guest, gns, link, final, spec, status)
+                return await self._result(guest, gns, link, final, spec, status, configured)
         finally:
             self._pool.release(gns)
 
@@ -359,8 +370,9 @@ class Engine:
         provider: AddressProvider,
         marker: Marker,
         host_link: Link | None,
-    ) -> tuple[Link, Marker]:
-        """Create the attachment; return the guest link and its final marker."""
+    ) -> tuple[Link, Marker, AddressResult]:
+        """Create the attachment; return the guest link, its final marker and
+        what the address provider configured."""
         journal = Journal()
         try:
             glink: GuestLink = await backend.attach(
@@ -403,7 +415,7 @@ class Engine:
             if glink.mtu:
                 attrs["mtu"] = glink.mtu
             await gns.set(created.index, **attrs)
-            await provider.configure(
+            configured = await provider.configure(
                 AddressContext(
                     address=spec.address,
                     spec=spec,
@@ -428,7 +440,19 @@ class Engine:
             self._background.start_soon(
                 self._announce, os.dup(guest.fd), guest.name, link, glink.host_ifname, address.ip
             )
-        return link, final
+        return link, final, configured
+
+    async def _inspect(
+        self, provider: AddressProvider, marker: Marker, gns: Netns, link: Link, spec: AttachSpec
+    ) -> AddressResult | None:
+        """What the provider holds for an intact attachment (None: not intact)."""
+        inspect = getattr(provider, "inspect", None)
+        if inspect is None:
+            gateway = spec.address.gateway
+            return AddressResult(gateway=str(gateway) if gateway else None)
+        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
+        result: AddressResult | None = await inspect(ctx)
+        return result
 
     async def _announce(
         self, fd: int, label: str, link: Link, host_ifname: str | None, ip: Any
@@ -491,6 +515,7 @@ class Engine:
         marker: Marker,
         spec: AttachSpec,
         status: Status,
+        configured: AddressResult,
     ) -> Attachment:
         addresses = await gns.addresses(link.index)
         attachment = Attachment(
@@ -504,8 +529,10 @@ class Engine:
             vlan=spec.vlan,
             address_method=spec.address.method,
             addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
-            gateway=str(spec.address.gateway) if spec.address.gateway else None,
+            gateway=configured.gateway,
             status=status,
+            dns=configured.dns,
+            domain=configured.domain,
         )
         self.plugin_manager.hook.pipework_attached(attachment=attachment)
         return attachment

@@ -4,8 +4,9 @@
 
 The original only recognised ``-i``, ``-l``, ``-a`` right after HOSTIF and in
 that order; we accept every option anywhere, in short or long form, plus the
-long-only ``--mtu``, ``--kind``, ``--mac``, ``--vlan``, ``--mode``, ``--force``
-and the repeatable backend option ``-o KEY=VALUE``.
+long-only ``--mtu``, ``--kind``, ``--mac``, ``--vlan``, ``--mode``, ``--force``,
+the DHCP options ``--dns``, ``--dhcp-timeout``, ``--dhcp-image`` and the
+repeatable backend option ``-o KEY=VALUE``.
 ``--`` ends the options.
 """
 
@@ -32,9 +33,11 @@ _VALUE_OPTIONS = {
     "--vlan": "vlan",
     "--mode": "mode",
     "--pkey": "pkey",
+    "--dhcp-timeout": "dhcp_timeout",
+    "--dhcp-image": "dhcp_image",
 }
 _REPEATED_OPTIONS = {"-o": "options", "--opt": "options"}
-_FLAG_OPTIONS = {"--direct-phys": "direct_phys", "--force": "force"}
+_FLAG_OPTIONS = {"--direct-phys": "direct_phys", "--force": "force", "--dns": "dns"}
 OPTIONS = sorted([*_VALUE_OPTIONS, *_FLAG_OPTIONS, *_REPEATED_OPTIONS])
 
 
@@ -124,4 +127,10 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
                 raise UsageError("the MAC address is given twice (MACSPEC and --mac)")
             options["mac"] = mac
         options["tag"] = tag
-    return AttachSpec(host=host, guest=guest, address=AddressSpec.parse(ipspec), **options)
+    address = AddressSpec.parse(
+        ipspec,
+        dns=options.pop("dns", False),
+        timeout=options.pop("dhcp_timeout", None),
+        image=options.pop("dhcp_image", None),
+    )
+    return AttachSpec(host=host, guest=guest, address=address, **options)

@@ -146,8 +146,15 @@ class AddressContext:
 
 @dataclass(frozen=True)
 class AddressResult:
+    """What an address provider configured, for the ``Attachment``."""
+
     addresses: tuple[str, ...] = ()
     gateway: str | None = None
+    """The default gateway set (a static ``@GATEWAY``, a DHCP router)."""
+    dns: tuple[str, ...] = ()
+    """DNS servers learnt (from a DHCP lease); written to the guest only with ``--dns``."""
+    domain: str | None = None
+    """The DNS domain learnt (from a DHCP lease)."""
 
 
 # -- the three plugin object types ---------------------------------------------
@@ -204,6 +211,24 @@ class AddressProvider(Protocol):
     async def release(self, ctx: DetachContext) -> None:
         """Release what ``configure`` holds (a DHCP client...). Idempotent."""
         ...
+
+    # Optional methods (the engine looks them up with getattr):
+    #
+    # def check(self, spec: AttachSpec, guest: GuestInfo) -> None
+    #     Raise ``UsageError``/``UnsupportedError`` for a request this
+    #     provider cannot honour (unknown options, a missing program, the
+    #     wrong kind of guest). Called after the guest lookup and before
+    #     anything is created.
+    #
+    # async def inspect(self, ctx: DetachContext) -> AddressResult | None
+    #     What ``configure`` set up, as it stands now, for the result of an
+    #     "unchanged" re-run. None when it is no longer intact (a kept DHCP
+    #     client that died): the engine then replaces the attachment.
+    #
+    # async def collect_garbage(self, dry_run: bool = False) -> list[str]
+    #     Remove what this provider keeps for guests that are gone (kept
+    #     clients, helper containers, state files); return one line per
+    #     item. With ``dry_run``, only list them.
 
 
 @runtime_checkable

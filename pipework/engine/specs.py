@@ -12,7 +12,7 @@ import ipaddress
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import UsageError
@@ -113,6 +113,17 @@ def parse_macspec(text: str) -> tuple[str | None, str | None]:
     return mac, tag or None
 
 
+def parse_timeout(text: str | float) -> float:
+    """``--dhcp-timeout``: positive seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"timeout {text!r} is not a number of seconds") from None
+    if not 0 < seconds <= 86400:
+        raise UsageError(f"timeout {text} is out of range", "use more than 0 and at most 86400 s")
+    return seconds
+
+
 def parse_mtu(text: str | int) -> int:
     try:
         mtu = int(text)
@@ -136,8 +147,24 @@ class AddressSpec:
     address: IPInterface | None = None
     gateway: IPAddress | None = None
     options: tuple[str, ...] = ()
+    dns: bool = False
+    """``--dns``: write the DNS servers and domain of a DHCP lease into the
+    guest's own resolv.conf."""
+    timeout: float | None = None
+    """``--dhcp-timeout``: seconds to wait for a lease (None: the provider's default)."""
+    image: str | None = None
+    """``--dhcp-image``: the image of the ``dhcp`` helper container."""
 
     def __post_init__(self) -> None:
+        if self.method == "static" and (self.dns or self.timeout is not None or self.image):
+            raise UsageError(
+                "--dns, --dhcp-timeout and --dhcp-image apply to DHCP addressing only",
+                "use IPSPEC dhclient, udhcpc, dhcpcd or dhcp",
+            )
+        if self.timeout is not None:
+            object.__setattr__(self, "timeout", parse_timeout(self.timeout))
+        if self.image is not None and (not self.image or any(c.isspace() for c in self.image)):
+            raise UsageError(f"--dhcp-image {self.image!r} is not an image name")
         if self.gateway is not None:
             if self.address is None:
                 raise UsageError("a gateway needs an address", "write ADDR/PREFIX@GATEWAY")
@@ -151,8 +178,27 @@ class AddressSpec:
                 raise UsageError(f"{self.gateway} cannot be a gateway")
 
     @classmethod
-    def parse(cls, text: str) -> AddressSpec:
-        """IPSPEC: ``ADDR/PREFIX[@GATEWAY]``, ``0/0``, ``CLIENT[:OPTS]``."""
+    def parse(
+        cls,
+        text: str,
+        *,
+        dns: bool = False,
+        timeout: str | float | None = None,
+        image: str | None = None,
+    ) -> AddressSpec:
+        """IPSPEC: ``ADDR/PREFIX[@GATEWAY]``, ``0/0``, ``CLIENT[:OPTS]``.
+
+        ``dns``, ``timeout`` and ``image`` are ``--dns``, ``--dhcp-timeout``
+        and ``--dhcp-image``, for DHCP methods only.
+        """
+        spec = cls._parse(text)
+        if dns or timeout is not None or image is not None:
+            seconds = parse_timeout(timeout) if timeout is not None else None
+            spec = replace(spec, dns=dns, timeout=seconds, image=image)
+        return spec
+
+    @classmethod
+    def _parse(cls, text: str) -> AddressSpec:
         if text == "0/0":
             return cls()
         addr_part, _, gw_part = text.partition("@")
@@ -336,6 +382,8 @@ class AttachSpec:
             self.host_ifname or "",
             "direct" if self.direct_phys else "",
             *(f"{k}={v}" for k, v in sorted(self.options.items())),
+            # Appended only when set, so that older fingerprints stay valid.
+            *(["dns"] if self.address.dns else []),
         ]
         return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
 
@@ -369,8 +417,13 @@ class Attachment:
     addresses: tuple[str, ...]
     gateway: str | None
     status: Status = "created"
+    dns: tuple[str, ...] = ()
+    """DNS servers from a DHCP lease (written to the guest only with ``--dns``)."""
+    domain: str | None = None
+    """The DNS domain from a DHCP lease."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["addresses"] = list(self.addresses)
+        data["dns"] = list(self.dns)
         return data

@@ -215,3 +215,80 @@ def ovs(host_ns: NetNS, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateOvs]
         yield switch
     finally:
         switch.stop()
+
+
+# -- DHCP ---------------------------------------------------------------------------
+
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from support.dhcp import DhcpServer, host_file_hashes  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: takes a minute or more of wall time (runs by default; deselect with -m 'not slow')",
+    )
+
+
+@pytest.fixture
+def dhcp_server(host_ns: NetNS) -> Iterator[Callable[..., DhcpServer]]:
+    """Factory: dnsmasq on a new bridge (default ``brpwtd``, 198.18.100.0/24) in
+    ``host_ns``. ``dhcp_server(lease_time="2m", router=True)``. Stopped, and its
+    ``/tmp/pwt-dhcp-*`` directory removed, afterwards."""
+    made: list[DhcpServer] = []
+
+    def make(**kwargs: object) -> DhcpServer:
+        server = DhcpServer(host_ns, **kwargs)  # type: ignore[arg-type]
+        made.append(server)
+        try:
+            return server.start()
+        except RuntimeError as exc:
+            infra.unavailable(str(exc))
+
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.stop()
+
+
+@pytest.fixture
+def dhcp_run_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private RUN_DIR for DHCP state (``PIPEWORK_RUN_DIR``, also for CLI
+    subprocesses). pipework must leave it empty: anything still in it at the
+    end fails the test (and is removed)."""
+    path = Path(tempfile.mkdtemp(prefix=f"{infra.PREFIX}-run-"))
+    monkeypatch.setenv("PIPEWORK_RUN_DIR", str(path))
+    try:
+        yield path
+    finally:
+        left = sorted(str(p) for p in (path / "dhcp").glob("*"))
+        shutil.rmtree(path, ignore_errors=True)
+        if left:
+            infra.FIXTURE_CLEANUPS.append(f"DHCP state left behind: {', '.join(left)}")
+            pytest.fail(f"pipework left DHCP state behind: {left}", pytrace=False)
+
+
+@pytest.fixture
+def host_files_unchanged() -> Iterator[None]:
+    """Fail the test if the host's resolv.conf, hostname or hosts changed."""
+    before = host_file_hashes()
+    yield
+    changed = [path for path, digest in host_file_hashes().items() if before[path] != digest]
+    if changed:
+        pytest.fail(f"host files changed: {changed}", pytrace=False)
+
+
+@pytest.fixture
+def no_dhcp_helpers(docker_daemon: DockerDaemon) -> Iterator[None]:
+    """Fail the test if a dhcp helper container is left behind (and remove it)."""
+    yield
+    left = docker_daemon.cli("ps", "-aq", "--filter", "label=pipework.helper").stdout.split()
+    if left:
+        docker_daemon.cli("rm", "-f", *left, check=False)
+        infra.FIXTURE_CLEANUPS.append(f"dhcp helper containers left behind: {left}")
+        pytest.fail(f"dhcp helper containers left behind: {left}", pytrace=False)

@@ -1,0 +1,587 @@
+"""Host DHCP clients: IPSPEC ``dhclient``, ``udhcpc``, ``dhcpcd``.
+
+The client runs from the host in the guest's network namespace, with the
+guest's name as DHCP host name, inside ``sandbox.py``: its own mount
+namespace with every file system read-only except the attachment's state
+directory, and its own UTS namespace. Its hook is pipework's
+(``pipework.engine.dhcp.hook_script``), which configures only the guest
+interface. So neither the client nor any script can write a host file.
+
+- **One-shot** (``dhclient``, ``udhcpc``, ``dhcpcd``): the client runs until
+  it has a lease; pipework checks the address, stops the client, and no
+  process remains. The address stays, also after the lease expires.
+- **Kept** (``dhclient-f``, ``udhcpc-f``, ``dhcpcd-f``; also ``udhcpc:-f`` and
+  ``dhclient:-f``): the client stays to renew the lease. Its processes are
+  found again by the mount namespace the sandbox gave it (recorded in the
+  state directory with the manager's PID and start time), so ``detach``,
+  a ``--force`` re-run, a rollback and ``gc`` stop exactly those.
+
+``CLIENT:OPTS`` adds options (split as a shell would, passed as argv). The
+options pipework sets itself (hook, pidfile, interface...) are refused.
+Files live in ``RUN_DIR/dhcp/HASH/`` (see ``pipework.engine.dhcp.StateDir``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import anyio.abc
+
+from pipework.engine import (
+    AddressContext,
+    AddressResult,
+    AddressSpec,
+    AttachSpec,
+    DetachContext,
+    EngineConfig,
+    ExternalCommandError,
+    GuestInfo,
+    PipeworkError,
+    TimeoutExpiredError,
+    UnsupportedError,
+    UsageError,
+    hookimpl,
+)
+from pipework.engine.dhcp import (
+    DEFAULT_TIMEOUT,
+    REPORT,
+    UDHCPC_OPTIONS,
+    ClientOptions,
+    GuestResolvConf,
+    Lease,
+    StateDir,
+    base_meta,
+    check_lease,
+    client_patience,
+    dhcp_hostname,
+    guest_alive,
+    hook_script,
+    keep_default_route,
+    option_names,
+    read_text,
+    udhcpc_args,
+    write_guest_dns,
+)
+
+SANDBOX = str(Path(__file__).with_name("sandbox.py"))
+SANDBOX_SETUP_FAILED = 125
+SANDBOX_NOT_FOUND = 127
+MNTNS = "mntns"  # written by sandbox.py
+CLIENT_LOG = "client.log"
+SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+POLL = 0.05
+STOP_GRACE = 3.0
+"""Seconds a client gets to exit after SIGTERM before SIGKILL."""
+DAEMON_WAIT = 5.0
+"""Seconds a kept client gets to show up in the background after its lease."""
+
+
+# -- the three clients ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """One start of a client."""
+
+    binary: str
+    ifname: str
+    hostname: str | None
+    state: StateDir
+    hook: str
+    keep: bool
+    timeout: float
+    options: tuple[str, ...]
+
+    @property
+    def patience(self) -> int:
+        """The client's own give-up time: longer than pipework's, which rules."""
+        return client_patience(self.timeout)
+
+
+class HostClient:
+    """What differs between dhclient, udhcpc and dhcpcd."""
+
+    name: str
+    package: str
+    syntax: ClientOptions
+    """Its command line, to vet ``CLIENT:OPTS``."""
+    keep_flag = False
+    """``-f`` in OPTS means "kept" (as ``udhcpc:-f`` did in the original)."""
+    private: ClassVar[tuple[tuple[str, str], ...]] = ()
+    """(host directory, state subdirectory) pairs the sandbox makes private."""
+
+    def argv(self, run: Run) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self, run: Run) -> None:
+        """Write configuration files into the state directory."""
+
+
+class Udhcpc(HostClient):
+    name = "udhcpc"
+    package = "udhcpc"
+    syntax = UDHCPC_OPTIONS
+    keep_flag = True
+
+    def argv(self, run: Run) -> list[str]:
+        # One-shot: in the foreground, quit with the lease. Kept: to the
+        # background once bound (pipework's timeout covers the first lease).
+        args = udhcpc_args(
+            run.ifname, run.hook, run.hostname, run.timeout, oneshot=not run.keep, foreground=False
+        )
+        return [run.binary, *args, "-p", str(run.state.file("udhcpc.pid")), *run.options]
+
+
+class Dhclient(HostClient):
+    name = "dhclient"
+    package = "isc-dhcp-client"
+    keep_flag = True
+    syntax = ClientOptions(
+        "dhclient",
+        option_names(
+            "-p -s -cf -df -lf -pf -sf -e -D -g --dad-wait-time --prefix-len-hint "
+            "--decline-wait-time --address-prefix-len"
+        ),
+        {
+            "-sf": "the hook script",
+            "-pf": "the pidfile",
+            "-lf": "the lease file",
+            "-cf": "the configuration file",
+            "-d": "the foreground mode",
+            "-nw": "the foreground mode",
+            "--no-pid": "the pidfile",
+            "-x": "stopping",
+            "-r": "releasing",
+            **dict.fromkeys(["-6", "-S", "-N", "-T", "-P"], "IPv4 (DHCPv6 is not supported)"),
+        },
+        getopt=False,
+    )
+
+    def prepare(self, run: Run) -> None:
+        lines = [
+            f"# written by pipework for {run.ifname}",
+            "request subnet-mask, broadcast-address, routers, domain-name,",
+            "        domain-name-servers, domain-search;",
+            f"timeout {run.patience};",
+            "initial-interval 1;",
+            "backoff-cutoff 2;",
+        ]
+        if run.hostname:
+            lines.insert(1, f'send host-name "{run.hostname}";')
+        run.state.write("dhclient.conf", "\n".join(lines) + "\n")
+        run.state.write("dhclient.leases", "")
+
+    def argv(self, run: Run) -> list[str]:
+        state = run.state
+        argv = [run.binary, "-4", "-1", "-cf", str(state.file("dhclient.conf"))]
+        argv += ["-lf", str(state.file("dhclient.leases")), "-pf", str(state.file("dhclient.pid"))]
+        argv += ["-sf", run.hook]
+        # One-shot: in the foreground, stopped by pipework once bound. Kept:
+        # dhclient goes to the background by itself once bound.
+        argv += [] if run.keep else ["-d"]
+        return [*argv, *run.options, run.ifname]
+
+
+class Dhcpcd(HostClient):
+    name = "dhcpcd"
+    package = "dhcpcd5"
+    syntax = ClientOptions(
+        "dhcpcd",
+        option_names(
+            "-C -c -e -F -f -h -I -i -j -l -m -O -o -Q -r -S -s -t -u -v -W -X -y -Z -z "
+            "--nohook --script --env --fqdn --config --hostname --clientid --vendorclassid "
+            "--logfile --leasetime --metric --nooption --option --require --request "
+            "--static --inform --timeout --userclass --vendor --whitelist --blacklist "
+            "--reboot --denyinterfaces --allowinterfaces"
+        ),
+        {
+            **dict.fromkeys(["-c", "--script"], "the hook script"),
+            **dict.fromkeys(["-f", "--config"], "the configuration file"),
+            **dict.fromkeys(["-j", "--logfile"], "the log file"),
+            **dict.fromkeys(["-1", "--oneshot"], "one-shot mode (write dhcpcd-f to keep it)"),
+            **dict.fromkeys(["-B", "--nobackground", "-b", "--background"], "backgrounding"),
+            **dict.fromkeys(["-x", "--exit", "-k", "--release"], "stopping"),
+            **dict.fromkeys(["-n", "--rebind", "-U", "--dumplease"], "control commands"),
+            **dict.fromkeys(["-M", "--master", "--manager"], "the manager mode"),
+            **dict.fromkeys(["-6", "--ipv6only"], "IPv4 (DHCPv6 is not supported)"),
+            **dict.fromkeys(["-T", "--test"], "the test mode"),
+        },
+    )
+    # dhcpcd keeps its pidfile, control sockets, leases and DUID in fixed
+    # directories; each attachment gets its own (two guests' eth1 would
+    # otherwise share them).
+    private = (("/run/dhcpcd", "dhcpcd-run"), ("/var/lib/dhcpcd", "dhcpcd-db"))
+
+    def prepare(self, run: Run) -> None:
+        for _, sub in self.private:
+            run.state.file(sub).mkdir(mode=0o755, exist_ok=True)
+        run.state.write(
+            "dhcpcd.conf",
+            "\n".join(
+                [
+                    f"# written by pipework for {run.ifname}",
+                    "# The hook configures the interface, as for dhclient and udhcpc.",
+                    "noconfigure",
+                    "persistent",
+                    "ipv4only",
+                    "noipv4ll",
+                    "noarp",
+                    "nodelay",
+                    "nodev",
+                    "# Identify by the MAC address: the same MAC gets the same lease.",
+                    "clientid",
+                    "option domain_name_servers, domain_name, domain_search",
+                ]
+            )
+            + "\n",
+        )
+
+    def argv(self, run: Run) -> list[str]:
+        state = run.state
+        argv = [run.binary, "-f", str(state.file("dhcpcd.conf")), "-c", run.hook]
+        argv += ["-j", str(state.file("dhcpcd.log"))]
+        if run.hostname:
+            argv += ["-h", run.hostname]
+        # One-shot: in the foreground, exit once bound. Kept: to the
+        # background at once (with noconfigure dhcpcd would otherwise wait
+        # for an address it did not add itself); pipework waits for the lease.
+        argv += ["-t", str(run.patience), "-1", "-B"] if not run.keep else ["-t", "0", "-b"]
+        return [*argv, *run.options, run.ifname]
+
+
+CLIENTS: tuple[HostClient, ...] = (Dhclient(), Udhcpc(), Dhcpcd())
+
+
+# -- processes ------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (state is [0])."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def _starttime(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _ns(pid: int, kind: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _comm(pid: int) -> str:
+    return (read_text(Path(f"/proc/{pid}/comm")) or "").strip()
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def sandbox_ns(state: StateDir) -> tuple[int, int] | None:
+    words = (read_text(state.file(MNTNS)) or "").split()
+    return (int(words[0]), int(words[1])) if len(words) == 2 else None
+
+
+def same_process(pid: int, starttime: int | None) -> bool:
+    return _alive(pid) and starttime is not None and _starttime(pid) == starttime
+
+
+def client_pids(state: StateDir, name: str, trusted: Iterable[int] = ()) -> list[int]:
+    """The live processes of the client whose state this is.
+
+    They are the processes in the mount namespace the sandbox made for it.
+    While a process known to be the client (``trusted``, or the manager
+    recorded with its start time) lives, that namespace cannot be recycled,
+    so every process in it is the client's. Without one, only processes of
+    the client's name in the guest's network namespace count.
+    """
+    mntns = sandbox_ns(state)
+    if mntns is None:
+        return []
+    meta = state.meta()
+    manager = meta.get("manager") or [0, None]
+    anchors = [*trusted]
+    if manager[0] and same_process(manager[0], manager[1]):
+        anchors.append(manager[0])
+    sure = any(_ns(pid, "mnt") == mntns for pid in anchors if _alive(pid))
+    netns = tuple(meta.get("netns") or ())
+    found = []
+    for pid in _pids():
+        if pid == os.getpid() or _ns(pid, "mnt") != mntns or not _alive(pid):
+            continue
+        if sure or (_comm(pid) == name and _ns(pid, "net") == netns):
+            found.append(pid)
+    return found
+
+
+async def stop_pids(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
+    """SIGTERM, then SIGKILL what is still there after ``grace`` seconds."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    with anyio.move_on_after(grace):
+        # Polling /proc: a process that is not our child sends no event.
+        while any(_alive(pid) for pid in pids):  # noqa: ASYNC110
+            await anyio.sleep(POLL)
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+# -- the provider ---------------------------------------------------------------------
+
+
+class HostClientProvider:
+    """An address provider running one host DHCP client."""
+
+    def __init__(self, client: HostClient, config: EngineConfig) -> None:
+        self.client = client
+        self.name = client.name
+        self.config = config
+
+    def claims(self, address: AddressSpec) -> bool:
+        return address.method in (self.name, self.name + "-f")
+
+    def mode(self, address: AddressSpec) -> tuple[bool, tuple[str, ...]]:
+        """(kept?, the options to pass on) for an IPSPEC this provider claims."""
+        options = address.options
+        keep = address.method.endswith("-f")
+        if self.client.keep_flag and "-f" in options:
+            keep = True
+            options = tuple(o for o in options if o != "-f")
+        self.client.syntax.check(options)
+        return keep, options
+
+    def binary(self) -> str:
+        path = os.environ.get("PATH", "") + ":" + SEARCH_PATH
+        found = shutil.which(self.client.name, path=path)
+        if found is None:
+            raise UnsupportedError(
+                f"{self.name} is not installed",
+                f"install the Debian package {self.client.package}",
+            )
+        return found
+
+    def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
+        """Refuse what cannot work before anything is created."""
+        if spec.address.image is not None:
+            raise UsageError(
+                f"--dhcp-image is for the dhcp helper container; {self.name} runs on the host"
+            )
+        self.mode(spec.address)
+        self.binary()
+        if spec.address.dns:
+            GuestResolvConf.locate(guest).check()
+
+    async def configure(self, ctx: AddressContext) -> AddressResult:
+        address = ctx.address
+        keep, options = self.mode(address)
+        binary = self.binary()
+        dns = None
+        if address.dns:
+            dns = GuestResolvConf.locate(ctx.guest.info, ctx.guest_ns.key)
+        state = StateDir.of(self.config.run_dir, ctx.guest.info.key, ctx.ifname)
+        await self._discard(state)
+        # Undone last: the route the hook may replace; then the client.
+        await keep_default_route(ctx)
+        state.create(base_meta(ctx, self.name, "kept" if keep else "one-shot"))
+
+        async def discard() -> None:
+            await self._discard(state)
+
+        ctx.journal.record(f"{self.name} for {ctx.ifname} ({state})", discard)
+        hook = state.write("hook", hook_script(str(state.file(REPORT))), 0o700)
+        run = Run(
+            binary=binary,
+            ifname=ctx.ifname,
+            hostname=dhcp_hostname(ctx.guest.info),
+            state=state,
+            hook=str(hook),
+            keep=keep,
+            timeout=address.timeout or DEFAULT_TIMEOUT,
+            options=options,
+        )
+        self.client.prepare(run)
+        lease = await self._run(ctx, run)
+        await check_lease(ctx, lease, self.name)
+        if dns is not None:
+            await write_guest_dns(ctx, lease, dns, state)
+        return lease.result()
+
+    async def _run(self, ctx: AddressContext, run: Run) -> Lease:
+        """Start the client in its sandbox and wait for the lease."""
+        state = run.state
+        argv = [sys.executable, "-I", "-S", SANDBOX, "--netns-fd", str(ctx.guest.fd)]
+        argv += ["--state", str(state)]
+        for target, sub in self.client.private:
+            argv += ["--private", f"{target}={state.file(sub)}"]
+        argv += ["--", *self.client.argv(run)]
+        log = os.open(state.file(CLIENT_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            process = await anyio.open_process(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(ctx.guest.fd,),
+                env={"PATH": SEARCH_PATH, "LANG": "C"},
+                start_new_session=True,
+            )
+        finally:
+            os.close(log)
+        try:
+            with anyio.move_on_after(run.timeout):
+                lease = await self._wait(ctx, run, process)
+                if run.keep:
+                    await self._find_daemon(ctx, run, process)
+                return lease
+            raise TimeoutExpiredError(
+                f"{self.name} got no DHCP lease for {ctx.ifname} in {ctx.guest.name} "
+                f"within {run.timeout:g} s",
+                f"is a DHCP server answering on {ctx.spec.host}? "
+                "--dhcp-timeout sets how long to wait",
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                # One-shot, or failed: no client process may remain. (Until
+                # it is reaped, our child's PID cannot be anybody else's.)
+                if not run.keep or process.returncode is None:
+                    mine = [process.pid] if process.returncode is None else []
+                    await stop_pids(client_pids(state, self.name, mine) or mine)
+                await process.aclose()
+
+    async def _wait(self, ctx: AddressContext, run: Run, process: anyio.abc.Process) -> Lease:
+        while True:
+            returncode = process.returncode
+            lease = self._lease(ctx, run)
+            if lease is not None:
+                return lease
+            if returncode is not None and (returncode != 0 or not run.keep):
+                raise self._failure(ctx, run, returncode)
+            if returncode == 0 and not client_pids(run.state, self.name):
+                raise self._failure(ctx, run, returncode)
+            await anyio.sleep(POLL)
+
+    def _lease(self, ctx: AddressContext, run: Run) -> Lease | None:
+        try:
+            return Lease.from_report(run.state.report())
+        except (KeyError, ValueError) as exc:
+            raise PipeworkError(
+                f"{self.name} reported an unusable lease for {ctx.ifname} in {ctx.guest.name}: {exc}"
+            ) from None
+
+    def _failure(self, ctx: AddressContext, run: Run, returncode: int) -> PipeworkError:
+        said = last_line(read_text(run.state.file(CLIENT_LOG)))
+        if returncode in (SANDBOX_SETUP_FAILED, SANDBOX_NOT_FOUND):
+            return PipeworkError(
+                f"cannot start {self.name} for {ctx.ifname} in {ctx.guest.name}: {said}"
+            )
+        return ExternalCommandError(
+            f"{self.name} exited (status {returncode}) without a lease for {ctx.ifname} "
+            f"in {ctx.guest.name}: {said}",
+            f"its log is {run.state.file(CLIENT_LOG)} until the rollback removes it; "
+            "check the options and the DHCP server",
+        )
+
+    async def _find_daemon(self, ctx: AddressContext, run: Run, process: anyio.abc.Process) -> None:
+        """Wait for the kept client to be alone in the background; record it."""
+        with anyio.move_on_after(DAEMON_WAIT):
+            while True:
+                if process.returncode is not None:
+                    pids = client_pids(run.state, self.name)
+                    managers = [pid for pid in pids if self._parent(pid) not in pids]
+                    if len(managers) == 1:
+                        pid = managers[0]
+                        run.state.update_meta(manager=[pid, _starttime(pid)])
+                        return
+                await anyio.sleep(POLL)
+        raise PipeworkError(
+            f"{self.name} did not stay in the background to renew the lease of "
+            f"{ctx.ifname} in {ctx.guest.name}",
+            f"see {run.state.file(CLIENT_LOG)}",
+        )
+
+    @staticmethod
+    def _parent(pid: int) -> int:
+        fields = _stat(pid)
+        return int(fields[1]) if fields else 0
+
+    async def _discard(self, state: StateDir) -> None:
+        """Stop the client a state directory belongs to; remove the directory."""
+        if not state.exists():
+            return
+        await stop_pids(client_pids(state, str(state.meta().get("provider", self.name))))
+        GuestResolvConf.restore(state)
+        state.remove()
+
+    async def release(self, ctx: DetachContext) -> None:
+        await self._discard(StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname))
+
+    async def inspect(self, ctx: DetachContext) -> AddressResult | None:
+        state = StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname)
+        meta = state.meta()
+        if meta.get("provider") != self.name:
+            return None
+        if meta.get("mode") == "kept":
+            manager = meta.get("manager") or [0, None]
+            if not same_process(manager[0], manager[1]):
+                return None
+        try:
+            lease = Lease.from_report(state.report())
+        except (KeyError, ValueError):
+            return None
+        return lease.result() if lease is not None else AddressResult()
+
+    async def collect_garbage(self, dry_run: bool = False) -> list[str]:
+        """State directories (and kept clients) of guests that are gone."""
+        found = []
+        for state in StateDir.all(self.config.run_dir):
+            meta: dict[str, Any] = state.meta()
+            if meta.get("provider") != self.name or guest_alive(meta):
+                continue
+            pids = client_pids(state, self.name)
+            what = f"{self.name} state {state} of {meta.get('guest_name')} {meta.get('ifname')}"
+            found.append(what + (f" (stopping PIDs {pids})" if pids else ""))
+            if not dry_run:
+                await self._discard(state)
+        return found
+
+
+@hookimpl
+def pipework_address_providers(config: EngineConfig) -> list[HostClientProvider]:
+    return [HostClientProvider(client, config) for client in CLIENTS]
+
+
+__all__ = ["CLIENTS", "HostClientProvider"]

@@ -1,0 +1,396 @@
+"""IPSPEC ``dhcp``: busybox ``udhcpc`` in a helper container.
+
+The helper shares the guest container's network namespace (Docker's
+``--net container:GUEST``) and nothing else, with only the capabilities
+NET_ADMIN and NET_RAW. It is created and started through aiodocker from
+``--dhcp-image`` (default ``busybox``), and runs pipework's hook
+(``pipework.engine.dhcp.hook_script``, copied in before it starts), which
+configures the guest interface and prints the lease on the helper's
+standard output, where pipework reads it.
+
+- ``dhcp``: one-shot. pipework waits for the lease, then removes the helper.
+- ``dhcp:-f``: kept. The helper stays to renew the lease; ``detach`` (and a
+  ``--force`` re-run, a rollback) removes it.
+
+Helpers are named ``pipework-dhcp-HASH`` and labelled ``pipework.helper=dhcp``,
+``pipework.guest=CONTAINER_ID``, ``pipework.ifname=IFNAME``, so ``detach``
+and ``gc`` find them from the interface's marker. Only Docker guests can
+have a helper; other guests use a host client (``udhcpc``...).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import anyio
+
+from pipework.engine import (
+    AddressContext,
+    AddressResult,
+    AddressSpec,
+    AttachSpec,
+    DetachContext,
+    EngineConfig,
+    ExternalCommandError,
+    GuestInfo,
+    PipeworkError,
+    RuntimeUnavailableError,
+    TimeoutExpiredError,
+    UnsupportedError,
+    UsageError,
+    hookimpl,
+)
+from pipework.engine.dhcp import (
+    DEFAULT_TIMEOUT,
+    UDHCPC_OPTIONS,
+    GuestResolvConf,
+    Lease,
+    StateDir,
+    attachment_id,
+    base_meta,
+    check_lease,
+    dhcp_hostname,
+    guest_alive,
+    hook_script,
+    keep_default_route,
+    last_logged_report,
+    parse_report,
+    read_text,
+    same_netns,
+    udhcpc_args,
+    write_guest_dns,
+)
+
+T = TypeVar("T")
+
+DEFAULT_IMAGE = "busybox"
+HOOK = "/pipework-dhcp-hook"
+"""The hook inside the helper (copied into its root before it starts)."""
+HELPER_REPORT = "/pipework-lease"
+"""Where the hook keeps its report inside the helper."""
+LEASE_COPY = "lease"
+"""The last report read from the helper, kept in the state directory."""
+POLL = 0.1
+LABEL_HELPER = "pipework.helper"
+LABEL_GUEST = "pipework.guest"
+LABEL_IFNAME = "pipework.ifname"
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+def helper_name(guest_key: str, ifname: str) -> str:
+    return "pipework-dhcp-" + attachment_id(guest_key, ifname)
+
+
+def hook_archive() -> bytes:
+    """A tar holding the hook, for Docker's PUT /containers/ID/archive."""
+    data = hook_script(HELPER_REPORT, echo=True).encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(HOOK.lstrip("/"))
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class DhcpHelperProvider:
+    """IPSPEC ``dhcp`` and ``dhcp:OPTS``."""
+
+    name = "dhcp"
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._docker: Any = None
+
+    def claims(self, address: AddressSpec) -> bool:
+        return address.method == "dhcp"
+
+    @staticmethod
+    def mode(address: AddressSpec) -> tuple[bool, tuple[str, ...]]:
+        """(kept?, udhcpc options): ``-f`` keeps the helper, as in the original."""
+        keep = "-f" in address.options
+        options = tuple(o for o in address.options if o != "-f")
+        UDHCPC_OPTIONS.check(options)
+        return keep, options
+
+    def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
+        if guest.runtime != "docker":
+            raise UsageError(
+                f"the dhcp helper container needs a Docker guest; {guest.name} is not one",
+                "use the host clients dhclient, udhcpc or dhcpcd instead",
+            )
+        self.mode(spec.address)
+        if spec.address.dns:
+            GuestResolvConf.locate(guest).check()
+
+    # -- Docker --------------------------------------------------------------------------
+    def _client(self) -> Any:
+        if self._docker is None:
+            import aiodocker
+
+            host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+            self._docker = aiodocker.Docker(url=host)
+        return self._docker
+
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
+        """A Docker API call, bounded, with its failures as pipework errors."""
+        import aiodocker
+
+        host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+        try:
+            with anyio.fail_after(self.config.timeout):
+                return await call
+        except TimeoutError:
+            raise RuntimeUnavailableError(
+                f"the Docker daemon at {host} did not answer within {self.config.timeout:g} s "
+                f"({what})"
+            ) from None
+        except aiodocker.DockerError as exc:
+            if exc.status == 900:
+                raise RuntimeUnavailableError(
+                    f"cannot reach the Docker daemon at {host} ({what}): {exc.message}",
+                    "is dockerd running? set DOCKER_HOST to its socket",
+                ) from None
+            raise
+
+    async def _remove(self, container_id: str) -> None:
+        import aiodocker
+
+        try:
+            await self._call(
+                "removing a dhcp helper",
+                self._client().containers.container(container_id).delete(force=True),
+            )
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise PipeworkError(
+                    f"cannot remove dhcp helper {container_id[:12]}: {exc.message}"
+                ) from None
+
+    async def _helpers(self, guest_key: str | None = None, ifname: str | None = None) -> list[Any]:
+        labels = [f"{LABEL_HELPER}=dhcp"]
+        if guest_key is not None:
+            labels.append(f"{LABEL_GUEST}={guest_key}")
+        if ifname is not None:
+            labels.append(f"{LABEL_IFNAME}={ifname}")
+        filters = json.dumps({"label": labels})
+        return list(
+            await self._call(
+                "listing dhcp helpers", self._client().containers.list(all=True, filters=filters)
+            )
+        )
+
+    async def _create(self, ctx: AddressContext, config: dict[str, Any], image: str) -> Any:
+        import aiodocker
+
+        name = helper_name(ctx.guest.info.key, ctx.ifname)
+        containers = self._client().containers
+        try:
+            return await self._call("creating a dhcp helper", containers.create(config, name=name))
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                raise UnsupportedError(
+                    f"image {image} is not available to the Docker daemon",
+                    f"`docker pull {image}`, or choose one with --dhcp-image",
+                ) from None
+            if exc.status == 409:
+                raise PipeworkError(
+                    f"a container named {name} already exists",
+                    f"remove it with `docker rm -f {name}` (or run `pipework gc`)",
+                ) from None
+            raise PipeworkError(f"cannot create the dhcp helper {name}: {exc.message}") from None
+
+    async def _start(self, container: Any, image: str) -> None:
+        import aiodocker
+
+        try:
+            await self._call("copying the hook", container.put_archive("/", hook_archive()))
+            await self._call("starting a dhcp helper", container.start())
+        except aiodocker.DockerError as exc:
+            if "executable file not found" in exc.message or "no such file" in exc.message:
+                raise UnsupportedError(
+                    f"image {image} has no udhcpc", "use a busybox image with --dhcp-image"
+                ) from None
+            raise PipeworkError(f"cannot start the dhcp helper: {exc.message}") from None
+
+    # -- attach ---------------------------------------------------------------------------
+    async def configure(self, ctx: AddressContext) -> AddressResult:
+        info = ctx.guest.info
+        self.check(ctx.spec, info)
+        keep, options = self.mode(ctx.address)
+        timeout = ctx.address.timeout or DEFAULT_TIMEOUT
+        image = ctx.address.image or DEFAULT_IMAGE
+        dns = GuestResolvConf.locate(info, ctx.guest_ns.key) if ctx.address.dns else None
+        state = StateDir.of(self.config.run_dir, info.key, ctx.ifname)
+        await self._discard(state, info.key, ctx.ifname)
+        await keep_default_route(ctx)
+        meta = base_meta(ctx, self.name, "kept" if keep else "one-shot")
+        state.create({**meta, "image": image, "helper": helper_name(info.key, ctx.ifname)})
+
+        async def discard() -> None:
+            await self._discard(state, info.key, ctx.ifname)
+
+        ctx.journal.record(f"dhcp helper for {ctx.ifname}", discard)
+        hostname = dhcp_hostname(info)
+        args = udhcpc_args(ctx.ifname, HOOK, hostname, timeout, oneshot=not keep, foreground=True)
+        config: dict[str, Any] = {
+            "Image": image,
+            "Entrypoint": ["udhcpc"],
+            "Cmd": [*args, *options],
+            "Labels": {
+                LABEL_HELPER: "dhcp",
+                LABEL_GUEST: info.key,
+                LABEL_IFNAME: ctx.ifname,
+                "pipework.guest-name": info.name,
+                "pipework.mode": "kept" if keep else "one-shot",
+            },
+            "HostConfig": {
+                "NetworkMode": f"container:{info.key}",
+                "CapDrop": ["ALL"],
+                "CapAdd": ["NET_ADMIN", "NET_RAW"],
+                "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}},
+            },
+        }
+        container = await self._create(ctx, config, image)
+        await self._start(container, image)
+        lease = await self._wait(ctx, container, timeout)
+        if not keep:
+            await self._remove(container.id)
+        await check_lease(ctx, lease, "udhcpc (dhcp helper)")
+        if dns is not None:
+            await write_guest_dns(ctx, lease, dns, state)
+        return lease.result()
+
+    async def _wait(self, ctx: AddressContext, container: Any, seconds: float) -> Lease:
+        """Read the helper's output until its hook reports a lease (``seconds`` at most)."""
+        with anyio.move_on_after(seconds):
+            while True:
+                logs = await self._logs(container)
+                report = last_logged_report(logs)
+                if report is not None:
+                    try:
+                        lease = Lease.from_report(report)
+                    except (KeyError, ValueError) as exc:
+                        raise PipeworkError(
+                            f"the dhcp helper reported an unusable lease for {ctx.ifname}: {exc}"
+                        ) from None
+                    if lease is not None:
+                        state = StateDir.of(self.config.run_dir, ctx.guest.info.key, ctx.ifname)
+                        state.write(LEASE_COPY, "\n".join(f"{k}={v}" for k, v in report.items()))
+                        return lease
+                details = await self._call("inspecting the dhcp helper", container.show())
+                if not details["State"]["Running"]:
+                    said = [line for line in logs.splitlines() if line.strip()]
+                    raise ExternalCommandError(
+                        f"the dhcp helper exited (status {details['State']['ExitCode']}) without "
+                        f"a lease for {ctx.ifname} in {ctx.guest.name}: "
+                        f"{said[-1] if said else 'no output'}",
+                        "check the udhcpc options and the DHCP server",
+                    )
+                await anyio.sleep(POLL)
+        raise TimeoutExpiredError(
+            f"udhcpc (dhcp helper) got no DHCP lease for {ctx.ifname} in {ctx.guest.name} "
+            f"within {seconds:g} s",
+            f"is a DHCP server answering on {ctx.spec.host}? --dhcp-timeout sets how long to wait",
+        )
+
+    async def _logs(self, container: Any) -> str:
+        lines = await self._call("reading the dhcp helper's output", container.log(stdout=True))
+        return "".join(lines)
+
+    # -- detach, inspect, gc -------------------------------------------------------------------
+    async def _discard(self, state: StateDir, guest_key: str, ifname: str) -> None:
+        """Remove the helpers of one attachment, restore DNS, remove its state."""
+        meta = state.meta()
+        if meta.get("mode") != "one-shot":  # kept, or unknown: ask Docker
+            for helper in await self._helpers(guest_key, ifname):
+                await self._remove(helper.id)
+        GuestResolvConf.restore(state)
+        state.remove()
+
+    async def release(self, ctx: DetachContext) -> None:
+        marker = ctx.marker
+        state = StateDir.of(self.config.run_dir, marker.guest, marker.ifname)
+        await self._discard(state, marker.guest, marker.ifname)
+
+    async def inspect(self, ctx: DetachContext) -> AddressResult | None:
+        import aiodocker
+
+        marker = ctx.marker
+        state = StateDir.of(self.config.run_dir, marker.guest, marker.ifname)
+        meta = state.meta()
+        if meta.get("provider") != self.name:
+            return None
+        report = parse_report(read_text(state.file(LEASE_COPY)) or "")
+        if meta.get("mode") == "kept":
+            try:
+                details = await self._call(
+                    "inspecting the dhcp helper",
+                    self._client().containers.container(meta["helper"]).show(),
+                )
+            except aiodocker.DockerError:
+                return None
+            if not details["State"]["Running"]:
+                return None
+        try:
+            lease = Lease.from_report(report)
+        except (KeyError, ValueError):
+            return None
+        return lease.result() if lease is not None else AddressResult()
+
+    async def collect_garbage(self, dry_run: bool = False) -> list[str]:
+        """Helpers whose guest is gone, stopped or restarted, and their state."""
+        import aiodocker
+
+        found = []
+        for helper in await self._helpers():
+            details = await self._call("inspecting a dhcp helper", helper.show())
+            labels = details["Config"].get("Labels") or {}
+            guest_key = labels.get(LABEL_GUEST, "")
+            try:
+                guest = await self._call(
+                    "inspecting a guest", self._client().containers.container(guest_key).show()
+                )
+            except aiodocker.DockerError:
+                guest = {"State": {}}  # gone
+            if guest["State"].get("Running"):
+                helper_pid = details["State"].get("Pid") or 0
+                guest_pid = guest["State"].get("Pid") or 0
+                if not helper_pid or self._same_netns(helper_pid, guest_pid):
+                    continue  # a live helper of a live guest, or a stopped one to look at
+            name = str(details.get("Name", helper.id)).lstrip("/")
+            found.append(f"dhcp helper {name} of {labels.get('pipework.guest-name', guest_key)}")
+            if not dry_run:
+                await self._remove(helper.id)
+        for state in StateDir.all(self.config.run_dir):
+            meta = state.meta()
+            if meta.get("provider") == self.name and not guest_alive(meta):
+                found.append(f"dhcp state {state} of {meta.get('guest_name')}")
+                if not dry_run:
+                    state.remove()
+        return found
+
+    @staticmethod
+    def _same_netns(pid: int, other: int) -> bool:
+        try:
+            st = os.stat(f"/proc/{other}/ns/net")
+        except OSError:
+            return False
+        return same_netns(f"/proc/{pid}/ns/net", (st.st_dev, st.st_ino))
+
+    async def aclose(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+
+@hookimpl
+def pipework_address_providers(config: EngineConfig) -> list[DhcpHelperProvider]:
+    return [DhcpHelperProvider(config)]
+
+
+__all__ = ["DhcpHelperProvider", "helper_name"]

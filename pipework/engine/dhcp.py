@@ -1,0 +1,725 @@
+"""The DHCP toolbox that the DHCP address providers share.
+
+The host clients (``dhclient``, ``udhcpc``, ``dhcpcd``) and the ``dhcp``
+helper container all run the same guest-side hook (``hook_script``). It
+configures only the interface the client serves, in the network namespace
+the client runs in, and writes what it got as a *lease report*
+(``KEY=VALUE`` lines). pipework reads the report, checks the address on
+the interface, and reports routers, DNS servers and domain.
+
+What a provider keeps on the host lives in a per-attachment *state
+directory* under ``EngineConfig.run_dir``/dhcp, named by a hash of the
+guest key and interface name, so that ``detach`` (and a later ``gc``) find
+it from the marker alone. ``attachment.json`` in it says whose it is.
+
+``GuestResolvConf`` writes a lease's DNS settings into the *guest's*
+resolv.conf (``--dns``), never the host's. Only the DHCP providers import
+this module, so the static path does not pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import stat
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PipeworkError, UsageError
+from .hookspecs import AddressContext, AddressResult
+from .netlink import netns_identity
+from .specs import GuestInfo, short_hash
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a DHCP provider waits for a lease unless ``--dhcp-timeout`` says otherwise."""
+REPORT = "lease"
+"""The hook's lease report, in the state directory."""
+META = "attachment.json"
+LOG_PREFIX = "pipework-lease: "
+"""Prefix of the report lines a hook prints (the helper container's logs)."""
+LOG_END = LOG_PREFIX + "end"
+
+_HOSTNAME_BAD = re.compile(r"[^A-Za-z0-9-]+")
+
+_HOOK = r"""#!/bin/sh
+# pipework's DHCP hook (udhcpc -s, dhclient -sf, dhcpcd -c). It configures
+# only "$interface", in the network namespace the client runs in, and records
+# the lease in the report below. It writes no other file: not resolv.conf,
+# not the hostname, nothing of the host.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+report=@REPORT@
+echo_report=@ECHO@
+
+# udhcpc passes the event as $1; dhclient and dhcpcd set $reason.
+event=${reason:-$1}
+case $event in
+bound | renew | BOUND | RENEW | REBIND | REBOOT) action=bind ;;
+deconfig | nak | NAK | EXPIRE | FAIL | RELEASE) action=unbind ;;
+TIMEOUT) exit 1 ;; # dhclient: do not fall back on an old lease
+*) exit 0 ;;       # PREINIT, CARRIER, STOP, STOPPED...: nothing to do
+esac
+
+field() { sed -n "s/^$1=//p" "$report" 2>/dev/null; }
+dotted() { case $1 in '' | *[!0-9.\ ]*) return 1 ;; esac; }
+
+old_address=$(field address)
+old_routers=$(field routers)
+count=$(field count)
+count=$((${count:-0} + 1))
+
+if [ "$action" = bind ]; then
+	address=${ip:-$new_ip_address}
+	mask=${subnet:-$new_subnet_mask}
+	routers=${router:-$new_routers}
+	servers=${dns:-$new_domain_name_servers}
+	domain=$(printf '%s' "${domain:-$new_domain_name}" | tr -cd 'A-Za-z0-9._ -')
+	lease=${lease:-$new_dhcp_lease_time}
+	server=${serverid:-$new_dhcp_server_identifier}
+	if ! dotted "$address" || ! dotted "$mask"; then
+		echo "pipework hook: $interface: unusable lease: address '$address' mask '$mask'" >&2
+		exit 1
+	fi
+	dotted "$routers" || routers=
+	dotted "$servers" || servers=
+	dotted "$server" || server=
+	case $lease in '' | *[!0-9]*) lease= ;; esac
+	if [ -n "$old_address" ] && [ "$old_address" != "$address/$mask" ]; then
+		ip -4 addr del "$old_address" dev "$interface" 2>/dev/null
+	fi
+	ip -4 addr replace "$address/$mask" broadcast + dev "$interface" || exit 1
+	set -- $routers
+	if [ -n "$1" ]; then
+		ip -4 route replace default via "$1" dev "$interface" onlink || exit 1
+	fi
+	state=bound
+else
+	set -- $old_routers
+	if [ -n "$1" ]; then
+		ip -4 route del default via "$1" dev "$interface" 2>/dev/null
+	fi
+	if [ -n "$old_address" ]; then
+		ip -4 addr del "$old_address" dev "$interface" 2>/dev/null
+	fi
+	address= mask= routers= servers= domain= lease= server=
+	state=unbound
+fi
+
+{
+	echo "state=$state"
+	echo "event=$event"
+	echo "count=$count"
+	echo "time=$(date +%s)"
+	echo "address=${address:+$address/$mask}"
+	echo "routers=$routers"
+	echo "dns=$servers"
+	echo "domain=$domain"
+	echo "lease=$lease"
+	echo "server=$server"
+} >"$report.new" && mv -f "$report.new" "$report"
+if [ "$echo_report" = 1 ]; then
+	sed "s/^/@PREFIX@/" "$report"
+	echo "@END@"
+fi
+exit 0
+"""
+
+
+def hook_script(report: str, *, echo: bool = False) -> str:
+    """The hook's text; it keeps its report at ``report`` and, with ``echo``,
+    also prints it on stdout (``LOG_PREFIX`` lines ending with ``LOG_END``)."""
+    return (
+        _HOOK.replace("@REPORT@", shlex.quote(report))
+        .replace("@ECHO@", "1" if echo else "0")
+        .replace("@PREFIX@", LOG_PREFIX)
+        .replace("@END@", LOG_END)
+    )
+
+
+def option_names(text: str) -> frozenset[str]:
+    """Option names, written as one string for readability."""
+    return frozenset(text.split())
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """A DHCP client's command-line syntax, to vet the ``OPTS`` of ``CLIENT:OPTS``."""
+
+    client: str
+    value_options: frozenset[str]
+    """Options that take a value (``-x``, ``--script``...)."""
+    reserved: Mapping[str, str]
+    """Options pipework sets itself -> what they are."""
+    getopt: bool = True
+    """getopt syntax (bundled short options, ``--opt=value``), or whole words."""
+
+    def check(self, options: Sequence[str]) -> None:
+        """Refuse options pipework sets itself, and any extra interface names."""
+        words = iter(options)
+        for word in words:
+            if word.startswith("--") and self.getopt:
+                name = word.partition("=")[0]
+                self._allow(name)
+                if name in self.value_options and "=" not in word:
+                    next(words, None)
+            elif word.startswith("-") and len(word) > 1:
+                if not self.getopt:
+                    self._allow(word)
+                    if word in self.value_options:
+                        next(words, None)
+                    continue
+                for i, letter in enumerate(word[1:], start=1):
+                    self._allow("-" + letter)
+                    if "-" + letter in self.value_options:
+                        if i == len(word) - 1:
+                            next(words, None)
+                        break
+            else:
+                raise UsageError(
+                    f"{self.client} option {word!r} is not an option",
+                    f"pipework runs {self.client} on the attached interface only",
+                )
+
+    def _allow(self, option: str) -> None:
+        if option in self.reserved:
+            raise UsageError(
+                f"{self.client} option {option} is set by pipework ({self.reserved[option]})",
+                "see docs/ADDRESSES.md for what pipework passes",
+            )
+
+
+UDHCPC_OPTIONS = ClientOptions(
+    "udhcpc",
+    option_names(
+        "-V -H -h -F -i -p -r -s -T -t -A -O -x --vendorclass --hostname --fqdn "
+        "--interface --pidfile --request --script --timeout --tryagain --retries "
+        "--request-option --option"
+    ),
+    {
+        **dict.fromkeys(["-i", "--interface"], "the interface"),
+        **dict.fromkeys(["-s", "--script"], "the hook script"),
+        **dict.fromkeys(["-p", "--pidfile"], "the pidfile"),
+        **dict.fromkeys(["-q", "--quit", "-n", "--now"], "one-shot mode"),
+        **dict.fromkeys(["-b", "--background"], "backgrounding"),
+        **dict.fromkeys(["-f", "--foreground"], "kept mode: write udhcpc-f or udhcpc:-f alone"),
+    },
+)
+"""busybox udhcpc, on the host or in the ``dhcp`` helper container."""
+
+
+def client_patience(timeout: float) -> int:
+    """How long a client itself tries: longer than pipework waits, which rules."""
+    return math.ceil(timeout) + 10
+
+
+def udhcpc_args(
+    ifname: str,
+    hook: str,
+    hostname: str | None,
+    timeout: float,
+    *,
+    oneshot: bool,
+    foreground: bool,
+) -> list[str]:
+    """busybox udhcpc's arguments (after the program name).
+
+    One-shot: quit with the lease (``-q``), give up without one (``-n``).
+    Kept: renew; if the lease is lost, keep trying. ``foreground`` keeps a
+    kept client in the foreground (as a container's main process).
+    """
+    tries = max(3, math.ceil(client_patience(timeout) / 2))
+    args = ["-i", ifname, "-s", hook, "-T", "2", "-t", str(tries), "-A", "2"]
+    if hostname:
+        args += ["-x", f"hostname:{hostname}"]
+    if oneshot or foreground:
+        args.append("-f")
+    if oneshot:
+        args += ["-q", "-n"]
+    return args
+
+
+def parse_report(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines -> a dict (other lines are ignored)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key.isidentifier():
+            fields[key] = value.strip()
+    return fields
+
+
+def last_logged_report(logs: str) -> dict[str, str] | None:
+    """The last complete report a hook printed (``echo``), or None."""
+    block: list[str] = []
+    last: dict[str, str] | None = None
+    for line in logs.splitlines():
+        if line == LOG_END:
+            last, block = parse_report("\n".join(block)), []
+        elif line.startswith(LOG_PREFIX):
+            block.append(line[len(LOG_PREFIX) :])
+    return last
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A bound lease, as a hook reported it (and validated here)."""
+
+    address: ipaddress.IPv4Interface
+    routers: tuple[ipaddress.IPv4Address, ...] = ()
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    domain: str | None = None
+    lease_time: int | None = None
+    server: ipaddress.IPv4Address | None = None
+    event: str = ""
+    count: int = 0
+    time: int = 0
+
+    @classmethod
+    def from_report(cls, fields: Mapping[str, str]) -> Lease | None:
+        """The lease in a report; None unless it says ``state=bound``.
+
+        Raises ``ValueError`` for a bound report with a malformed value.
+        """
+        if fields.get("state") != "bound":
+            return None
+
+        def addresses(key: str) -> tuple[ipaddress.IPv4Address, ...]:
+            return tuple(ipaddress.IPv4Address(w) for w in fields.get(key, "").split())
+
+        server = fields.get("server")
+        return cls(
+            address=ipaddress.IPv4Interface(fields["address"]),
+            routers=addresses("routers"),
+            dns=addresses("dns"),
+            domain=fields.get("domain") or None,
+            lease_time=int(fields["lease"]) if fields.get("lease") else None,
+            server=ipaddress.IPv4Address(server) if server else None,
+            event=fields.get("event", ""),
+            count=int(fields.get("count") or 0),
+            time=int(fields.get("time") or 0),
+        )
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address | None:
+        return self.routers[0] if self.routers else None
+
+    def result(self) -> AddressResult:
+        return AddressResult(
+            addresses=(str(self.address),),
+            gateway=str(self.gateway) if self.gateway else None,
+            dns=tuple(str(d) for d in self.dns),
+            domain=self.domain,
+        )
+
+
+def dhcp_hostname(info: GuestInfo) -> str | None:
+    """The host name a client sends: the guest's name, made a valid label.
+
+    ``web1`` -> ``web1``; ``netns:blue`` -> ``blue``; ``/run/netns/blue``
+    -> ``blue``; ``pid:42`` -> ``pid-42``.
+    """
+    name = info.name
+    if info.runtime == "path":
+        name = Path(name).name
+    elif name.startswith(("netns:", "docker:")):
+        name = name.partition(":")[2]
+    label = _HOSTNAME_BAD.sub("-", name).strip("-")[:63].strip("-")
+    return label or None
+
+
+def anchor(info: GuestInfo) -> str | None:
+    """A path whose namespace is the guest's while the guest lives."""
+    if info.pid:
+        return f"/proc/{info.pid}/ns/net"
+    if info.runtime == "netns":
+        return "/run/netns/" + info.key.partition(":")[2]
+    if info.key.startswith("/"):
+        return info.key
+    return None
+
+
+def same_netns(path: str | None, identity: tuple[int, int] | list[int] | None) -> bool:
+    """Is the namespace at ``path`` the one recorded as ``identity``?"""
+    if path is None or identity is None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == tuple(identity)
+
+
+def attachment_id(guest_key: str, ifname: str) -> str:
+    """10 hex digits naming one attachment's DHCP state (and helper container);
+    the same hash as its host-side interface name ``pw...``."""
+    return short_hash(guest_key, ifname)
+
+
+def read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+class StateDir:
+    """One attachment's directory, ``RUN_DIR/dhcp/HASH``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def of(cls, run_dir: str, guest_key: str, ifname: str) -> StateDir:
+        """The directory of the attachment ``ifname`` of the guest ``guest_key``."""
+        return cls(Path(run_dir) / "dhcp" / attachment_id(guest_key, ifname))
+
+    @classmethod
+    def all(cls, run_dir: str) -> list[StateDir]:
+        root = Path(run_dir) / "dhcp"
+        try:
+            paths = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+        except FileNotFoundError:
+            return []
+        return [cls(p) for p in paths]
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def create(self, meta: Mapping[str, Any]) -> None:
+        """Create it empty (the caller has cleared an old one) and write ``meta``."""
+        try:
+            self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self.path.mkdir(mode=0o700)
+        except OSError as exc:
+            raise PipeworkError(
+                f"cannot create {self.path}: {exc.strerror}",
+                "check EngineConfig.run_dir / PIPEWORK_RUN_DIR",
+            ) from None
+        self.write_meta(meta)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write(self, name: str, text: str, mode: int = 0o600) -> Path:
+        path = self.file(name)
+        tmp = path.with_name(name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        tmp.chmod(mode)
+        tmp.replace(path)
+        return path
+
+    def meta(self) -> dict[str, Any]:
+        text = read_text(self.file(META))
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def write_meta(self, meta: Mapping[str, Any]) -> None:
+        self.write(META, json.dumps(dict(meta), indent=1, sort_keys=True) + "\n")
+
+    def update_meta(self, **changes: Any) -> None:
+        self.write_meta({**self.meta(), **changes})
+
+    def report(self) -> dict[str, str]:
+        return parse_report(read_text(self.file(REPORT)) or "")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def base_meta(ctx: AddressContext, provider: str, mode: str) -> dict[str, Any]:
+    """What every DHCP state directory records about its attachment."""
+    info = ctx.guest.info
+    return {
+        "provider": provider,
+        "mode": mode,
+        "guest": info.key,
+        "guest_name": info.name,
+        "runtime": info.runtime,
+        "pid": info.pid,
+        "ifname": ctx.ifname,
+        "netns": list(netns_identity(ctx.guest.fd)),
+        "anchor": anchor(info),
+        "created": int(time.time()),
+    }
+
+
+def guest_alive(meta: Mapping[str, Any]) -> bool:
+    """Does the guest a state directory belongs to still exist?"""
+    return same_netns(meta.get("anchor"), meta.get("netns"))
+
+
+async def keep_default_route(ctx: AddressContext) -> None:
+    """Record how to put the guest's IPv4 default route back.
+
+    Call it before a client starts: its hook replaces the default route
+    when the lease names a router, and a failure at any later point must
+    restore the route that was there.
+    """
+    gns = ctx.guest_ns
+    previous = await gns.default_route(4)
+
+    async def restore() -> None:
+        if previous is None:
+            current = await gns.default_route(4)
+            if current is not None and current.get("oif") == ctx.index:
+                await gns.delete_default_route(4)
+        else:
+            await gns.restore_route(previous)
+
+    ctx.journal.record("the guest's default route", restore)
+
+
+async def check_lease(ctx: AddressContext, lease: Lease, client: str) -> None:
+    """The address a client reported must be on the interface."""
+    found = await ctx.guest_ns.addresses(ctx.index)
+    if lease.address not in found:
+        raise PipeworkError(
+            f"{client} reported {lease.address} for {ctx.ifname} in {ctx.guest.name}, "
+            "but the interface does not have it",
+            "run with --debug and look at the client's log",
+        )
+
+
+# -- the guest's resolv.conf (--dns) ---------------------------------------------------
+
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+RESOLV_STATE = "resolv.json"
+RESOLV_ORIGINAL = "resolv.conf.orig"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class GuestResolvConf:
+    """The resolv.conf the guest itself reads, and only that.
+
+    - Docker and ``pid:`` guests: the process's own ``/etc/resolv.conf``,
+      reached through ``/proc/PID/root`` without following any symbolic
+      link (an absolute link would lead into the host's tree);
+    - ``netns:NAME`` (or ``/run/netns/NAME``): ``/etc/netns/NAME/resolv.conf``,
+      which ``ip netns exec NAME`` shows as /etc/resolv.conf.
+
+    It refuses a file that is the host's own /etc/resolv.conf (a process
+    sharing the host's root, a bind mount of the host's file).
+    """
+
+    def __init__(self, where: dict[str, Any]) -> None:
+        self.where = where
+
+    @classmethod
+    def locate(cls, info: GuestInfo, netns: tuple[int, int] | None = None) -> GuestResolvConf:
+        """The guest's file; ``netns`` (its namespace's identity) pins a
+        process guest to the namespace being attached."""
+        if info.pid:
+            return cls({"kind": "proc", "pid": info.pid, "netns": netns and list(netns)})
+        name = None
+        if info.runtime == "netns":
+            name = info.key.partition(":")[2]
+        elif info.key.startswith("/run/netns/"):
+            name = info.key[len("/run/netns/") :]
+        if not name or "/" in name or name in (".", ".."):
+            raise UsageError(
+                f"--dns: pipework does not know which resolv.conf {info.name} reads",
+                "use it with Docker, pid:N or netns:NAME guests",
+            )
+        return cls({"kind": "netns", "name": name, "netns": netns and list(netns)})
+
+    @property
+    def display(self) -> str:
+        if self.where["kind"] == "proc":
+            return f"/proc/{self.where['pid']}/root/etc/resolv.conf"
+        return f"/etc/netns/{self.where['name']}/resolv.conf"
+
+    def _etc(self, create: bool) -> tuple[int, list[str]]:
+        """An O_PATH fd on the guest's /etc (and directories it created)."""
+        flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+        if self.where["kind"] == "proc":
+            pid = self.where["pid"]
+            netns = self.where["netns"]
+            if netns is not None and not same_netns(f"/proc/{pid}/ns/net", netns):
+                raise UsageError(f"--dns: process {pid} is not in the guest's namespace any more")
+            root = os.open(f"/proc/{pid}/root", flags)
+            try:
+                theirs, ours = os.fstat(root), os.stat("/")
+                if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                    raise UsageError(
+                        f"--dns: process {pid} shares the host's root directory",
+                        "pipework will not write the host's /etc/resolv.conf",
+                    )
+                return os.open("etc", flags | os.O_NOFOLLOW, dir_fd=root), []
+            finally:
+                os.close(root)
+        created: list[str] = []
+        path = Path("/etc/netns", self.where["name"])
+        for directory in (path.parent, path):
+            if create and not directory.is_dir():
+                directory.mkdir(0o755)
+                created.append(str(directory))
+        return os.open(path, flags | os.O_NOFOLLOW), created
+
+    def check(self) -> None:
+        """Fail now (before anything is made) if the file cannot be written."""
+        try:
+            etc, _ = self._etc(create=False)
+        except FileNotFoundError:
+            if self.where["kind"] == "proc":
+                raise UsageError(f"--dns: {self.display} has no /etc directory") from None
+            return  # /etc/netns/NAME is created when written
+        except OSError as exc:
+            raise UsageError(f"--dns: cannot open {self.display}: {exc.strerror}") from None
+        try:
+            self._open(etc, os.O_RDONLY).close()
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(etc)
+
+    def _open(self, etc: int, flags: int) -> Any:
+        try:
+            fd = os.open("resolv.conf", flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=etc)
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: a symbolic link
+                raise UsageError(
+                    f"--dns: {self.display} is a symbolic link",
+                    "pipework does not follow links out of the guest",
+                ) from None
+            raise
+        st = os.fstat(fd)
+        host = os.stat(HOST_RESOLV_CONF) if Path(HOST_RESOLV_CONF).exists() else None
+        if not stat.S_ISREG(st.st_mode) or (
+            host is not None and (st.st_dev, st.st_ino) == (host.st_dev, host.st_ino)
+        ):
+            os.close(fd)
+            raise UsageError(
+                f"--dns: {self.display} is the host's resolv.conf or not a regular file",
+                "pipework writes only the guest's own file",
+            )
+        return os.fdopen(fd, "rb+" if flags & os.O_RDWR else "rb")
+
+    def write(self, text: str, state: StateDir) -> None:
+        """Replace the guest's file with ``text``; keep what was there in ``state``."""
+        data = text.encode()
+        try:
+            etc, created = self._etc(create=True)
+        except OSError as exc:
+            raise PipeworkError(f"--dns: cannot open {self.display}: {exc.strerror}") from None
+        try:
+            try:
+                fh = self._open(etc, os.O_RDWR)
+                original: bytes | None = fh.read()
+            except FileNotFoundError:
+                fh = self._open(etc, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+                original = None
+            with fh:
+                if original is not None:
+                    state.write(RESOLV_ORIGINAL, original.decode(errors="surrogateescape"))
+                record = {**self.where, "written": _sha(data), "created": original is None}
+                record["created_dirs"] = created
+                state.write(RESOLV_STATE, json.dumps(record) + "\n")
+                fh.seek(0)
+                fh.truncate()
+                fh.write(data)
+        except OSError as exc:
+            raise PipeworkError(f"--dns: cannot write {self.display}: {exc.strerror}") from None
+        finally:
+            os.close(etc)
+
+    @classmethod
+    def restore(cls, state: StateDir) -> None:
+        """Put back what ``write`` replaced, if the file still holds what we wrote."""
+        text = read_text(state.file(RESOLV_STATE))
+        if not text:
+            return
+        record = json.loads(text)
+        target = cls(record)
+        try:
+            etc, _ = target._etc(create=False)
+        except (OSError, PipeworkError):
+            return  # the guest (or its /etc) is gone: nothing to restore
+        try:
+            with target._open(etc, os.O_RDWR) as fh:
+                if _sha(fh.read()) != record["written"]:
+                    return  # changed since: not ours any more
+                if record.get("created"):
+                    os.unlink("resolv.conf", dir_fd=etc)
+                else:
+                    original = read_text(state.file(RESOLV_ORIGINAL)) or ""
+                    fh.seek(0)
+                    fh.truncate()
+                    fh.write(original.encode(errors="surrogateescape"))
+        except (OSError, PipeworkError):
+            return
+        finally:
+            os.close(etc)
+        for directory in reversed(record.get("created_dirs", [])):
+            with contextlib.suppress(OSError):
+                Path(directory).rmdir()
+
+
+def resolv_conf_text(lease: Lease, ifname: str) -> str:
+    lines = [f"# written by pipework from the DHCP lease of {ifname} ({lease.address.ip})"]
+    if lease.domain:
+        lines.append(f"search {lease.domain}")
+    lines += [f"nameserver {server}" for server in lease.dns]
+    return "\n".join(lines) + "\n"
+
+
+async def write_guest_dns(
+    ctx: AddressContext, lease: Lease, target: GuestResolvConf, state: StateDir
+) -> None:
+    """``--dns``: the lease's servers and domain into the guest's resolv.conf."""
+    if not lease.dns and not lease.domain:
+        return
+    target.write(resolv_conf_text(lease, ctx.ifname), state)
+
+    async def undo() -> None:
+        GuestResolvConf.restore(state)
+
+    ctx.journal.record(f"DNS settings in {target.display}", undo)
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "LOG_END",
+    "LOG_PREFIX",
+    "REPORT",
+    "UDHCPC_OPTIONS",
+    "ClientOptions",
+    "GuestResolvConf",
+    "Lease",
+    "StateDir",
+    "anchor",
+    "attachment_id",
+    "base_meta",
+    "check_lease",
+    "client_patience",
+    "dhcp_hostname",
+    "guest_alive",
+    "hook_script",
+    "keep_default_route",
+    "last_logged_report",
+    "option_names",
+    "parse_report",
+    "read_text",
+    "same_netns",
+    "udhcpc_args",
+    "write_guest_dns",
+]
