@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PipeworkError, UsageError
+from .errors import PipeworkError, TimeoutExpiredError, UsageError
 from .hookspecs import AddressContext, AddressResult
 from .netlink import netns_identity
-from .specs import GuestInfo, short_hash
+from .specs import AttachSpec, GuestInfo, short_hash
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a DHCP provider waits for a lease unless ``--dhcp-timeout`` says otherwise."""
@@ -465,6 +465,32 @@ def guest_alive(meta: Mapping[str, Any]) -> bool:
     return same_netns(meta.get("anchor"), meta.get("netns"))
 
 
+def check_request(spec: AttachSpec, guest: GuestInfo) -> None:
+    """What every DHCP provider refuses before anything is made."""
+    if spec.family == 6:
+        raise UsageError(
+            f"{spec.address.method} gets IPv4 leases; -a 6 asks for IPv6",
+            "drop -a 6, or give a static IPv6 address",
+        )
+    if spec.address.dns:
+        GuestResolvConf.locate(guest).check()
+
+
+def last_words(text: str | None, limit: int = 120) -> str:
+    """The last non-empty line of a client's output, shortened."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    said = lines[-1] if lines else "no output"
+    return said if len(said) <= limit else said[: limit - 3] + "..."
+
+
+def no_lease(client: str, ctx: AddressContext, seconds: float, said: str) -> TimeoutExpiredError:
+    return TimeoutExpiredError(
+        f"{client} got no DHCP lease for {ctx.ifname} in {ctx.guest.name} within {seconds:g} s "
+        f"(it said: {said})",
+        f"is a DHCP server answering on {ctx.spec.host}? --dhcp-timeout sets how long to wait",
+    )
+
+
 async def keep_default_route(ctx: AddressContext) -> None:
     """Record how to put the guest's IPv4 default route back.
 
@@ -710,12 +736,15 @@ __all__ = [
     "attachment_id",
     "base_meta",
     "check_lease",
+    "check_request",
     "client_patience",
     "dhcp_hostname",
     "guest_alive",
     "hook_script",
     "keep_default_route",
     "last_logged_report",
+    "last_words",
+    "no_lease",
     "option_names",
     "parse_report",
     "read_text",

@@ -355,3 +355,24 @@ def test_state_files_live_under_the_run_dir(
     gone = run_pipework("brpwtd", f"netns:{guest.name}", "0/0", "--force", netns=host_ns.name)
     assert gone.returncode == 0, gone.stderr
     assert not state.exists() and client_pids_in(netns_key(guest)) == []
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_cancelled_attach_leaves_nothing(client, host_ns, make_netns, dhcp_run_dir):
+    host_ns.exec("ip", "link", "add", "brpwtn", "type", "bridge")
+    host_ns.exec("ip", "link", "set", "brpwtn", "up")
+    guest = make_netns("x")
+    async with Engine(host_netns=host_ns.path) as engine:
+        with anyio.move_on_after(0.8) as scope:
+            await engine.attach(spec(guest, client, bridge="brpwtn"))
+    assert scope.cancelled_caught
+    assert only_loopback(guest) and client_pids_in(netns_key(guest)) == []
+    assert list(dhcp_run_dir.glob("dhcp/*")) == []
+
+
+async def test_dhcp_is_ipv4(host_ns, make_netns):
+    guest = make_netns("6")
+    async with Engine(host_netns=host_ns.path) as engine:
+        with pytest.raises(UsageError, match="dhclient gets IPv4 leases; -a 6 asks for IPv6"):
+            await engine.attach(spec(guest, "dhclient", bridge="brpwtn", family=6))
+    assert only_loopback(guest)

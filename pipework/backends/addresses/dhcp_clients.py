@@ -46,7 +46,6 @@ from pipework.engine import (
     ExternalCommandError,
     GuestInfo,
     PipeworkError,
-    TimeoutExpiredError,
     UnsupportedError,
     UsageError,
     hookimpl,
@@ -61,11 +60,14 @@ from pipework.engine.dhcp import (
     StateDir,
     base_meta,
     check_lease,
+    check_request,
     client_patience,
     dhcp_hostname,
     guest_alive,
     hook_script,
     keep_default_route,
+    last_words,
+    no_lease,
     option_names,
     read_text,
     udhcpc_args,
@@ -355,11 +357,6 @@ async def stop_pids(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
                 pass
 
 
-def last_line(text: str | None) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
-
-
 # -- the provider ---------------------------------------------------------------------
 
 
@@ -400,10 +397,9 @@ class HostClientProvider:
             raise UsageError(
                 f"--dhcp-image is for the dhcp helper container; {self.name} runs on the host"
             )
+        check_request(spec, guest)
         self.mode(spec.address)
         self.binary()
-        if spec.address.dns:
-            GuestResolvConf.locate(guest).check()
 
     async def configure(self, ctx: AddressContext) -> AddressResult:
         address = ctx.address
@@ -467,12 +463,8 @@ class HostClientProvider:
                 if run.keep:
                     await self._find_daemon(ctx, run, process)
                 return lease
-            raise TimeoutExpiredError(
-                f"{self.name} got no DHCP lease for {ctx.ifname} in {ctx.guest.name} "
-                f"within {run.timeout:g} s",
-                f"is a DHCP server answering on {ctx.spec.host}? "
-                "--dhcp-timeout sets how long to wait",
-            )
+            said = last_words(read_text(state.file(CLIENT_LOG)))
+            raise no_lease(self.name, ctx, run.timeout, said)
         finally:
             with anyio.CancelScope(shield=True):
                 # One-shot, or failed: no client process may remain. (Until
@@ -503,7 +495,7 @@ class HostClientProvider:
             ) from None
 
     def _failure(self, ctx: AddressContext, run: Run, returncode: int) -> PipeworkError:
-        said = last_line(read_text(run.state.file(CLIENT_LOG)))
+        said = last_words(read_text(run.state.file(CLIENT_LOG)))
         if returncode in (SANDBOX_SETUP_FAILED, SANDBOX_NOT_FOUND):
             return PipeworkError(
                 f"cannot start {self.name} for {ctx.ifname} in {ctx.guest.name}: {said}"

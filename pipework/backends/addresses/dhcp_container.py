@@ -40,7 +40,6 @@ from pipework.engine import (
     GuestInfo,
     PipeworkError,
     RuntimeUnavailableError,
-    TimeoutExpiredError,
     UnsupportedError,
     UsageError,
     hookimpl,
@@ -54,11 +53,14 @@ from pipework.engine.dhcp import (
     attachment_id,
     base_meta,
     check_lease,
+    check_request,
     dhcp_hostname,
     guest_alive,
     hook_script,
     keep_default_route,
     last_logged_report,
+    last_words,
+    no_lease,
     parse_report,
     read_text,
     same_netns,
@@ -123,9 +125,8 @@ class DhcpHelperProvider:
                 f"the dhcp helper container needs a Docker guest; {guest.name} is not one",
                 "use the host clients dhclient, udhcpc or dhcpcd instead",
             )
+        check_request(spec, guest)
         self.mode(spec.address)
-        if spec.address.dns:
-            GuestResolvConf.locate(guest).check()
 
     # -- Docker --------------------------------------------------------------------------
     def _client(self) -> Any:
@@ -284,22 +285,20 @@ class DhcpHelperProvider:
                         return lease
                 details = await self._call("inspecting the dhcp helper", container.show())
                 if not details["State"]["Running"]:
-                    said = [line for line in logs.splitlines() if line.strip()]
+                    said = last_words(await self._logs(container, stderr=True))
                     raise ExternalCommandError(
                         f"the dhcp helper exited (status {details['State']['ExitCode']}) without "
-                        f"a lease for {ctx.ifname} in {ctx.guest.name}: "
-                        f"{said[-1] if said else 'no output'}",
+                        f"a lease for {ctx.ifname} in {ctx.guest.name}: {said}",
                         "check the udhcpc options and the DHCP server",
                     )
                 await anyio.sleep(POLL)
-        raise TimeoutExpiredError(
-            f"udhcpc (dhcp helper) got no DHCP lease for {ctx.ifname} in {ctx.guest.name} "
-            f"within {seconds:g} s",
-            f"is a DHCP server answering on {ctx.spec.host}? --dhcp-timeout sets how long to wait",
-        )
+        said = last_words(await self._logs(container, stderr=True))
+        raise no_lease("udhcpc (dhcp helper)", ctx, seconds, said)
 
-    async def _logs(self, container: Any) -> str:
-        lines = await self._call("reading the dhcp helper's output", container.log(stdout=True))
+    async def _logs(self, container: Any, stderr: bool = False) -> str:
+        lines = await self._call(
+            "reading the dhcp helper's output", container.log(stdout=True, stderr=stderr)
+        )
         return "".join(lines)
 
     # -- detach, inspect, gc -------------------------------------------------------------------
