@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PipeworkError, TimeoutExpiredError, UsageError
-from .hookspecs import AddressContext, AddressResult
+from .hookspecs import AddressContext, AddressResult, DetachContext
 from .netlink import netns_identity
 from .specs import AttachSpec, GuestInfo, short_hash
 
@@ -491,6 +491,20 @@ def no_lease(client: str, ctx: AddressContext, seconds: float, said: str) -> Tim
     )
 
 
+async def intact_result(ctx: DetachContext, report: Mapping[str, str]) -> AddressResult | None:
+    """For ``inspect``: the lease in ``report`` if the interface still has
+    its address; None (not intact: a re-run replaces it) otherwise."""
+    try:
+        lease = Lease.from_report(report)
+    except (KeyError, ValueError):
+        return None
+    if lease is None or ctx.guest_ns is None or ctx.guest_link is None:
+        return None
+    if lease.address not in await ctx.guest_ns.addresses(ctx.guest_link.index):
+        return None
+    return lease.result()
+
+
 async def keep_default_route(ctx: AddressContext) -> None:
     """Record how to put the guest's IPv4 default route back.
 
@@ -741,6 +755,7 @@ __all__ = [
     "dhcp_hostname",
     "guest_alive",
     "hook_script",
+    "intact_result",
     "keep_default_route",
     "last_logged_report",
     "last_words",

@@ -376,3 +376,15 @@ async def test_dhcp_is_ipv4(host_ns, make_netns):
         with pytest.raises(UsageError, match="dhclient gets IPv4 leases; -a 6 asks for IPv6"):
             await engine.attach(spec(guest, "dhclient", bridge="brpwtn", family=6))
     assert only_loopback(guest)
+
+
+async def test_a_lost_address_is_not_unchanged(host_ns, make_netns, dhcp_server):
+    dhcp_server()
+    guest = make_netns("l")
+    request = spec(guest, "udhcpc", mac="U:" + guest.name)
+    async with Engine(host_netns=host_ns.path) as engine:
+        first = await engine.attach(request)
+        guest.exec("ip", "addr", "flush", "dev", "eth1")
+        again = await engine.attach(request)
+        assert again.status == "replaced" and again.addresses == first.addresses
+        await engine.detach(f"netns:{guest.name}")

@@ -9,9 +9,10 @@ import pytest
 from support import infra
 from support.checks import links
 from support.dhcp import DNS_SERVER, DOMAIN, client_pids_in
+from support.faults import attach_with_each_fault
 
 from pipework import AddressSpec, AttachSpec, Engine
-from pipework.engine import UsageError
+from pipework.engine import TimeoutExpiredError, UsageError
 from pipework.engine.dhcp import StateDir
 
 pytestmark = [
@@ -173,3 +174,38 @@ async def test_helper_errors(host_ns, make_container, dhcp_server, make_netns):
         with pytest.raises(UsageError, match="udhcpc option -s is set by pipework"):
             await engine.attach(spec(web, "dhcp:-s /bin/true"))
     assert set(links(web)) == {"lo"} and set(links(plain)) == {"lo"}
+
+
+@pytest.mark.parametrize("ipspec", ["dhcp", "dhcp:-f"])
+async def test_helper_timeout_leaves_nothing(ipspec, host_ns, make_container, dhcp_run_dir):
+    host_ns.exec("ip", "link", "add", "brpwtd", "type", "bridge")
+    host_ns.exec("ip", "link", "set", "brpwtd", "up")
+    web = make_container()
+    async with Engine(host_netns=host_ns.path) as engine:
+        with pytest.raises(TimeoutExpiredError) as failure:
+            await engine.attach(spec(web, ipspec, timeout=2))
+    assert str(failure.value).startswith(
+        f"udhcpc (dhcp helper) got no DHCP lease for eth1 in {web.name} within 2 s (it said: "
+    )
+    assert helpers(web) == [] and set(links(web)) == {"lo"}
+    assert list(dhcp_run_dir.glob("dhcp/*")) == []
+
+
+async def test_kept_helper_rollback_after_every_step(
+    host_ns, make_container, dhcp_server, monkeypatch
+):
+    dhcp_server()
+    web = make_container()
+
+    def check(step: str) -> None:
+        assert helpers(web) == [], f"fault after {step}"
+        assert set(links(web)) == {"lo"}, f"fault after {step}"
+
+    faulted = await attach_with_each_fault(
+        monkeypatch, host_ns.path, spec(web, "dhcp:-f", dns=True), check
+    )
+    assert "dhcp helper for eth1" in faulted and any("DNS" in s for s in faulted), faulted
+    assert [h["State"]["Running"] for h in helpers(web)] == [True]
+    async with Engine(host_netns=host_ns.path) as engine:
+        await engine.detach(web.name)
+    assert helpers(web) == []

@@ -65,6 +65,7 @@ from pipework.engine.dhcp import (
     dhcp_hostname,
     guest_alive,
     hook_script,
+    intact_result,
     keep_default_route,
     last_words,
     no_lease,
@@ -457,21 +458,23 @@ class HostClientProvider:
             )
         finally:
             os.close(log)
+        kept = False
         try:
             with anyio.move_on_after(run.timeout):
                 lease = await self._wait(ctx, run, process)
                 if run.keep:
                     await self._find_daemon(ctx, run, process)
+                    kept = True
                 return lease
             said = last_words(read_text(state.file(CLIENT_LOG)))
             raise no_lease(self.name, ctx, run.timeout, said)
         finally:
             with anyio.CancelScope(shield=True):
-                # One-shot, or failed: no client process may remain. (Until
-                # it is reaped, our child's PID cannot be anybody else's.)
-                if not run.keep or process.returncode is None:
+                # Unless a kept client is in place, no client process may
+                # remain. (Until we reap it, our child's PID is nobody else's.)
+                if not kept:
                     mine = [process.pid] if process.returncode is None else []
-                    await stop_pids(client_pids(state, self.name, mine) or mine)
+                    await stop_pids(sorted({*client_pids(state, self.name, mine), *mine}))
                 await process.aclose()
 
     async def _wait(self, ctx: AddressContext, run: Run, process: anyio.abc.Process) -> Lease:
@@ -550,11 +553,7 @@ class HostClientProvider:
             manager = meta.get("manager") or [0, None]
             if not same_process(manager[0], manager[1]):
                 return None
-        try:
-            lease = Lease.from_report(state.report())
-        except (KeyError, ValueError):
-            return None
-        return lease.result() if lease is not None else AddressResult()
+        return await intact_result(ctx, state.report())
 
     async def collect_garbage(self, dry_run: bool = False) -> list[str]:
         """State directories (and kept clients) of guests that are gone."""

@@ -57,6 +57,7 @@ from pipework.engine.dhcp import (
     dhcp_hostname,
     guest_alive,
     hook_script,
+    intact_result,
     keep_default_route,
     last_logged_report,
     last_words,
@@ -230,6 +231,8 @@ class DhcpHelperProvider:
         await self._discard(state, info.key, ctx.ifname)
         await keep_default_route(ctx)
         meta = base_meta(ctx, self.name, "kept" if keep else "one-shot")
+        # "helper": the container to remove on detach or rollback (None once
+        # a one-shot helper is gone).
         state.create({**meta, "image": image, "helper": helper_name(info.key, ctx.ifname)})
 
         async def discard() -> None:
@@ -261,6 +264,7 @@ class DhcpHelperProvider:
         lease = await self._wait(ctx, container, timeout)
         if not keep:
             await self._remove(container.id)
+            state.update_meta(helper=None)
         await check_lease(ctx, lease, "udhcpc (dhcp helper)")
         if dns is not None:
             await write_guest_dns(ctx, lease, dns, state)
@@ -305,7 +309,7 @@ class DhcpHelperProvider:
     async def _discard(self, state: StateDir, guest_key: str, ifname: str) -> None:
         """Remove the helpers of one attachment, restore DNS, remove its state."""
         meta = state.meta()
-        if meta.get("mode") != "one-shot":  # kept, or unknown: ask Docker
+        if meta.get("helper") or not meta:  # a helper may run (or we cannot tell)
             for helper in await self._helpers(guest_key, ifname):
                 await self._remove(helper.id)
         GuestResolvConf.restore(state)
@@ -335,11 +339,7 @@ class DhcpHelperProvider:
                 return None
             if not details["State"]["Running"]:
                 return None
-        try:
-            lease = Lease.from_report(report)
-        except (KeyError, ValueError):
-            return None
-        return lease.result() if lease is not None else AddressResult()
+        return await intact_result(ctx, report)
 
     async def collect_garbage(self, dry_run: bool = False) -> list[str]:
         """Helpers whose guest is gone, stopped or restarted, and their state."""
