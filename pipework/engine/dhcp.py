@@ -27,7 +27,6 @@ import math
 import os
 import re
 import shlex
-import shutil
 import stat
 import time
 from collections.abc import Mapping, Sequence
@@ -440,6 +439,8 @@ class StateDir:
         return parse_report(read_text(self.file(REPORT)) or "")
 
     def remove(self) -> None:
+        import shutil  # lazy, like every DHCP-only import: not on a static attach's path
+
         shutil.rmtree(self.path, ignore_errors=True)
 
 

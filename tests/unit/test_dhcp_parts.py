@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -246,7 +247,7 @@ def test_host_provider_modes(tmp_path):
 
 
 def test_missing_client_names_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(dhcp_clients.shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
     for name, package in (
         ("dhclient", "isc-dhcp-client"),
         ("udhcpc", "udhcpc"),

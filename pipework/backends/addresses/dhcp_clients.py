@@ -24,9 +24,6 @@ Files live in ``RUN_DIR/dhcp/HASH/`` (see ``pipework.engine.dhcp.StateDir``).
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -341,6 +338,8 @@ def client_pids(state: StateDir, name: str, trusted: Iterable[int] = ()) -> list
 
 async def stop_pids(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
     """SIGTERM, then SIGKILL what is still there after ``grace`` seconds."""
+    import signal  # lazy: every CLI run loads this plugin, few use DHCP
+
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)
@@ -383,6 +382,8 @@ class HostClientProvider:
         return keep, options
 
     def binary(self) -> str:
+        import shutil  # lazy: every CLI run loads this plugin, few use DHCP
+
         path = os.environ.get("PATH", "") + ":" + SEARCH_PATH
         found = shutil.which(self.client.name, path=path)
         if found is None:
@@ -439,6 +440,8 @@ class HostClientProvider:
 
     async def _run(self, ctx: AddressContext, run: Run) -> Lease:
         """Start the client in its sandbox and wait for the lease."""
+        import subprocess  # lazy: every CLI run loads this plugin, few use DHCP
+
         state = run.state
         argv = [sys.executable, "-I", "-S", SANDBOX, "--netns-fd", str(ctx.guest.fd)]
         argv += ["--state", str(state)]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -91,6 +90,8 @@ def helper_name(guest_key: str, ifname: str) -> str:
 
 def hook_archive() -> bytes:
     """A tar holding the hook, for Docker's PUT /containers/ID/archive."""
+    import tarfile  # lazy: every CLI run loads this plugin, few use DHCP
+
     data = hook_script(HELPER_REPORT, echo=True).encode()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
