@@ -388,3 +388,28 @@ async def test_a_lost_address_is_not_unchanged(host_ns, make_netns, dhcp_server)
         again = await engine.attach(request)
         assert again.status == "replaced" and again.addresses == first.addresses
         await engine.detach(f"netns:{guest.name}")
+
+
+def test_cli_attach_subcommand_takes_the_dhcp_options(
+    host_ns, make_netns, dhcp_server, dhcp_run_dir, run_pipework
+):
+    server = dhcp_server()
+    guest = make_netns("a")
+    ref = f"netns:{guest.name}"
+    result = run_pipework(
+        "attach", "brpwtd", ref, "--ip", "udhcpc-f", "--dhcp-timeout", "20", "--dns", "--json",
+        netns=host_ns.name,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert server.in_pool(data["addresses"][0]) and data["dns"] == [DNS_SERVER]
+    assert (
+        client_pids_in(netns_key(guest)) and state_of(dhcp_run_dir, guest).meta()["mode"] == "kept"
+    )
+    refused = run_pipework("attach", "brpwtd", ref, "--dns", netns=host_ns.name)
+    assert refused.returncode == 2
+    assert "--dns, --dhcp-timeout and --dhcp-image apply to DHCP addressing only" in refused.stderr
+    gone = run_pipework("attach", "brpwtd", ref, "--force", netns=host_ns.name)
+    assert gone.returncode == 0, gone.stderr
+    assert client_pids_in(netns_key(guest)) == [] and not state_of(dhcp_run_dir, guest).exists()
+    assert not Path(f"/etc/netns/{guest.name}").exists()

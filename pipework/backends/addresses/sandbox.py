@@ -156,7 +156,12 @@ def graft(target: str) -> None:
 
 
 def remount_readonly(keep: Sequence[str]) -> None:
-    """Remount every mount point read-only, except those under ``keep``."""
+    """Remount every mount point read-only, except those under ``keep``.
+
+    Any failure stops the client from starting: a host file system left
+    writable is not an option. (A mount point hidden under a later mount
+    resolves to the top one, which is read-only either way.)
+    """
     with open("/proc/self/mountinfo") as fh:
         points = mount_points(fh.read())
     for point in points:
@@ -165,18 +170,11 @@ def remount_readonly(keep: Sequence[str]) -> None:
         try:
             flags = os.statvfs(point).f_flag
         except OSError:
-            continue  # hidden under another mount, or gone
+            continue  # gone, or not even root may look into it
         if flags & os.ST_RDONLY:
             continue
         kept = sum(bit for st_bit, bit in _KEEP_FLAGS.items() if flags & st_bit)
-        try:
-            _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
-        except SetupError:
-            # A mount point shadowed by a later mount resolves to the top
-            # one, which gets its own turn; anything else must not be
-            # left writable.
-            if point in ("/", "/etc", "/run", "/var") or not Path(point).exists():
-                raise
+        _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
 
 
 def enter(netns_fd: int, state: str, private: Sequence[tuple[str, str]]) -> None:
