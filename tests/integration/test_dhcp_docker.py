@@ -4,7 +4,9 @@ against a real dnsmasq and the private dockerd."""
 from __future__ import annotations
 
 import json
+import time
 
+import anyio
 import pytest
 from support import infra
 from support.checks import links
@@ -13,7 +15,7 @@ from support.faults import attach_with_each_fault
 
 from pipework import AddressSpec, AttachSpec, Engine
 from pipework.engine import TimeoutExpiredError, UsageError
-from pipework.engine.dhcp import StateDir
+from pipework.engine.dhcp import StateDir, last_logged_report
 
 pytestmark = [
     pytest.mark.integration,
@@ -209,3 +211,60 @@ async def test_kept_helper_rollback_after_every_step(
     async with Engine(host_netns=host_ns.path) as engine:
         await engine.detach(web.name)
     assert helpers(web) == []
+
+
+@pytest.mark.slow
+async def test_every_kept_client_renews_at_t1_and_detach_stops_it(
+    host_ns, make_netns, make_container, dhcp_server, dhcp_run_dir
+):
+    """dnsmasq's shortest lease is 2 minutes, so T1 comes after 1 minute: the
+    three host clients (on namespaces) and the helper (on a container) are
+    attached at once and watched together, for one minute of wall time."""
+    server = dhcp_server(lease_time="2m")
+    guests = {client: make_netns("k") for client in ("dhclient", "udhcpc", "dhcpcd")}
+    web = make_container()
+    refs = {**{c: f"netns:{g.name}" for c, g in guests.items()}, "dhcp": web.name}
+    kept = {"dhclient": "dhclient-f", "udhcpc": "udhcpc-f", "dhcpcd": "dhcpcd-f", "dhcp": "dhcp:-f"}
+    async with Engine(host_netns=host_ns.path) as engine:
+        attached = {
+            client: await engine.attach(
+                AttachSpec(host="brpwtd", guest=ref, address=AddressSpec.parse(kept[client]))
+            )
+            for client, ref in refs.items()
+        }
+    first = {client: server.leases()[att.mac] for client, att in attached.items()}
+    for client, guest in guests.items():
+        assert client_pids_in(infra.netns_key(guest.path)), f"{client} is not running"
+    assert [h["State"]["Running"] for h in helpers(web)] == [True]
+
+    def report(client: str) -> dict[str, str]:
+        if client == "dhcp":
+            (helper,) = helpers(web)
+            logs = web.daemon.cli("logs", helper["Id"]).stdout
+            return last_logged_report(logs) or {}
+        return StateDir.of(str(dhcp_run_dir), refs[client], "eth1").report()
+
+    # A renewal of every lease: a second ACK, a later expiry at the server,
+    # and the hook's report of a renew event.
+    deadline = time.monotonic() + 100
+    renewed: set[str] = set()
+    while renewed != set(refs) and time.monotonic() < deadline:
+        await anyio.sleep(1)
+        for client, att in attached.items():
+            seen = report(client)
+            if (
+                server.acks(att.mac) >= 2
+                and server.leases()[att.mac].expiry > first[client].expiry
+                and int(seen.get("count", 0)) >= 2
+                and seen.get("event", "").lower() in ("renew", "rebind")
+            ):
+                renewed.add(client)
+    assert renewed == set(refs), f"not renewed: {set(refs) - renewed}\n{server.log()}"
+    for client, att in attached.items():
+        assert server.leases()[att.mac].ip == first[client].ip  # the same address
+    async with Engine(host_netns=host_ns.path) as engine:
+        for ref in refs.values():
+            await engine.detach(ref)
+    for client, guest in guests.items():
+        assert client_pids_in(infra.netns_key(guest.path)) == [], client
+    assert helpers(web) == [] and list(dhcp_run_dir.glob("dhcp/*")) == []
