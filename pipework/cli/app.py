@@ -119,10 +119,14 @@ def attach(
         ),
     ] = False,
     dhcp_timeout: Annotated[
-        str | None, typer.Option("--dhcp-timeout", help="DHCP: seconds to wait for a lease [30].")
+        str | None,
+        typer.Option(
+            "--dhcp-timeout", metavar="SECONDS", help="DHCP: seconds to wait for a lease [30]."
+        ),
     ] = None,
     dhcp_image: Annotated[
-        str | None, typer.Option("--dhcp-image", help="Image of the dhcp helper [busybox].")
+        str | None,
+        typer.Option("--dhcp-image", metavar="IMAGE", help="Image of the dhcp helper [busybox]."),
     ] = None,
 ) -> None:
     """Attach an interface to a guest (long-option form of the legacy grammar)."""
