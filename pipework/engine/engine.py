@@ -426,6 +426,9 @@ class Engine:
                     journal=journal,
                 )
             )
+            # Routes ride on the interface: deleting it (any rollback) removes them.
+            for route in spec.routes:
+                await gns.add_route(created.index, route.dst, route.via, route.metric)
             link = await gns.link_by_index(created.index)
             if link is None:
                 raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
@@ -533,6 +536,7 @@ class Engine:
             status=status,
             dns=configured.dns,
             domain=configured.domain,
+            routes=tuple(str(route) for route in spec.routes),
         )
         self.plugin_manager.hook.pipework_attached(attachment=attachment)
         return attachment

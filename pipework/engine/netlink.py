@@ -37,10 +37,12 @@ from typing import Any, TypeVar
 import anyio
 
 from .errors import (
+    ConflictError,
     HostInterfaceError,
     NotPermittedError,
     PipeworkError,
     UnsupportedError,
+    UsageError,
 )
 from .specs import IPAddress, IPInterface
 
@@ -501,6 +503,41 @@ class Netns:
         except _netlink_error_type() as exc:
             if exc.code != errno.EEXIST:
                 raise _translate(exc, f"adding an on-link route to {dest}", self.label) from None
+
+    async def add_route(
+        self,
+        index: int,
+        dst: ipaddress.IPv4Network | ipaddress.IPv6Network,
+        via: IPAddress | None = None,
+        metric: int | None = None,
+    ) -> None:
+        """``ip route add DST [via GW] [metric N] dev #index`` (on-link without ``via``)."""
+        attrs: dict[str, Any] = {
+            "dst": str(dst),
+            "oif": index,
+            "family": socket.AF_INET if dst.version == 4 else socket.AF_INET6,
+        }
+        if via is not None:
+            attrs["gateway"] = str(via)
+        else:
+            attrs["scope"] = RT_SCOPE_LINK
+        if metric is not None:
+            attrs["priority"] = metric
+        where = "" if self.label == "host" else f" in {self.label}"
+        try:
+            await (await self._api()).route("add", **attrs)
+        except _netlink_error_type() as exc:
+            if exc.code == errno.EEXIST:
+                raise ConflictError(
+                    f"a route to {dst} already exists{where}",
+                    "remove it, or drop it from the routes asked for",
+                ) from None
+            if exc.code == errno.ENETUNREACH:
+                raise UsageError(
+                    f"route {dst} via {via}: the gateway is not reachable{where}",
+                    "the gateway must be on the interface's subnet",
+                ) from None
+            raise _translate(exc, f"adding a route to {dst}", self.label) from None
 
     def close(self) -> None:
         self._raw.close()

@@ -249,6 +249,74 @@ class AddressSpec:
 
 
 @dataclass(frozen=True)
+class RouteSpec:
+    """An extra route in the guest, through the attached interface.
+
+    Written ``DEST [via GATEWAY] [metric N]`` (``198.18.2.0/24 via
+    198.18.1.254``). The route lives on the interface, so it goes with it;
+    the default route is ``ADDR/PREFIX@GATEWAY``'s business.
+    """
+
+    dst: ipaddress.IPv4Network | ipaddress.IPv6Network
+    via: IPAddress | None = None
+    metric: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dst.prefixlen == 0:
+            raise UsageError(
+                f"route {self} is a default route", "give the gateway as ADDR/PREFIX@GATEWAY"
+            )
+        if self.via is not None and self.via.version != self.dst.version:
+            raise UsageError(f"route {self}: the gateway is of another address family")
+        if self.metric is not None and not 0 <= self.metric <= 0xFFFFFFFF:
+            raise UsageError(f"route {self}: metric {self.metric} is out of range")
+
+    @classmethod
+    def parse(cls, text: str) -> RouteSpec:
+        words = text.split()
+        if not words:
+            raise UsageError("a route is empty", "write DEST [via GATEWAY] [metric N]")
+        try:
+            dst = ipaddress.ip_network(words[0], strict=True)
+        except ValueError as exc:
+            raise UsageError(
+                f"route {text!r}: {exc}", "write DEST/PREFIX, e.g. 198.18.2.0/24"
+            ) from None
+        values: dict[str, str] = {}
+        rest = words[1:]
+        while rest:
+            key = rest.pop(0)
+            if key not in ("via", "metric") or not rest or key in values:
+                raise UsageError(
+                    f"route {text!r} is not DEST [via GATEWAY] [metric N]",
+                    "e.g. 198.18.2.0/24 via 198.18.1.254",
+                )
+            values[key] = rest.pop(0)
+        via = None
+        if "via" in values:
+            try:
+                via = ipaddress.ip_address(values["via"])
+            except ValueError:
+                raise UsageError(
+                    f"route {text!r}: {values['via']!r} is not an IP address"
+                ) from None
+        metric = None
+        if "metric" in values:
+            if not values["metric"].isdigit():
+                raise UsageError(f"route {text!r}: metric {values['metric']!r} is not a number")
+            metric = int(values["metric"])
+        return cls(dst=dst, via=via, metric=metric)
+
+    def __str__(self) -> str:
+        text = str(self.dst)
+        if self.via is not None:
+            text += f" via {self.via}"
+        if self.metric is not None:
+            text += f" metric {self.metric}"
+        return text
+
+
+@dataclass(frozen=True)
 class AttachSpec:
     """One request: plumb an interface into ``guest`` from host interface ``host``.
 
@@ -274,6 +342,8 @@ class AttachSpec:
     family: Literal[4, 6] | None = None
     force: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
+    routes: tuple[RouteSpec, ...] = ()
+    """Extra routes in the guest through this interface, added after the address."""
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -315,6 +385,14 @@ class AttachSpec:
             addr = self.address.address
             if addr is not None and addr.version != self.family:
                 raise UsageError(f"-a {self.family} does not match the address {addr}")
+        if self.routes:
+            # Accept any iterable of RouteSpec or "DEST via GW" strings.
+            items: Sequence[Any] = tuple(self.routes)
+            routes = tuple(r if isinstance(r, RouteSpec) else RouteSpec.parse(r) for r in items)
+            seen = {(r.dst, r.metric) for r in routes}
+            if len(seen) != len(routes):
+                raise UsageError("a route to the same destination is given twice")
+            object.__setattr__(self, "routes", routes)
 
     def vlan_id(self, kind: str) -> int | None:
         """The VLAN ID, for backends that take one (not a partition key)."""
@@ -384,6 +462,7 @@ class AttachSpec:
             *(f"{k}={v}" for k, v in sorted(self.options.items())),
             # Appended only when set, so that older fingerprints stay valid.
             *(["dns"] if self.address.dns else []),
+            *(f"route={route}" for route in self.routes),
         ]
         return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
 
@@ -421,9 +500,12 @@ class Attachment:
     """DNS servers from a DHCP lease (written to the guest only with ``--dns``)."""
     domain: str | None = None
     """The DNS domain from a DHCP lease."""
+    routes: tuple[str, ...] = ()
+    """The extra routes asked for (``DEST [via GW] [metric N]``)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["addresses"] = list(self.addresses)
         data["dns"] = list(self.dns)
+        data["routes"] = list(self.routes)
         return data
