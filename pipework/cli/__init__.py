@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("attach", "plugins", "demo")
+SUBCOMMANDS = ("attach", "plugins", "demo", "watch")
 GLOBAL_FLAGS = ("--json", "--debug")
 
 

@@ -200,6 +200,11 @@ def demo(
     raise typer.Exit(run_demo(docker=docker, image=image, keep=keep, debug=Settings.debug))
 
 
+from .watch import watch as _watch  # noqa: E402  (its own module; registered here)
+
+app.command(name="watch")(_watch)
+
+
 def run_app(args: list[str]) -> int:
     Settings.json = "--json" in args
     Settings.debug = "--debug" in args

@@ -40,6 +40,7 @@ from typing import Protocol, runtime_checkable
 
 import pluggy
 
+from .events import EventSource
 from .guests import Guest
 from .journal import Journal
 from .marker import Marker
@@ -262,6 +263,10 @@ class PipeworkSpecs:
     @hookspec
     def pipework_guest_resolvers(self, config: EngineConfig) -> list[GuestResolver]:  # type: ignore[empty-body]
         """Return guest resolver objects."""
+
+    @hookspec
+    def pipework_event_sources(self, config: EngineConfig) -> list[EventSource]:  # type: ignore[empty-body]
+        """Return guest event sources for ``pipework watch`` (engine/events.py)."""
 
     @hookspec
     def pipework_attached(self, attachment: Attachment) -> None:

@@ -392,6 +392,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 raise self._failure("containerd did not create its socket in time")
             time.sleep(0.05)
 
+        self.start_dockerd(deadline - time.monotonic())
+
+    def start_dockerd(self, timeout: float = 60.0) -> None:
+        """(Re)start dockerd alone, on the running containerd."""
+        r = self.root
+        deadline = time.monotonic() + timeout
         self._dockerd = self._spawn(
             [
                 "dockerd",
@@ -421,6 +427,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             if time.monotonic() > deadline:
                 raise self._failure(f"dockerd did not answer within {timeout:.0f}s")
             time.sleep(0.2)
+
+    def stop_dockerd(self) -> None:
+        """Stop dockerd alone (containerd and the data stay), as a daemon
+        restart or crash would; ``start_dockerd()`` brings it back."""
+        _stop_child(self._dockerd, grace=20)
 
     def stop(self) -> None:
         """Tear everything down; idempotent, safe after a failed start."""

@@ -1,0 +1,149 @@
+"""``pipework watch``: the long-running reconciler, and ``--status``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .render import emit, error, run_async
+
+STATUS_FILE = "watch/status.json"
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per log record: time, level, message and the record's
+    structured fields (guest, ifname, event, latency_ms...)."""
+
+    FIELDS = ("guest", "ifname", "event", "source", "latency_ms")
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                data[name] = value
+        return json.dumps(data)
+
+
+def _log_to_stderr(log_format: str, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("pipework")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def status_path(run_dir: str) -> Path:
+    return Path(run_dir) / STATUS_FILE
+
+
+def watch(
+    once: Annotated[
+        bool, typer.Option("--once", help="Reconcile the running guests, then exit.")
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", min=1.0, help="Seconds between full reconciliations [30]."),
+    ] = 30.0,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="Log lines as 'text' or 'json' (on stderr).")
+    ] = "text",
+    status: Annotated[
+        bool, typer.Option("--status", help="Show what the running watcher manages, and exit.")
+    ] = False,
+) -> None:
+    """Attach what guests' labels declare whenever they start; clean up when they die."""
+    from .app import Settings
+
+    if log_format not in ("text", "json"):
+        error(f"--log-format takes 'text' or 'json', not {log_format!r}")
+        raise typer.Exit(2)
+    if status:
+        raise typer.Exit(show_status(Settings.json))
+    _log_to_stderr(log_format, Settings.debug)
+    raise typer.Exit(run_async(lambda: _watch(once=once, interval=interval), Settings.debug))
+
+
+async def _watch(*, once: bool, interval: float) -> int:
+    import signal
+
+    import anyio
+
+    from pipework.engine import Engine
+    from pipework.engine.watch import Watcher
+
+    async with Engine() as engine:
+        hook = engine.plugin_manager.hook
+        sources = [s for group in hook.pipework_event_sources(config=engine.config) for s in group]
+        watcher = Watcher(
+            engine,
+            sources,
+            cleanup=getattr(engine, "cleanup_guest", None),
+            interval=interval,
+            status_path=None if once else status_path(engine.config.run_dir),
+        )
+        try:
+            if once:
+                failures = await watcher.run_once()
+                return 1 if failures else 0
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(watcher.run)
+                    async for signum in signals:
+                        logging.getLogger("pipework.watch").info(
+                            "%s: stopping; attachments stay in place",
+                            signal.Signals(signum).name,
+                            extra={"event": "stopped"},
+                        )
+                        tg.cancel_scope.cancel()
+                        break
+            return 0
+        finally:
+            for source in sources:
+                aclose = getattr(source, "aclose", None)
+                if aclose is not None:
+                    with anyio.CancelScope(shield=True):
+                        await aclose()
+            if watcher.status_path is not None:
+                watcher.status_path.unlink(missing_ok=True)
+
+
+def show_status(json_output: bool) -> int:
+    import os
+
+    from pipework.engine.engine import DEFAULT_RUN_DIR
+    from pipework.engine.watch import read_status
+
+    run_dir = os.environ.get("PIPEWORK_RUN_DIR") or DEFAULT_RUN_DIR
+    data = read_status(status_path(run_dir))
+    if data is None:
+        error(f"no watcher is running (no live status in {status_path(run_dir)})")
+        return 1
+    lines = [
+        f"watcher pid {data['pid']}, up {time.time() - float(data['started']):.0f} s; "
+        + ", ".join(f"{name}: {state}" for name, state in data["sources"].items())
+    ]
+    for key, guest in data["guests"].items():
+        for ifname, att in guest["attachments"].items():
+            what = (
+                f"failed: {att.get('error')}"
+                if att.get("status") == "failed"
+                else f"{att.get('kind')} {att.get('host')} {', '.join(att.get('addresses') or []) or 'no address'}"
+            )
+            lines.append(f"  {guest['name']} ({key[:12]}) {ifname}: {what}")
+    emit(data, json_output, "\n".join(lines))
+    return 0

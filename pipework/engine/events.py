@@ -1,0 +1,52 @@
+"""Guest lifecycle events, as a container runtime plugin reports them.
+
+``pipework watch`` knows no runtime: plugins contribute *event sources*
+(hook ``pipework_event_sources``). Each tells which guests run now, with their
+labels, and then streams ``start`` and ``die`` events. The Docker plugin
+provides one; Podman or LXC plugins can add theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Action = Literal["start", "die"]
+
+
+@dataclass(frozen=True)
+class GuestEvent:
+    """One guest starting or dying."""
+
+    action: Action
+    ref: str
+    """A reference a guest resolver takes (``docker:3a55e1...``)."""
+    key: str
+    """The guest's stable key, as ownership markers record it (the container ID)."""
+    name: str
+    """For people (the container's name)."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    time_ns: int | None = None
+    """When the runtime says it happened (wall clock, ns), if it says."""
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    name: str
+    """The runtime (``docker``)."""
+
+    async def running(self) -> list[GuestEvent]:
+        """The guests running now, each as a ``start`` event.
+
+        Raise ``RuntimeUnavailableError`` when the runtime cannot be reached.
+        """
+        ...
+
+    async def watch(self, send: Callable[[GuestEvent], Awaitable[None]], since: float) -> None:
+        """Call ``send`` for every event from ``since`` (a Unix time) on, so
+        that nothing is missed between ``running()`` and the subscription
+        (replays are harmless: attaching is idempotent). Return or raise
+        ``RuntimeUnavailableError`` when the runtime goes away; the watcher
+        reconnects."""
+        ...

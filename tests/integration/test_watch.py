@@ -1,0 +1,236 @@
+"""``pipework watch`` against the private dockerd: labels, restarts, deaths,
+its own restart, the daemon going away, hostile labels, many at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pytest
+from support import infra
+from support.checks import links
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Watch:
+    """A ``pipework watch`` subprocess whose JSON log lines are collected."""
+
+    proc: subprocess.Popen[str]
+    lines: list[dict] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.raw.append(line)
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def wait_log(self, pred: Callable[[dict], bool], timeout: float = 20) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if pred(line):
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no such log line; the watcher said:\n{''.join(self.raw)}")
+
+    def connected(self) -> None:
+        self.wait_log(lambda line: line.get("event") == "connected")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=20)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def start_watch(host_ns, docker_daemon, run_dir) -> Iterator[Callable[..., Watch]]:
+    made: list[Watch] = []
+
+    def start(*args: str, docker_host: str | None = None) -> Watch:
+        env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+        if docker_host:
+            env["DOCKER_HOST"] = docker_host
+        argv = ["ip", "netns", "exec", host_ns.name, sys.executable, "-m", "pipework"]
+        argv += ["watch", "--log-format", "json", "--interval", "2", *args]
+        proc = subprocess.Popen(
+            argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            cwd=infra.REPO_ROOT,
+        )  # fmt: skip
+        watch = Watch(proc)
+        threading.Thread(target=watch._read, daemon=True).start()
+        made.append(watch)
+        return watch
+
+    yield start
+    for watch in made:
+        watch.stop()
+
+
+def label(ifname: str, value: str) -> tuple[str, str]:
+    return ("--label", f"pipework.{ifname}={value}")
+
+
+def eth(container: infra.Container, ifname: str = "eth1", timeout: float = 20) -> dict:
+    """The guest interface once it is up with an address."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            out = infra.run(
+                ["nsenter", "-t", str(container.pid), "-n", "ip", "-j", "addr", "show", ifname],
+                check=False,
+            )
+        except (subprocess.SubprocessError, KeyError, ValueError):
+            out = None
+        if out is not None and out.returncode == 0:
+            data = json.loads(out.stdout)[0]
+            if "UP" in data["flags"] and any(a["family"] == "inet" for a in data["addr_info"]):
+                return data
+        time.sleep(0.1)
+    raise AssertionError(f"{ifname} in {container.name} never came up with an address")
+
+
+def addr(data: dict) -> str:
+    return next(
+        f"{a['local']}/{a['prefixlen']}" for a in data["addr_info"] if a["family"] == "inet"
+    )
+
+
+def test_a_labelled_container_is_attached_on_start_and_again_after_restart(
+    start_watch, make_container, docker_daemon
+):
+    watch = start_watch()
+    watch.connected()
+    c = make_container(extra_args=label("eth1", "brpwtw0 198.18.30.2/24@198.18.30.1"))
+    first = eth(c)
+    assert addr(first) == "198.18.30.2/24"
+    created = watch.wait_log(lambda line: line.get("event") == "created")
+    assert created["guest"] == c.name and created["latency_ms"] < 5000
+    docker_daemon.cli("restart", "-t", "0", c.id)
+    again = eth(c)
+    assert again["address"] == first["address"] and addr(again) == "198.18.30.2/24"
+    default = infra.run(["nsenter", "-t", str(c.pid), "-n", "ip", "-j", "route"]).stdout
+    assert any(r["dst"] == "default" and r["gateway"] == "198.18.30.1" for r in json.loads(default))
+
+
+def test_the_watcher_catches_up_after_its_own_restart(start_watch, make_container):
+    watch = start_watch()
+    a = make_container(extra_args=label("eth1", "brpwtw1 198.18.31.2/24"))
+    eth(a)
+    assert watch.stop() == 0  # SIGTERM: a clean exit, attachments stay
+    assert addr(eth(a)) == "198.18.31.2/24"
+    b = make_container(extra_args=label("eth2", "brpwtw1 198.18.31.3/24"))
+    start_watch()
+    assert addr(eth(b, "eth2")) == "198.18.31.3/24"
+
+
+def test_once_reconciles_and_exits(host_ns, make_container, run_dir, run_pipework):
+    a = make_container(extra_args=label("eth1", "brpwtw2 198.18.32.2/24"))
+    env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+    result = run_pipework("watch", "--once", netns=host_ns.name, env=env)
+    assert result.returncode == 0, result.stderr
+    assert addr(eth(a, timeout=1)) == "198.18.32.2/24"
+
+
+def test_hostile_and_broken_labels_are_reported_and_skipped(start_watch, make_container, tmp_path):
+    canary = tmp_path / "pwned"
+    watch = start_watch()
+    hostile = make_container(
+        extra_args=(
+            *label("eth1", f"brpwtw3 $(touch {canary}) `touch {canary}`; touch {canary}"),
+            *label("eth2", "brpwtw3 198.18.33.300/24"),
+            *label("eth3", "'unterminated"),
+        )
+    )
+    for ifname in ("eth1", "eth2", "eth3"):
+        watch.wait_log(
+            lambda line, i=ifname: (
+                f"label pipework.{i} of {hostile.name}" in line.get("message", "")
+            )
+        )
+    good = make_container(extra_args=label("eth1", "brpwtw3 198.18.33.2/24"))
+    assert addr(eth(good)) == "198.18.33.2/24"  # the watcher kept running
+    assert set(links(hostile)) == {"lo"} and not canary.exists()
+
+
+def test_status_shows_what_the_watcher_manages(start_watch, make_container, host_ns, run_dir):
+    start_watch()
+    c = make_container(extra_args=label("eth1", "brpwtw4 198.18.34.2/24"))
+    eth(c)
+    env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+    argv = [sys.executable, "-m", "pipework", "--json", "watch", "--status"]
+    for _ in range(50):
+        result = infra.run(argv, env=env, cwd=infra.REPO_ROOT, check=False)
+        data = json.loads(result.stdout or "{}")
+        if c.id in data.get("guests", {}):
+            break
+        time.sleep(0.1)
+    assert data["sources"] == {"docker": "connected"}
+    assert data["guests"][c.id]["attachments"]["eth1"]["addresses"] == ["198.18.34.2/24"]
+
+
+def test_status_without_a_watcher(run_dir):
+    env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+    result = infra.run(
+        [sys.executable, "-m", "pipework", "watch", "--status"], env=env, cwd=infra.REPO_ROOT,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("pipework: no watcher is running")
+
+
+def test_fifty_containers_started_at_once(start_watch, make_container):
+    start_watch()
+    with ThreadPoolExecutor(8) as pool:
+        containers = list(
+            pool.map(
+                lambda i: make_container(
+                    extra_args=label("eth1", f"brpwtw5 198.18.35.{i + 10}/24")
+                ),
+                range(50),
+            )
+        )
+    for i, c in enumerate(containers):
+        assert addr(eth(c, timeout=60)) == f"198.18.35.{i + 10}/24"
+
+
+def test_the_daemon_goes_away_and_comes_back(start_watch, busybox_image, host_ns):
+    daemon = infra.DockerDaemon()
+    try:
+        daemon.start()
+        infra.import_busybox_image(daemon, infra.find_static_busybox() or "")
+        watch = start_watch(docker_host=daemon.host)
+        cid = daemon.cli(
+            "run", "-d", "--network", "none", *label("eth1", "brpwtw6 198.18.36.2/24"),
+            busybox_image, "sleep", "3600",
+        ).stdout.strip()  # fmt: skip
+        container = infra.Container(daemon=daemon, name=cid[:12], id=cid)
+        eth(container)
+        daemon.stop_dockerd()
+        watch.wait_log(lambda line: line.get("event") == "disconnected")
+        daemon.start_dockerd()
+        daemon.cli("start", cid)
+        assert addr(eth(container, timeout=40)) == "198.18.36.2/24"
+        container.remove()
+    finally:
+        daemon.stop()
