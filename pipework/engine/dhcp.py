@@ -341,6 +341,9 @@ def anchor(info: GuestInfo) -> str | None:
         return f"/proc/{info.pid}/ns/net"
     if info.runtime == "netns":
         return "/run/netns/" + info.key.partition(":")[2]
+    if info.runtime == "path":
+        # The path as given, also when AttachSpec.guest_key renamed the guest.
+        return info.name
     if info.key.startswith("/"):
         return info.key
     return None

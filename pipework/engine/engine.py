@@ -31,6 +31,8 @@ import anyio.to_thread
 from .announce import announce
 from .errors import (
     ConflictError,
+    GuestNotFoundError,
+    GuestNotRunningError,
     HostInterfaceError,
     NotPermittedError,
     PipeworkError,
@@ -278,11 +280,54 @@ class Engine:
         provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
+            _apply_key(guest, spec)
             check = getattr(provider, "check", None)
             if check is not None:
                 check(spec, guest.info)
             return await self._attach(spec, guest, host_link, backend, provider)
         finally:
+            guest.close()
+
+    async def check(self, spec: AttachSpec) -> Attachment:
+        """Verify, changing nothing, that the attachment ``spec`` asks for is
+        in place and whole (an orchestrator's health check: CNI CHECK).
+
+        Returns it as found (status ``unchanged``), or raises a
+        ``PipeworkError`` that says what is missing or different.
+        """
+        require_privileges()
+        host_link = await self._host_link(spec)
+        backend = await self.choose_backend(spec, host_link)
+        provider = self.choose_provider(spec)
+        guest = await self.resolve(spec.guest)
+        gns = self._pool.acquire(guest.fd, guest.name)
+        try:
+            _apply_key(guest, spec)
+            ifname = spec.ifname or backend.default_ifname
+            host_name = host_link.ifname if host_link else spec.host
+            link = await gns.link(ifname)
+            if link is None:
+                raise NoSuchLink(f"{ifname} is missing from {guest.name}", 19)
+            found = Marker.parse(link.alias)
+            if found is None or (found.guest, found.ifname) != (guest.info.key, ifname):
+                raise ConflictError(f"{ifname} in {guest.name} is not this attachment")
+            if found.cfg != spec.fingerprint(backend.name, host_name):
+                raise ConflictError(f"{ifname} in {guest.name} has another configuration")
+            if not await self._healthy(found, link, gns):
+                raise PipeworkError(
+                    f"{ifname} in {guest.name} is not whole: it is down, or its host side "
+                    f"({found.hostif or 'none'}) is missing"
+                )
+            configured = await self._inspect(provider, found, gns, link, spec)
+            if configured is None:
+                raise PipeworkError(
+                    f"the {found.addr} addressing of {ifname} in {guest.name} is no longer intact"
+                )
+            return await self._result(
+                guest, gns, link, found, spec, "unchanged", configured, notify=False
+            )
+        finally:
+            self._pool.release(gns)
             guest.close()
 
     async def attach_many(
@@ -519,6 +564,8 @@ class Engine:
         spec: AttachSpec,
         status: Status,
         configured: AddressResult,
+        *,
+        notify: bool = True,
     ) -> Attachment:
         addresses = await gns.addresses(link.index)
         attachment = Attachment(
@@ -538,7 +585,8 @@ class Engine:
             domain=configured.domain,
             routes=tuple(str(route) for route in spec.routes),
         )
-        self.plugin_manager.hook.pipework_attached(attachment=attachment)
+        if notify:
+            self.plugin_manager.hook.pipework_attached(attachment=attachment)
         return attachment
 
     # -- detach ---------------------------------------------------------------------
@@ -567,7 +615,64 @@ class Engine:
             guest.close()
         return removed
 
-    async def _remove(self, marker: Marker, gns: Netns, link: Link) -> None:
+    async def remove(self, spec: AttachSpec, *, resolve: bool = True) -> list[Marker]:
+        """Remove the attachment ``spec`` describes, whatever is left of it.
+
+        For orchestrators that tear down by request rather than by looking
+        (CNI DEL). The guest may be gone (or ``resolve=False`` says so), its
+        interface may be gone, and still a host side, an OVS port, a VLAN
+        reference or a kept DHCP client may remain: those are found by the
+        marker ``spec`` would have made and released. The guest key is
+        ``spec.guest_key``, else the resolver's, else ``spec.guest`` as
+        written. Idempotent. Returns the markers of the interfaces removed.
+        """
+        require_privileges()
+        host_link = await self._host_link(spec)
+        backend = await self.choose_backend(spec, host_link)
+        ifname = spec.ifname or backend.default_ifname
+        host_name = host_link.ifname if host_link else spec.host
+        key = spec.guest_key
+        if resolve:
+            try:
+                guest: Guest | None = await self.resolve(spec.guest)
+            except (GuestNotFoundError, GuestNotRunningError):
+                guest = None
+            if guest is not None:
+                key = key or guest.info.key
+                gns = self._pool.acquire(guest.fd, guest.name)
+                try:
+                    async with self.lock(f"guest:{key}:{ifname}"):
+                        link = await gns.link(ifname)
+                        found = Marker.parse(link.alias) if link is not None else None
+                        if found is not None and (found.guest, found.ifname) == (key, ifname):
+                            await self._remove(found, gns, link)
+                            return [found]
+                finally:
+                    self._pool.release(gns)
+                    guest.close()
+        key = key or spec.guest
+        # No guest interface: what may be left is outside the guest.
+        markers = {
+            marker
+            for link in await self.host.links()
+            if (marker := Marker.parse(link.alias)) is not None
+            and (marker.guest, marker.ifname) == (key, ifname)
+        }
+        template = Marker(
+            guest=key,
+            ifname=ifname,
+            kind=backend.name,
+            host=host_name,
+            hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
+            addr=spec.address.method,
+            cfg=spec.fingerprint(backend.name, host_name),
+        )
+        async with self.lock(f"guest:{key}:{ifname}"):
+            for marker in sorted(markers, key=str) or [template]:
+                await self._remove(marker, None, None)
+        return sorted(markers, key=str)
+
+    async def _remove(self, marker: Marker, gns: Netns | None, link: Link | None) -> None:
         ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
         with anyio.CancelScope(shield=True):
             for provider in self.providers:
@@ -579,6 +684,8 @@ class Engine:
             backend = self.backends.get(marker.kind)
             if backend is not None:
                 await backend.detach(ctx)
+            if gns is None or link is None:
+                return
             current = await gns.link_by_index(link.index)
             if current is not None and Marker.parse(current.alias) == marker:
                 if self.backends.get(marker.kind) is None and marker.state:
@@ -587,3 +694,9 @@ class Engine:
                         "install it to detach; pipework will not delete an interface it moved",
                     )
                 await gns.delete(link.index)
+
+
+def _apply_key(guest: Guest, spec: AttachSpec) -> None:
+    """Give the guest the identity the request names (``AttachSpec.guest_key``)."""
+    if spec.guest_key is not None:
+        guest.info = replace(guest.info, key=spec.guest_key)

@@ -21,6 +21,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 IFNAMSIZ = 15
+GUEST_KEY_MAX = 128
+"""Longest ``AttachSpec.guest_key``: the marker (an interface alias) holds 255 bytes."""
 DEFAULT_IFNAME = "eth1"
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _METHOD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
@@ -344,10 +346,22 @@ class AttachSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     routes: tuple[RouteSpec, ...] = ()
     """Extra routes in the guest through this interface, added after the address."""
+    guest_key: str | None = None
+    """The guest's identity in markers, generated names and provider state,
+    instead of the key its resolver gives (an orchestrator's ID for a guest
+    given by path: the CNI plugin uses its network and container ID). Not
+    part of the fingerprint: it says who, not how."""
 
     def __post_init__(self) -> None:
         if not self.host:
             raise UsageError("the host interface is empty")
+        if self.guest_key is not None and not (
+            0 < len(self.guest_key) <= GUEST_KEY_MAX and self.guest_key.isprintable()
+        ):
+            raise UsageError(
+                f"guest key {self.guest_key!r} is not valid",
+                f"use 1 to {GUEST_KEY_MAX} printable characters",
+            )
         if not self.host.startswith("mac:"):
             validate_ifname(self.host, "host interface")
         if not self.guest:
