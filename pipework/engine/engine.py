@@ -20,9 +20,9 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -41,7 +41,7 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
-from .guests import Guest
+from .guests import Guest, still_there
 from .hookspecs import (
     AddressContext,
     AddressProvider,
@@ -50,15 +50,18 @@ from .hookspecs import (
     EngineConfig,
     GuestLink,
     GuestResolver,
+    HostContext,
     HostRequest,
     LinkBackend,
     LinkContext,
 )
+from .inventory import AttachmentRecord, GcReport, collect_garbage, list_attachments
 from .journal import Journal
 from .marker import Marker
 from .netlink import Link, NetlinkPool, Netns, NoSuchLink
 from .plugins import make_plugin_manager
-from .specs import AddressSpec, Attachment, AttachSpec, Status, short_hash
+from .specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
+from .waiting import wait_for_link
 
 log = logging.getLogger("pipework")
 
@@ -94,6 +97,24 @@ def require_privileges() -> None:
             f"pipework needs root to change network interfaces (missing {', '.join(missing)})",
             "run it with sudo",
         )
+
+
+Action = Literal["create", "unchanged", "repair", "update", "conflict"]
+"""What an attach would do: make it; nothing; rebuild a broken one (no
+``--force`` needed); replace one with another configuration (``--force``);
+refuse, because the interface is not pipework's."""
+
+
+@dataclass(frozen=True)
+class Examination:
+    """``Engine.examine()``: what an attach would do, and why."""
+
+    action: Action
+    guest: GuestInfo
+    marker: Marker
+    """The marker the attach would write."""
+    existing: Marker | None
+    """The marker found on the guest interface, if any."""
 
 
 class Engine:
@@ -362,18 +383,8 @@ class Engine:
         backend: LinkBackend,
         provider: AddressProvider,
     ) -> Attachment:
-        ifname = spec.ifname or backend.default_ifname
-        host_name = host_link.ifname if host_link else spec.host
-        key = guest.info.key
-        marker = Marker(
-            guest=key,
-            ifname=ifname,
-            kind=backend.name,
-            host=host_name,
-            hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
-            addr=spec.address.method,
-            cfg=spec.fingerprint(backend.name, host_name),
-        )
+        marker = self._marker(spec, guest, host_link, backend)
+        ifname, key = marker.ifname, marker.guest
         gns = self._pool.acquire(guest.fd, guest.name)
         try:
             async with self.lock(f"guest:{key}:{ifname}"):
@@ -402,9 +413,80 @@ class Engine:
                 link, final, configured = await self._create(
                     spec, guest, gns, backend, provider, marker, host_link
                 )
-                return await self._result(guest, gns, link, final, spec, status, configured)
+                # Committed: a cancellation now must not lose the result of
+                # what stays (a batch reports it as done, and keeps it).
+                with anyio.CancelScope(shield=True):
+                    result = await self._result(guest, gns, link, final, spec, status, configured)
+                return result
         finally:
             self._pool.release(gns)
+
+    @staticmethod
+    def _marker(
+        spec: AttachSpec, guest: Guest, host_link: Link | None, backend: LinkBackend
+    ) -> Marker:
+        """The ownership marker an attach of ``spec`` puts on its interfaces."""
+        ifname = spec.ifname or backend.default_ifname
+        host_name = host_link.ifname if host_link else spec.host
+        key = guest.info.key
+        return Marker(
+            guest=key,
+            ifname=ifname,
+            kind=backend.name,
+            host=host_name,
+            hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
+            addr=spec.address.method,
+            cfg=spec.fingerprint(backend.name, host_name),
+        )
+
+    # -- looking without touching (pipework apply --plan) ------------------------------
+    async def examine(self, spec: AttachSpec) -> Examination:
+        """What ``attach(spec)`` would do now, without changing anything.
+
+        Raises what ``attach`` would raise before creating anything (bad
+        input, no such guest, unknown host interface...).
+        """
+        host_link = await self._host_link(spec)
+        backend = await self.choose_backend(spec, host_link)
+        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
+        provider = self.choose_provider(spec)
+        guest = await self.resolve(spec.guest)
+        try:
+            _apply_key(guest, spec)
+            check = getattr(provider, "check", None)
+            if check is not None:
+                check(spec, guest.info)
+            marker = self._marker(spec, guest, host_link, backend)
+            gns = self._pool.acquire(guest.fd, guest.name)
+            try:
+                existing = await gns.link(marker.ifname)
+                old = Marker.parse(existing.alias) if existing is not None else None
+                action: Action = "create"
+                if existing is not None and old is None:
+                    action = "conflict"
+                elif existing is not None and old is not None:
+                    action = "update"
+                    if old.cfg == marker.cfg:
+                        intact = await self._healthy(old, existing, gns) and (
+                            await self._inspect(provider, old, gns, existing, spec) is not None
+                        )
+                        action = "unchanged" if intact else "repair"
+            finally:
+                self._pool.release(gns)
+        finally:
+            guest.close()
+        return Examination(action=action, guest=guest.info, marker=marker, existing=old)
+
+    async def owned(self, guest_ref: str) -> tuple[GuestInfo, list[Marker]]:
+        """The guest, and the markers of the interfaces pipework made in it."""
+        guest = await self.resolve(guest_ref)
+        gns = self._pool.acquire(guest.fd, guest.name)
+        try:
+            markers = [Marker.parse(link.alias) for link in await gns.links()]
+        finally:
+            self._pool.release(gns)
+            guest.close()
+        return guest.info, [m for m in markers if m is not None and m.guest == guest.info.key]
 
     async def _create(
         self,
@@ -447,7 +529,12 @@ class Engine:
                     f"guest interface in {guest.name}", lambda: gns.delete(created.index)
                 )
             # The guest-side marker names the host side only if there is one.
-            final = replace(marker, hostif=glink.host_ifname or "", state=glink.state)
+            final = replace(
+                marker,
+                hostif=glink.host_ifname or "",
+                state=glink.state,
+                vlan=str(spec.vlan) if spec.vlan is not None else "",
+            )
             # One request: rename, alias, MAC, MTU and up (the kernel renames
             # before it changes flags).
             attrs: dict[str, Any] = {
@@ -477,6 +564,13 @@ class Engine:
             link = await gns.link_by_index(created.index)
             if link is None:
                 raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
+            if not still_there(guest):
+                # Our open fd kept the namespace alive for nothing: its guest
+                # (a container that was killed) is gone.
+                raise GuestNotRunningError(
+                    f"{guest.name} stopped during the attach",
+                    "nothing was left behind; start it and attach again",
+                )
         except BaseException:
             failures = await journal.rollback()
             if failures:
@@ -590,11 +684,15 @@ class Engine:
         return attachment
 
     # -- detach ---------------------------------------------------------------------
-    async def detach(self, guest_ref: str, ifname: str | None = None) -> list[Marker]:
+    async def detach(
+        self, guest_ref: str, ifname: str | None = None, *, prune_bridges: bool = False
+    ) -> list[Marker]:
         """Remove pipework's interfaces from a guest (all, or just ``ifname``).
 
         Returns the markers of what was removed; detaching what is not there
-        is not an error.
+        is not an error. ``prune_bridges`` also removes each bridge the
+        removed interfaces hung on, if pipework created it and it is empty
+        (the backend's optional ``release_host``).
         """
         require_privileges()
         guest = await self.resolve(guest_ref)
@@ -613,7 +711,52 @@ class Engine:
         finally:
             self._pool.release(gns)
             guest.close()
+        if prune_bridges:
+            await self._prune(removed)
         return removed
+
+    async def _prune(self, removed: Sequence[Marker]) -> None:
+        for kind, name in sorted({(m.kind, m.host) for m in removed}):
+            release = getattr(self.backends.get(kind), "release_host", None)
+            if release is not None:
+                ctx = HostContext(
+                    name=name,
+                    host=self.host,
+                    settings={},
+                    force=False,
+                    dry_run=False,
+                    lock=self.lock,
+                )
+                if await release(ctx):
+                    log.info("removed %s %s (pipework created it; it was empty)", kind, name)
+
+    # -- inventory (engine/inventory.py) ---------------------------------------------
+    async def list(self, guest_ref: str | None = None) -> list[AttachmentRecord]:
+        """Every attachment pipework made, read from the kernel markers (or
+        those of one guest), including host sides whose guest is gone."""
+        require_privileges()
+        return await list_attachments(self, guest_ref)
+
+    async def gc(self, dry_run: bool = False) -> GcReport:
+        """Remove what guests that are gone left behind: host sides, NICs that
+        came back, OVS ports, VLAN references, forward rules, DHCP clients,
+        helpers and state. ``dry_run`` lists without removing."""
+        require_privileges()
+        return await collect_garbage(self, dry_run)
+
+    async def wait(self, guest_ref: str | None, ifname: str, timeout: float | None = None) -> Link:
+        """Wait until ``ifname`` exists in the guest (None: this namespace)
+        and is operationally up; ``TimeoutExpiredError`` after ``timeout`` s."""
+        if guest_ref is None:
+            return await wait_for_link(self.host, ifname, timeout, "this namespace")
+        require_privileges()
+        guest = await self.resolve(guest_ref)
+        gns = self._pool.acquire(guest.fd, guest.name)
+        try:
+            return await wait_for_link(gns, ifname, timeout, guest.name)
+        finally:
+            self._pool.release(gns)
+            guest.close()
 
     async def remove(self, spec: AttachSpec, *, resolve: bool = True) -> list[Marker]:
         """Remove the attachment ``spec`` describes, whatever is left of it.

@@ -26,17 +26,21 @@ Every object may also define ``async def aclose(self) -> None``; the engine
 calls it when it shuts down (to close an HTTP session, say). A link backend
 may define ``async def healthy(self, ctx: DetachContext) -> bool``: a re-run
 that finds the same configuration asks it whether the attachment is still
-whole, and rebuilds it if not.
+whole, and rebuilds it if not. A link backend that owns shared host
+resources (a bridge) may define ``async def prepare_host(self, ctx:
+HostContext) -> HostChange`` and ``async def release_host(self, ctx:
+HostContext) -> bool``, which ``pipework apply`` and ``destroy`` call for the
+bridges a topology file declares.
 
 See docs/PLUGINS.md for a complete third-party backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import pluggy
 
@@ -130,6 +134,30 @@ class DetachContext:
     guest_ns: Netns | None
     """The guest's namespace, or None when the guest is already gone."""
     guest_link: Link | None
+
+
+@dataclass(frozen=True)
+class HostContext:
+    """A shared host resource (a bridge) declared in a topology file."""
+
+    name: str
+    host: Netns
+    settings: Mapping[str, Any]
+    """What the file asks for: ``mtu``, ``vlan_filtering`` (only keys given)."""
+    force: bool
+    """Change an existing resource that differs (else raise ``ConflictError``)."""
+    dry_run: bool
+    """Only say what would change."""
+    lock: Callable[[str], AbstractAsyncContextManager[None]]
+
+
+@dataclass(frozen=True)
+class HostChange:
+    """What ``prepare_host`` did (or, in a dry run, would do)."""
+
+    action: Literal["create", "unchanged", "update"]
+    details: tuple[str, ...] = ()
+    """What differs, for people: ``mtu 1500 -> 9000``."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +310,8 @@ __all__ = [
     "EngineConfig",
     "GuestLink",
     "GuestResolver",
+    "HostChange",
+    "HostContext",
     "HostRequest",
     "LinkBackend",
     "LinkContext",

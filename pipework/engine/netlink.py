@@ -31,8 +31,9 @@ import sys
 import types
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -58,6 +59,16 @@ ARPHRD_INFINIBAND = 32
 ARPHRD_LOOPBACK = 772
 BRIDGE_VLAN_INFO_PVID = 0x2
 BRIDGE_VLAN_INFO_UNTAGGED = 0x4
+
+
+class _DeleteRecorder(Protocol):
+    def add(self, netns: Netns, index: int) -> None: ...
+
+
+DEFERRED_DELETES: ContextVar[_DeleteRecorder | None] = ContextVar(
+    "pipework_deferred_deletes", default=None
+)
+"""Set by ``teardown.deferred_deletes()``: where ``Netns.delete()`` records instead."""
 
 
 class NetlinkFailure(PipeworkError):
@@ -352,6 +363,13 @@ class Netns:
         props = msgs[0].get("IFLA_PROP_LIST") if msgs else None
         return list(props.altnames()) if props is not None else []
 
+    async def vlan_filtering(self, index: int) -> bool:
+        """Is VLAN filtering on on the bridge ``index``?"""
+        msgs = await self._call(
+            f"looking up interface #{index}", (await self._api()).link("get", index=index)
+        )
+        return bool(msgs[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_BR_VLAN_FILTERING"))
+
     async def enable_vlan_filtering(self, bridge: Link) -> bool:
         """Turn on VLAN filtering on a bridge; False if it was on already."""
         msgs = await self._call(
@@ -402,7 +420,15 @@ class Netns:
         )
 
     async def delete(self, index: int) -> bool:
-        """Delete a link; False when it was already gone."""
+        """Delete a link; False when it was already gone.
+
+        Inside ``teardown.deferred_deletes()`` the delete is only recorded,
+        and carried out with the others at the end of the batch.
+        """
+        batch = DEFERRED_DELETES.get()
+        if batch is not None:
+            batch.add(self, index)
+            return True
         try:
             await (await self._api()).link("del", index=index)
         except _netlink_error_type() as exc:

@@ -15,9 +15,12 @@ from dataclasses import replace
 
 from pipework.engine import (
     BRIDGE_MARKER,
+    ConflictError,
     DetachContext,
     EngineConfig,
     GuestLink,
+    HostChange,
+    HostContext,
     HostInterfaceError,
     HostRequest,
     Link,
@@ -106,6 +109,80 @@ class BridgeBackend:
             else:
                 await host.set(bridge.index, state="up")
             return bridge
+
+    async def prepare_host(self, ctx: HostContext) -> HostChange:
+        """A bridge declared in a topology file: create it, or check (and with
+        ``force`` fix) its MTU and VLAN filtering."""
+        mtu = ctx.settings.get("mtu")
+        filtering = ctx.settings.get("vlan_filtering")
+        host = ctx.host
+        async with ctx.lock(f"bridge:{ctx.name}"):
+            bridge = await host.link(ctx.name)
+            if bridge is None:
+                if not ctx.dry_run:
+                    await self._create_declared(host, ctx.name, mtu, filtering)
+                return HostChange("create")
+            if bridge.kind != "bridge":
+                raise HostInterfaceError(
+                    f"{ctx.name} exists but is not a Linux bridge",
+                    "rename or remove it, or declare another bridge name",
+                )
+            details = []
+            if mtu is not None and bridge.mtu != mtu:
+                details.append(f"mtu {bridge.mtu} -> {mtu}")
+            if filtering is not None and await host.vlan_filtering(bridge.index) != filtering:
+                details.append(f"vlan_filtering {not filtering} -> {filtering}".lower())
+            if not bridge.up:
+                details.append("down -> up")
+            if not details:
+                return HostChange("unchanged")
+            if not ctx.dry_run:
+                if not ctx.force:
+                    raise ConflictError(
+                        f"bridge {ctx.name} differs from the file ({', '.join(details)})",
+                        "add --force to change it",
+                    )
+                await self._configure(host, bridge, mtu, filtering)
+            return HostChange("update", tuple(details))
+
+    async def _create_declared(
+        self, host: Netns, name: str, mtu: int | None, filtering: bool | None
+    ) -> None:
+        try:
+            await host.create(name, "bridge", **({"mtu": mtu} if mtu else {}))
+        except LinkExists:  # another process made it meanwhile: use it as it is
+            return
+        bridge = await host.link(name)
+        if bridge is None:
+            raise HostInterfaceError(f"bridge {name} vanished while being created")
+        try:
+            await host.set(bridge.index, ifalias=BRIDGE_MARKER)
+            await self._configure(host, bridge, None, filtering)
+        except BaseException:
+            await host.delete(bridge.index)
+            raise
+
+    @staticmethod
+    async def _configure(
+        host: Netns, bridge: Link, mtu: int | None, filtering: bool | None
+    ) -> None:
+        if filtering is True:
+            await host.enable_vlan_filtering(bridge)
+        elif filtering is False:
+            await host.disable_vlan_filtering(bridge.index)
+        await host.set(bridge.index, state="up", **({"mtu": mtu} if mtu else {}))
+
+    async def release_host(self, ctx: HostContext) -> bool:
+        """Remove a declared bridge if pipework created it and no port is left."""
+        async with ctx.lock(f"bridge:{ctx.name}"):
+            bridge = await ctx.host.link(ctx.name)
+            if bridge is None or bridge.kind != "bridge" or bridge.alias != BRIDGE_MARKER:
+                return False
+            if await ctx.host.ports(bridge.index):
+                return False
+            if not ctx.dry_run:
+                await ctx.host.delete(bridge.index)
+            return True
 
     async def detach(self, ctx: DetachContext) -> None:
         # Deleting the guest end removed the pair; this covers a guest that

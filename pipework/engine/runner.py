@@ -1,0 +1,257 @@
+"""Many attaches and detaches at once, with the failure rules of a batch.
+
+``BatchRunner.run(jobs)`` runs the jobs concurrently (at most ``limit`` at a
+time) and returns one ``Outcome`` per job, in the jobs' order:
+
+* each attach is atomic on its own: a failed one leaves nothing behind and
+  the others go on;
+* with ``all_or_nothing``, the first failure stops the run: jobs not yet
+  started are skipped, those in flight roll back, and the attachments this
+  run created or replaced are detached again (one batched teardown).
+  ``unchanged`` ones were there before and stay;
+* ``interrupt()`` (Ctrl-C) stops the run the same way, except that what
+  completed is kept.
+
+Detach jobs are collected into one batched teardown (``teardown.py``).
+They cannot be undone, so callers run them only after the attaches
+succeeded when every-or-nothing matters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import anyio
+
+from .errors import EXIT_INTERRUPTED, PipeworkError
+from .marker import Marker
+from .specs import Attachment, AttachSpec
+from .teardown import deferred_deletes
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger("pipework.runner")
+
+State = Literal["done", "failed", "interrupted", "skipped", "rolled back"]
+"""done: completed and kept. failed: refused or failed, nothing left behind.
+interrupted: in flight when the run stopped, and rolled back. skipped: never
+started. rolled back: completed, then undone by ``all_or_nothing``."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One thing to do: attach ``spec``, or detach ``ifname`` from ``guest``."""
+
+    label: str
+    """For people: ``eth1 in web1``."""
+    spec: AttachSpec | None = None
+    guest: str | None = None
+    ifname: str | None = None
+    where: str | None = None
+    """Where the job was asked for (``FILE:LINE``), for messages."""
+
+    @classmethod
+    def attach(cls, spec: AttachSpec, where: str | None = None) -> Job:
+        label = f"{spec.ifname or 'default interface'} in {spec.guest} on {spec.host}"
+        return cls(label=label, spec=spec, where=where)
+
+    @classmethod
+    def detach(cls, guest: str, ifname: str, where: str | None = None) -> Job:
+        return cls(label=f"{ifname} in {guest}", guest=guest, ifname=ifname, where=where)
+
+
+@dataclass
+class Outcome:
+    job: Job
+    state: State = "skipped"
+    attachment: Attachment | None = None
+    removed: list[Marker] = field(default_factory=list)
+    error: BaseException | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is None:
+            return 0
+        return self.error.exit_code if isinstance(self.error, PipeworkError) else 1
+
+    @property
+    def message(self) -> str:
+        if self.error is None:
+            return ""
+        if isinstance(self.error, PipeworkError):
+            return str(self.error)
+        return f"internal error: {self.error!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "job": "attach" if self.job.spec is not None else "detach",
+            "label": self.job.label,
+            "state": self.state,
+        }
+        if self.job.where:
+            data["where"] = self.job.where
+        if self.attachment is not None:
+            data["attachment"] = self.attachment.to_dict()
+        if self.job.spec is None and self.state == "done":
+            data["removed"] = [m.ifname for m in self.removed]
+        if self.error is not None:
+            data["error"] = self.message
+            data["exit_code"] = self.exit_code
+        return data
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome]
+    interrupted: bool = False
+    rolled_back: bool = False
+    """True when ``all_or_nothing`` undid the run."""
+
+    def count(self, state: State) -> int:
+        return sum(1 for o in self.outcomes if o.state == state)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.state == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """0; 130 after an interruption; else the first failure's code (input order)."""
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return next((o.exit_code for o in self.failures), 0)
+
+    def summary(self) -> dict[str, int]:
+        states: tuple[State, ...] = ("done", "failed", "interrupted", "skipped", "rolled back")
+        return {state.replace(" ", "_"): self.count(state) for state in states}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": [o.to_dict() for o in self.outcomes],
+            "summary": self.summary(),
+            "interrupted": self.interrupted,
+            "rolled_back": self.rolled_back,
+            "exit_code": self.exit_code,
+        }
+
+
+class Progress(Protocol):
+    """What a runner tells its caller as it goes (a progress bar, log lines)."""
+
+    def started(self, total: int) -> None: ...
+
+    def finished(self, outcome: Outcome) -> None: ...
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        limit: int,
+        all_or_nothing: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.engine = engine
+        self.limit = max(1, limit)
+        self.all_or_nothing = all_or_nothing
+        self.progress = progress
+        self._scope: anyio.CancelScope | None = None
+        self._interrupted = False
+        self._failed = False
+
+    def interrupt(self) -> None:
+        """Stop the run: in-flight jobs roll back, completed ones stay."""
+        self._interrupted = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self, jobs: Sequence[Job]) -> Report:
+        outcomes = [Outcome(job) for job in jobs]
+        if self.progress is not None:
+            self.progress.started(len(jobs))
+        limiter = anyio.CapacityLimiter(self.limit)
+        attaches = [o for o in outcomes if o.job.spec is not None]
+        detaches = [o for o in outcomes if o.job.spec is None]
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            if self._interrupted:
+                scope.cancel()
+            async with anyio.create_task_group() as tg:
+                for outcome in attaches:
+                    tg.start_soon(self._attach, outcome, limiter)
+            if detaches and not scope.cancel_called:
+                async with deferred_deletes(), anyio.create_task_group() as tg:
+                    for outcome in detaches:
+                        tg.start_soon(self._detach, outcome, limiter)
+        self._scope = None
+        report = Report(outcomes, interrupted=self._interrupted)
+        if self._failed and self.all_or_nothing and not self._interrupted:
+            await self._undo(report)
+        return report
+
+    async def _attach(self, outcome: Outcome, limiter: anyio.CapacityLimiter) -> None:
+        assert outcome.job.spec is not None
+        async with limiter:
+            try:
+                outcome.state = "interrupted"
+                # The engine commits an attach and returns without a checkpoint
+                # in between, so a cancellation either undoes it or comes after.
+                outcome.attachment = await self.engine.attach(outcome.job.spec)
+                outcome.state = "done"
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                self._fail(outcome, exc)
+        self._report(outcome)
+
+    async def _detach(self, outcome: Outcome, limiter: anyio.CapacityLimiter) -> None:
+        assert outcome.job.guest is not None
+        async with limiter:
+            try:
+                outcome.state = "interrupted"
+                outcome.removed = await self.engine.detach(outcome.job.guest, outcome.job.ifname)
+                outcome.state = "done"
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                self._fail(outcome, exc)
+        self._report(outcome)
+
+    def _fail(self, outcome: Outcome, exc: Exception) -> None:
+        outcome.state = "failed"
+        outcome.error = exc
+        if not isinstance(exc, PipeworkError):
+            log.error("%s: %r", outcome.job.label, exc, exc_info=exc)
+        self._failed = True
+        if self.all_or_nothing and self._scope is not None:
+            self._scope.cancel()
+
+    def _report(self, outcome: Outcome) -> None:
+        if self.progress is not None:
+            self.progress.finished(outcome)
+
+    async def _undo(self, report: Report) -> None:
+        """``all_or_nothing`` after a failure: detach what this run made."""
+        made = [
+            o
+            for o in report.outcomes
+            if o.state == "done" and o.attachment is not None and o.attachment.status != "unchanged"
+        ]
+        with anyio.CancelScope(shield=True):
+            async with deferred_deletes():
+                for outcome in made:
+                    assert outcome.attachment is not None
+                    try:
+                        await self.engine.detach(outcome.job.spec.guest, outcome.attachment.ifname)  # type: ignore[union-attr]
+                        outcome.state = "rolled back"
+                    except Exception as exc:
+                        log.error("rolling back %s: %s", outcome.job.label, exc)
+        report.rolled_back = True
+
+
+__all__ = ["BatchRunner", "Job", "Outcome", "Progress", "Report", "State"]

@@ -1,0 +1,190 @@
+"""Reading a topology file (YAML, or JSON) with line numbers for every error.
+
+The YAML is composed into nodes first, so each value's line is known; the
+values are then built from the nodes. Two YAML 1.1 surprises are refused or
+avoided on the way: duplicate keys (PyYAML would keep the last one quietly)
+and "sexagesimal" numbers (``02:12:34:56:58:10``, a MAC address, would read as
+an integer in base 60: such scalars stay strings).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PipeworkError, UsageError
+from .topology import Topology
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class TopologyFile:
+    """A validated topology and where each of its values stands in the file."""
+
+    name: str
+    topology: Topology
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def where(self, path: Path_) -> str:
+        """``FILE:LINE`` of ``path`` (or of its nearest parent that has a line)."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return f"{self.name}:{line}"
+        return self.name
+
+    def error(self, path: Path_, exc: PipeworkError) -> UsageError:
+        """``exc``, located: ``FILE:LINE: attachments[3]: message``."""
+        return UsageError(f"{self.where(path)}: {dotted(path)}: {exc.message}", exc.hint)
+
+
+def dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def read(name: str) -> tuple[str, str]:
+    """The text of ``name`` (``-`` is standard input) and how to call it in messages."""
+    if name == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        with open(name, encoding="utf-8") as handle:
+            return handle.read(), name
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def load(name: str) -> TopologyFile:
+    """Read and validate a topology file; any problem is one ``UsageError``."""
+    text, label = read(name)
+    return parse(text, label)
+
+
+def parse(text: str, label: str) -> TopologyFile:
+    if label.endswith(".json") or text.lstrip().startswith("{"):
+        data = _json(text, label)
+        try:
+            _, lines = _yaml(text, label)  # JSON is YAML: only for the line numbers
+        except UsageError:
+            lines = {}
+    else:
+        data, lines = _yaml(text, label)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{label}: a topology is a mapping (bridges:, attachments:), not a {type(data).__name__}"
+        )
+    from pydantic import ValidationError
+
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(exc, label, lines) from None
+    loaded = TopologyFile(label, topology, lines)
+    _check_unique(loaded)
+    return loaded
+
+
+def _check_unique(loaded: TopologyFile) -> None:
+    """No bridge declared twice, no guest interface asked for twice."""
+    topology = loaded.topology
+    bridges: dict[str, int] = {}
+    for i, bridge in enumerate(topology.bridges):
+        if bridge.name in bridges:
+            first = f"bridges[{bridges[bridge.name]}]"
+            raise loaded.error(
+                ("bridges", i), UsageError(f"bridge {bridge.name} is already declared as {first}")
+            )
+        bridges[bridge.name] = i
+    interfaces: dict[tuple[str, str], int] = {}
+    default = topology.defaults.ifname
+    for i, decl in enumerate(topology.attachments):
+        key = (decl.guest, decl.ifname or default or "")
+        if key in interfaces:
+            first = f"attachments[{interfaces[key]}]"
+            what = f"{key[1]} in {key[0]}" if key[1] else f"the default interface of {key[0]}"
+            raise loaded.error(
+                ("attachments", i),
+                UsageError(f"{what} is already declared as {first}", "give one of them ifname:"),
+            )
+        interfaces[key] = i
+
+
+def _json(text: str, label: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{label}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+
+
+def _yaml(text: str, label: str) -> tuple[Any, dict[Path_, int]]:
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{label}{line}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{label}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    lines: dict[Path_, int] = {}
+    if node is None:
+        return None, lines
+    return _build(loader, node, (), lines, label), lines
+
+
+def _build(loader: Any, node: Any, path: Path_, lines: dict[Path_, int], label: str) -> Any:
+    import yaml
+
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _build(loader, key_node, (*path, "?"), {}, label)
+            if not isinstance(key, str | int):
+                raise UsageError(f"{label}:{key_node.start_mark.line + 1}: a key must be a name")
+            if key in result:
+                raise UsageError(
+                    f"{label}:{key_node.start_mark.line + 1}: {dotted((*path, key))} is given twice"
+                )
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _build(loader, value_node, (*path, key), lines, label)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(loader, item, (*path, i), lines, label) for i, item in enumerate(node.value)]
+    if node.tag.endswith((":int", ":float")) and ":" in node.value:
+        return node.value  # YAML 1.1 base 60: 02:12:34:56:58:10 is a MAC address here
+    return loader.construct_object(node, deep=True)
+
+
+def _validation_error(exc: Any, label: str, lines: dict[Path_, int]) -> UsageError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    path: Path_ = tuple(first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = f"unknown field {path[-1]!r}"
+    elif first["type"] == "missing":
+        message = "this field is required"
+    elif first["type"] == "literal_error" and path == ("version",):
+        message = "unknown version (this pipework reads version 1)"
+    more = len(errors) - 1
+    hint = f"and {more} more error{'s' if more > 1 else ''}" if more else None
+    where = TopologyFile(label, Topology(), lines).where(path)
+    location = f"{dotted(path)}: " if path else ""
+    return UsageError(f"{where}: {location}{message}", hint)
+
+
+__all__ = ["TopologyFile", "dotted", "load", "parse", "read"]
