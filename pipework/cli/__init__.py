@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("attach", "plugins", "demo", "watch")
+SUBCOMMANDS = ("attach", "plugins", "demo", "watch", "apply", "destroy", "batch")
 GLOBAL_FLAGS = ("--json", "--debug")
 
 

@@ -204,6 +204,13 @@ from .watch import watch as _watch  # noqa: E402  (its own module; registered he
 
 app.command(name="watch")(_watch)
 
+from . import apply as _apply_cli  # noqa: E402  (own modules)
+from . import batch as _batch_cli  # noqa: E402
+
+app.command(name="apply")(_apply_cli.apply)
+app.command(name="destroy")(_apply_cli.destroy)
+app.command(name="batch")(_batch_cli.batch)
+
 
 def run_app(args: list[str]) -> int:
     Settings.json = "--json" in args

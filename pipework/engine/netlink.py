@@ -276,6 +276,7 @@ class Netns:
         self.label = label
         self.fd = fd
         self.key = key
+        self._own_fd = False
 
     async def _api(self) -> Any:
         """The pyroute2 socket, its asyncio endpoint set up exactly once.
@@ -567,6 +568,9 @@ class Netns:
 
     def close(self) -> None:
         self._raw.close()
+        if self._own_fd and self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def _translate(exc: Any, what: str, label: str) -> PipeworkError:
@@ -642,7 +646,12 @@ class NetlinkPool:
             # close() wait for RCU grace periods (~30 ms measured) and floods
             # the socket with notifications we never read.
             ipr = _pyroute2().AsyncIPRoute(use_socket=sock, groups=0)
-            entry = (Netns(ipr, label, fd, key), 0)
+            # The handle outlives the caller's fd when other attaches to the
+            # same guest share it: it keeps its own copy (a closed fd number
+            # may be reused for another namespace meanwhile).
+            handle = Netns(ipr, label, os.dup(fd) if fd is not None else None, key)
+            handle._own_fd = fd is not None
+            entry = (handle, 0)
         self._cache[key] = (entry[0], entry[1] + 1)
         return entry[0]
 

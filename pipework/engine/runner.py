@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 
-from .errors import EXIT_INTERRUPTED, PipeworkError
+from .errors import EXIT_INTERRUPTED, GuestNotFoundError, GuestNotRunningError, PipeworkError
 from .marker import Marker
 from .specs import Attachment, AttachSpec
 from .teardown import deferred_deletes
@@ -53,6 +53,8 @@ class Job:
     ifname: str | None = None
     where: str | None = None
     """Where the job was asked for (``FILE:LINE``), for messages."""
+    missing_ok: bool = False
+    """A detach whose guest is gone counts as done: its interfaces went with it."""
 
     @classmethod
     def attach(cls, spec: AttachSpec, where: str | None = None) -> Job:
@@ -60,8 +62,16 @@ class Job:
         return cls(label=label, spec=spec, where=where)
 
     @classmethod
-    def detach(cls, guest: str, ifname: str, where: str | None = None) -> Job:
-        return cls(label=f"{ifname} in {guest}", guest=guest, ifname=ifname, where=where)
+    def detach(
+        cls, guest: str, ifname: str, where: str | None = None, *, missing_ok: bool = False
+    ) -> Job:
+        return cls(
+            label=f"{ifname} in {guest}",
+            guest=guest,
+            ifname=ifname,
+            where=where,
+            missing_ok=missing_ok,
+        )
 
 
 @dataclass
@@ -218,6 +228,11 @@ class BatchRunner:
                 outcome.state = "done"
             except anyio.get_cancelled_exc_class():
                 raise
+            except (GuestNotFoundError, GuestNotRunningError) as exc:
+                if outcome.job.missing_ok:
+                    outcome.state = "done"
+                else:
+                    self._fail(outcome, exc)
             except Exception as exc:
                 self._fail(outcome, exc)
         self._report(outcome)

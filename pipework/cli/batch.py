@@ -1,0 +1,132 @@
+"""``pipework batch [FILE|-]``: original-style command lines, run concurrently.
+
+    # comments and blank lines are fine
+    br1 web1 198.18.1.2/24@198.18.1.1
+    pipework br1 -i eth2 web2 198.18.2.2/24 U:web2     # a leading "pipework" is allowed
+
+Every line is parsed before anything runs: one bad line stops the batch with
+``FILE:LINE: message`` (exit 2) and nothing is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Annotated
+
+import typer
+
+from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.grammar import parse_legacy
+from pipework.engine.runner import BatchRunner, Job, Report
+from pipework.engine.topofile import read
+
+from .batchrun import make_progress, print_summary, with_interrupts
+from .render import error, run_async
+
+JOBS_HELP = "How many attachments run at once [16]."
+ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
+
+
+def parse_batch(text: str, label: str) -> list[Job]:
+    """One attach job per command line; a bad line is a ``UsageError`` naming it."""
+    jobs: list[Job] = []
+    seen: dict[tuple[str, str | None], int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        where = f"{label}:{number}"
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        if words[:1] == ["pipework"]:
+            words = words[1:]
+        if not words:
+            continue
+        try:
+            spec = parse_legacy(words)
+        except PipeworkError as exc:
+            raise UsageError(f"{where}: {exc.message}", exc.hint) from None
+        key = (spec.guest, spec.ifname)
+        if key in seen:
+            raise UsageError(
+                f"{where}: {spec.ifname or 'the default interface'} in {spec.guest}"
+                f" is already attached on line {seen[key]}",
+                "give one of them another -i",
+            )
+        seen[key] = number
+        jobs.append(Job.attach(spec, where))
+    return jobs
+
+
+def batch(
+    file: Annotated[
+        str, typer.Argument(help="File of command lines, one attach per line; - for stdin.")
+    ] = "-",
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help=JOBS_HELP)] = None,
+    all_or_nothing: Annotated[
+        bool, typer.Option("--all-or-nothing", help=ALL_OR_NOTHING_HELP)
+    ] = False,
+) -> None:
+    """Run many original-style attach lines concurrently (see docs/CLI.md)."""
+    from .app import Settings
+
+    try:
+        text, label = read(file)
+        todo = parse_batch(text, label)
+    except PipeworkError as exc:
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(
+        run_jobs(
+            todo,
+            jobs=jobs,
+            all_or_nothing=all_or_nothing,
+            json_output=Settings.json,
+            debug=Settings.debug,
+            noun="attachment",
+        )
+    )
+
+
+def run_jobs(
+    todo: list[Job],
+    *,
+    jobs: int | None,
+    all_or_nothing: bool,
+    json_output: bool,
+    debug: bool,
+    noun: str,
+    host_netns: str | None = None,
+) -> int:
+    """Run ``todo`` on a fresh engine; print results and the summary; the exit code."""
+
+    async def main() -> int:
+        from pipework.engine import Engine, require_privileges
+
+        require_privileges()
+        progress = make_progress("attaching", json_output)
+        async with Engine(host_netns=host_netns) as engine:
+            runner = BatchRunner(
+                engine,
+                limit=jobs or engine.limit,
+                all_or_nothing=all_or_nothing,
+                progress=progress,
+            )
+            try:
+                report: Report = await with_interrupts(runner, lambda: runner.run(todo))
+            finally:
+                progress.close()
+        show(report, json_output, noun)
+        return report.exit_code
+
+    return run_async(main, debug)
+
+
+def show(report: Report, json_output: bool, noun: str) -> None:
+    if json_output:
+        print(json.dumps(report.to_dict()), flush=True)
+    else:
+        print_summary(report, noun)
+
+
+__all__ = ["batch", "parse_batch", "run_jobs"]

@@ -1,0 +1,205 @@
+"""What ``apply``, ``destroy`` and ``batch`` share: progress, Ctrl-C, the summary.
+
+Output rules:
+
+* ``--json``: nothing while it runs; one JSON document on stdout at the end.
+* stdout a terminal: a rich progress bar, with each result printed above it.
+* otherwise (a pipe, a file, CI logs): one plain line per result on stdout,
+  as it completes; failures on stderr.
+
+The summary (counts, then every failure with its reason) goes to stderr,
+so stdout holds only results.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
+
+import anyio
+
+from pipework.engine.runner import BatchRunner, Outcome, Progress, Report
+
+from .render import describe
+
+
+def outcome_line(outcome: Outcome) -> str:
+    """One line for people about one job."""
+    job = outcome.job
+    where = f" ({job.where})" if job.where else ""
+    if outcome.state == "failed":
+        return f"failed: {job.label}{where}: {outcome.message}"
+    if outcome.state == "done" and outcome.attachment is not None:
+        return describe(outcome.attachment)
+    if outcome.state == "done":
+        if outcome.removed:
+            return f"removed: {job.label}"
+        return f"absent: {job.label} (nothing to remove)"
+    return f"{outcome.state}: {job.label}{where}"
+
+
+class PlainProgress:
+    """One line per result: results on stdout, failures on stderr."""
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.out, self.err = out, err
+
+    def started(self, total: int) -> None:
+        pass
+
+    def line(self, text: str, *, failure: bool = False) -> None:
+        print(f"pipework: {text}" if failure else text, file=self.err if failure else self.out)
+        (self.err if failure else self.out).flush()
+
+    def finished(self, outcome: Outcome) -> None:
+        self.line(outcome_line(outcome), failure=outcome.state == "failed")
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress:
+    """A progress bar on the terminal; results printed above it."""
+
+    def __init__(self, title: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.progress import Progress as Bar
+
+        self.console = Console(file=sys.stdout, highlight=False)
+        self.bar = Bar(
+            TextColumn(title),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[failed]}"),
+            console=self.console,
+            transient=True,
+        )
+        self.task: Any = None
+        self.failed = 0
+
+    def started(self, total: int) -> None:
+        self.task = self.bar.add_task("", total=total, failed="")
+        self.bar.start()
+
+    def line(self, text: str, *, failure: bool = False) -> None:
+        self.console.print(f"pipework: {text}" if failure else text, markup=False)
+
+    def finished(self, outcome: Outcome) -> None:
+        failure = outcome.state == "failed"
+        self.failed += failure
+        self.line(outcome_line(outcome), failure=failure)
+        if self.task is not None:
+            note = f"{self.failed} failed" if self.failed else ""
+            self.bar.update(self.task, advance=1, failed=note)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+class QuietProgress:
+    """``--json``: nothing until the end."""
+
+    def started(self, total: int) -> None:
+        pass
+
+    def line(self, text: str, *, failure: bool = False) -> None:
+        pass
+
+    def finished(self, outcome: Outcome) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+Reporter = PlainProgress | RichProgress | QuietProgress
+
+
+def make_progress(title: str, json_output: bool) -> Reporter:
+    if json_output:
+        return QuietProgress()
+    if sys.stdout.isatty():
+        return RichProgress(title)
+    return PlainProgress()
+
+
+def summary_lines(report: Report, noun: str) -> list[str]:
+    """The end of a run, for people: counts, then each failure and why."""
+    done = [o for o in report.outcomes if o.state == "done"]
+    statuses: dict[str, int] = {}
+    for outcome in done:
+        key: str = outcome.attachment.status if outcome.attachment is not None else "removed"
+        if outcome.attachment is None and not outcome.removed:
+            key = "absent"
+        statuses[key] = statuses.get(key, 0) + 1
+    parts = [f"{n} {status}" for status, n in statuses.items()]
+    for state in ("failed", "interrupted", "skipped", "rolled back"):
+        n = report.count(state)
+        if n:
+            label = "rolled back in flight" if state == "interrupted" else state
+            parts.append(f"{n} {label}")
+    total = len(report.outcomes)
+    lines = [f"{total} {noun}{'s' if total != 1 else ''}: {', '.join(parts) or 'nothing to do'}"]
+    if report.interrupted:
+        lines.append("interrupted: what was in flight has been rolled back; what completed is kept")
+    if report.rolled_back:
+        lines.append("--all-or-nothing: a job failed, so everything this run made was undone")
+    lines += [f"failed: {o.job.label}{_where(o)}: {o.message}" for o in report.failures]
+    return lines
+
+
+def _where(outcome: Outcome) -> str:
+    return f" ({outcome.job.where})" if outcome.job.where else ""
+
+
+def print_summary(report: Report, noun: str) -> None:
+    for line in summary_lines(report, noun):
+        print(f"pipework: {line}", file=sys.stderr)
+
+
+async def with_interrupts(
+    runner: BatchRunner, body: Callable[[], Coroutine[Any, Any, Report]]
+) -> Report:
+    """Run ``body`` with SIGINT and SIGTERM turned into ``runner.interrupt()``.
+
+    Further signals while it rolls back are absorbed: the roll-back itself
+    must not be cut short.
+    """
+    result: list[Report] = []
+
+    async def watch_signals(task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for _ in signals:
+                runner.interrupt()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(watch_signals)
+        result.append(await body())
+        tg.cancel_scope.cancel()
+    return result[0]
+
+
+__all__ = [
+    "PlainProgress",
+    "Progress",
+    "QuietProgress",
+    "Reporter",
+    "RichProgress",
+    "make_progress",
+    "outcome_line",
+    "print_summary",
+    "summary_lines",
+    "with_interrupts",
+]

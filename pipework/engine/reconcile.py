@@ -1,0 +1,326 @@
+"""Converging on a topology file: plan, apply, prune, destroy.
+
+``plan()`` looks and changes nothing: for each declared bridge it asks the
+backend what ``prepare_host`` would do (a dry run), for each attachment
+``Engine.examine()``, and with ``prune`` it lists the pipework interfaces of
+the file's guests that the file no longer names.
+
+Applying is then: bridges first (in file order), the attachments as one
+``BatchRunner`` run (each atomic, or all-or-nothing), and the pruning last,
+only when the attachments went through, since a removal cannot be undone.
+``destroy`` detaches every attachment the file names (in one batched
+teardown) and removes the bridges pipework created for it, once empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .errors import ConflictError, GuestNotFoundError, GuestNotRunningError, PipeworkError
+from .hookspecs import HostContext
+from .runner import Job
+from .specs import AttachSpec
+from .topofile import TopologyFile
+from .topology import bridge_settings
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+ACTION_SIGNS = {
+    "create": "+",
+    "unchanged": "=",
+    "repair": "~",
+    "update": "~",
+    "remove": "-",
+    "deferred": ".",
+    "conflict": "!",
+    "error": "!",
+}
+
+
+@dataclass
+class PlanItem:
+    """One line of a plan: what would happen to one bridge or attachment."""
+
+    what: str
+    """``bridge`` or ``attachment``."""
+    action: str
+    """create, unchanged, repair (rebuild a broken one), update (needs
+    ``--force``), remove (``--prune``), deferred (made with its first port),
+    conflict, error."""
+    label: str
+    where: str | None = None
+    details: tuple[str, ...] = ()
+    error: PipeworkError | None = None
+    ifname: str | None = None
+
+    @property
+    def blocked(self) -> bool:
+        """Would applying fail here?"""
+        return self.error is not None
+
+    def line(self) -> str:
+        sign = ACTION_SIGNS.get(self.action, "?")
+        text = f"{sign} {self.action:<9} {self.what} {self.label}"
+        if self.details:
+            text += f" ({'; '.join(self.details)})"
+        if self.where:
+            text += f" [{self.where}]"
+        if self.error is not None:
+            text += f": {self.error}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"what": self.what, "action": self.action, "label": self.label}
+        if self.where:
+            data["where"] = self.where
+        if self.details:
+            data["details"] = list(self.details)
+        if self.error is not None:
+            data["error"] = str(self.error)
+            data["exit_code"] = self.error.exit_code
+        return data
+
+
+@dataclass
+class Plan:
+    items: list[PlanItem] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """What applying would end with: the first blocking item's code, or 0."""
+        return next((i.error.exit_code for i in self.items if i.error is not None), 0)
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.action] = counts.get(item.action, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan": [i.to_dict() for i in self.items],
+            "summary": self.summary(),
+            "exit_code": self.exit_code,
+        }
+
+
+def specs(loaded: TopologyFile, *, force: bool = False) -> list[AttachSpec]:
+    """Every attachment's ``AttachSpec``; the first bad one is a located ``UsageError``."""
+    result = []
+    for i in range(len(loaded.topology.attachments)):
+        try:
+            result.append(loaded.topology.spec(i, force=force))
+        except PipeworkError as exc:
+            raise loaded.error(("attachments", i), exc) from None
+    return result
+
+
+def attach_jobs(loaded: TopologyFile, all_specs: Sequence[AttachSpec]) -> list[Job]:
+    return [Job.attach(spec, loaded.where(("attachments", i))) for i, spec in enumerate(all_specs)]
+
+
+def host_context(
+    engine: Engine, name: str, settings: Any, *, force: bool, dry_run: bool
+) -> HostContext:
+    return HostContext(
+        name=name,
+        host=engine.host,
+        settings=settings,
+        force=force,
+        dry_run=dry_run,
+        lock=engine.lock,
+    )
+
+
+async def prepare_bridges(
+    engine: Engine, loaded: TopologyFile, *, force: bool, dry_run: bool
+) -> tuple[list[PlanItem], list[str]]:
+    """Create or check the declared bridges; (what happened, which were created).
+
+    Stops at the first bridge that fails (raising it, located) after removing
+    the bridges this call created.
+    """
+    items: list[PlanItem] = []
+    created: list[str] = []
+    for i, bridge in enumerate(loaded.topology.bridges):
+        where = loaded.where(("bridges", i))
+        prepare = getattr(engine.backends.get(bridge.kind), "prepare_host", None)
+        if bridge.kind not in engine.backends:
+            error = PipeworkError(f"no link backend named {bridge.kind!r}")
+            raise loaded.error(("bridges", i, "kind"), error)
+        if prepare is None:
+            items.append(
+                PlanItem("bridge", "deferred", bridge.name, where, ("made with its first port",))
+            )
+            continue
+        ctx = host_context(
+            engine, bridge.name, bridge_settings(bridge), force=force, dry_run=dry_run
+        )
+        try:
+            change = await prepare(ctx)
+        except PipeworkError as exc:
+            if dry_run:
+                items.append(PlanItem("bridge", "error", bridge.name, where, error=exc))
+                continue
+            await release_bridges(engine, loaded, only=created)
+            raise loaded.error(("bridges", i), exc) from None
+        details = tuple(change.details)
+        if change.action == "update" and not force:
+            details += ("needs --force",)
+        item = PlanItem("bridge", change.action, bridge.name, where, details)
+        if dry_run and change.action == "update" and not force:
+            item.error = ConflictError(f"bridge {bridge.name} differs", "add --force to change it")
+        if change.action == "create":
+            created.append(bridge.name)
+        items.append(item)
+    return items, created
+
+
+async def release_bridges(
+    engine: Engine, loaded: TopologyFile, *, only: Sequence[str] | None = None
+) -> list[str]:
+    """Remove the file's bridges (declared, or named as a host) that pipework
+    created and that have no ports left; return their names."""
+    names: dict[str, str] = {b.name: b.kind for b in loaded.topology.bridges}
+    for spec in specs(loaded):
+        if spec.kind is not None or spec.host.startswith("br"):
+            names.setdefault(spec.host, spec.kind or "bridge")
+    removed = []
+    for name, kind in names.items():
+        if only is not None and name not in only:
+            continue
+        release = getattr(engine.backends.get(kind), "release_host", None)
+        if release is None:
+            continue
+        if await release(host_context(engine, name, {}, force=False, dry_run=False)):
+            removed.append(name)
+    return removed
+
+
+async def plan(
+    engine: Engine, loaded: TopologyFile, *, force: bool, prune: bool, limit: int
+) -> Plan:
+    """What applying ``loaded`` would do (with ``--force``, ``--prune``)."""
+    bridges, _ = await prepare_bridges(engine, loaded, force=force, dry_run=True)
+    all_specs = specs(loaded, force=force)
+    items: list[PlanItem] = [PlanItem("attachment", "error", "") for _ in all_specs]
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(i: int, spec: AttachSpec) -> None:
+        where = loaded.where(("attachments", i))
+        label = f"{spec.ifname or 'the default interface'} in {spec.guest} on {spec.host}"
+        async with limiter:
+            try:
+                found = await engine.examine(spec)
+            except PipeworkError as exc:
+                items[i] = PlanItem("attachment", "error", label, where, error=exc)
+                return
+        label = f"{found.marker.ifname} in {found.guest.name} on {found.marker.kind} {found.marker.host}"
+        item = PlanItem("attachment", found.action, label, where, ifname=found.marker.ifname)
+        if found.action == "update":
+            if force:
+                item.details = ("replaced: --force",)
+            else:
+                item.details = ("needs --force",)
+                item.error = ConflictError(
+                    f"{found.marker.ifname} in {found.guest.name} is attached with another"
+                    " configuration",
+                    "add --force to replace it",
+                )
+        elif found.action == "conflict":
+            item.error = ConflictError(
+                f"{found.marker.ifname} already exists in {found.guest.name} and pipework did"
+                " not create it",
+                "choose another ifname",
+            )
+        items[i] = item
+
+    async with anyio.create_task_group() as tg:
+        for i, spec in enumerate(all_specs):
+            tg.start_soon(one, i, spec)
+    result = Plan([*bridges, *items])
+    if prune:
+        declared = {
+            (spec.guest, item.ifname)
+            for spec, item in zip(all_specs, items, strict=True)
+            if item.ifname is not None
+        }
+        for job in await prune_jobs(engine, loaded, declared, limit=limit):
+            result.items.append(PlanItem("attachment", "remove", job.label, job.where))
+    return result
+
+
+async def prune_jobs(
+    engine: Engine,
+    loaded: TopologyFile,
+    declared: set[tuple[str, str]],
+    *,
+    limit: int,
+) -> list[Job]:
+    """Detach jobs for the pipework interfaces of the file's guests that the
+    file does not name (``declared``: (guest as written, ifname))."""
+    guests: dict[str, int] = {}
+    for i, decl in enumerate(loaded.topology.attachments):
+        guests.setdefault(decl.guest, i)
+    found: dict[str, list[str]] = {}
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(guest: str) -> None:
+        async with limiter:
+            try:
+                _, markers = await engine.owned(guest)
+            except (GuestNotFoundError, GuestNotRunningError):
+                return  # a guest that is gone took its interfaces with it
+        found[guest] = sorted(m.ifname for m in markers if (guest, m.ifname) not in declared)
+
+    async with anyio.create_task_group() as tg:
+        for guest in guests:
+            tg.start_soon(one, guest)
+    return [
+        Job.detach(guest, ifname, loaded.where(("attachments", guests[guest], "guest")))
+        for guest in guests
+        for ifname in found.get(guest, ())
+    ]
+
+
+async def destroy_jobs(engine: Engine, loaded: TopologyFile, *, limit: int) -> list[Job]:
+    """Detach jobs for every attachment the file names."""
+    all_specs = specs(loaded)
+    jobs: list[Job | None] = [None] * len(all_specs)
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(i: int, spec: AttachSpec) -> None:
+        ifname = spec.ifname
+        if ifname is None:
+            backend = engine.backends.get(spec.kind or "")
+            ifname = backend.default_ifname if backend is not None else None
+        if ifname is None:
+            async with limiter:
+                try:
+                    ifname = (await engine.examine(spec)).marker.ifname
+                except PipeworkError:
+                    ifname = "eth1"
+        jobs[i] = Job.detach(spec.guest, ifname, loaded.where(("attachments", i)), missing_ok=True)
+
+    async with anyio.create_task_group() as tg:
+        for i, spec in enumerate(all_specs):
+            tg.start_soon(one, i, spec)
+    return [job for job in jobs if job is not None]
+
+
+__all__ = [
+    "Plan",
+    "PlanItem",
+    "attach_jobs",
+    "destroy_jobs",
+    "plan",
+    "prepare_bridges",
+    "prune_jobs",
+    "release_bridges",
+    "specs",
+]
