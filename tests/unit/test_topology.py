@@ -1,0 +1,147 @@
+"""Topology files: the schema, defaults, and errors that name file, line and field."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pipework import UsageError
+from pipework.engine.reconcile import specs
+from pipework.engine.specs import RouteSpec, derive_mac
+from pipework.engine.topofile import parse
+
+
+def load(text: str, name: str = "topo.yaml"):
+    return parse(textwrap.dedent(text), name)
+
+
+GOOD = """\
+    version: 1
+    bridges:
+      - name: brpwt1
+        mtu: 9000
+      - {name: ovspwt1, kind: ovs, options: {datapath_type: netdev}}
+    defaults:
+      host: brpwt1
+      address: 0/0
+    attachments:
+      - guest: web1
+        address: 198.18.1.2/24@198.18.1.1
+        mac: 02:12:34:56:58:10
+        routes: [198.18.2.0/24 via 198.18.1.254 metric 5]
+      - guest: netns:blue
+        host: ovspwt1
+        ifname: eth2
+        vlan: 10
+        mac: U:blue
+"""
+
+
+def test_a_good_file_gives_the_specs_the_command_line_would():
+    loaded = load(GOOD)
+    web1, blue = specs(loaded)
+    assert web1.host == "brpwt1" and web1.kind == "bridge" and web1.mtu == 9000
+    assert str(web1.address) == "198.18.1.2/24@198.18.1.1"
+    # YAML 1.1 would read this MAC as a base-60 integer; here it stays a string.
+    assert web1.mac == "02:12:34:56:58:10"
+    assert web1.routes == (RouteSpec.parse("198.18.2.0/24 via 198.18.1.254 metric 5"),)
+    assert blue.kind == "ovs" and blue.vlan == 10 and blue.ifname == "eth2"
+    assert blue.options == {"datapath_type": "netdev"}
+    assert blue.mac == derive_mac("blue")
+    assert str(blue.address) == "0/0"
+    assert loaded.where(("attachments", 1, "vlan")) == "topo.yaml:17"
+
+
+def test_json_is_accepted_with_line_numbers():
+    text = '{\n  "attachments": [\n    {"guest": "web1", "host": "brpwt1",\n     "address": "198.18.1.2"}\n  ]\n}\n'
+    with pytest.raises(UsageError) as info:
+        parse(text, "topo.json")
+    assert str(info.value).startswith("topo.json:4: attachments[0].address: The IP address")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "attachments:\n  - guest: web1\n    host: br1\n    adress: 198.18.1.2/24\n",
+            "topo.yaml:4: attachments[0].adress: unknown field 'adress'",
+        ),
+        (
+            "attachments:\n  - host: br1\n",
+            "topo.yaml:2: attachments[0].guest: this field is required",
+        ),
+        (
+            "attachments:\n  - guest: web1\n    host: br1\n    vlan: 5000\n",
+            "topo.yaml:4: attachments[0].vlan: VLAN ID 5000 is out of range (use 1 to 4094)",
+        ),
+        (
+            "attachments:\n  - guest: web1\n    host: br1\n    mtu: nine\n",
+            "topo.yaml:4: attachments[0].mtu: Input should be a valid integer",
+        ),
+        (
+            "attachments:\n  - guest: web1\n    ifname: thisnameiswaytoolong\n",
+            "topo.yaml:3: attachments[0].ifname: interface name 'thisnameiswaytoolong' is 20 bytes",
+        ),
+        (
+            "attachments:\n  - guest: web1\n    routes: [0.0.0.0/0 via 198.18.1.1]\n",
+            "topo.yaml:3: attachments[0].routes: route 0.0.0.0/0 via 198.18.1.1 is a default route",
+        ),
+        ("version: 2\n", "topo.yaml:1: version: unknown version (this pipework reads version 1)"),
+        ("bridges: {name: br1}\n", "topo.yaml:1: bridges: Input should be a valid list"),
+        ("- just\n- a list\n", "topo.yaml: a topology is a mapping"),
+        ("attachments: [\n", "topo.yaml:2: not valid YAML"),
+        (
+            "attachments:\n  - guest: web1\n    guest: web2\n",
+            "topo.yaml:3: attachments[0].guest is given twice",
+        ),
+        (
+            "bridges:\n  - name: br1\n  - name: br1\n",
+            "topo.yaml:3: bridges[1]: bridge br1 is already declared as bridges[0]",
+        ),
+        (
+            "defaults: {host: br1}\nattachments:\n  - guest: web1\n  - guest: web1\n",
+            "topo.yaml:4: attachments[1]: the default interface of web1 is already declared",
+        ),
+    ],
+)
+def test_schema_errors_are_one_located_line(text, expected):
+    with pytest.raises(UsageError) as info:
+        parse(text, "topo.yaml")
+    message = str(info.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+    assert info.value.exit_code == 2
+
+
+def test_more_errors_are_counted_in_the_hint():
+    with pytest.raises(UsageError) as info:
+        parse("attachments:\n  - {guest: a, vlan: 0, mtu: 1}\n", "t.yaml")
+    assert info.value.hint == "and 1 more error"
+
+
+def test_an_attachment_needs_a_host_or_a_kind():
+    loaded = load("attachments:\n  - guest: web1\n")
+    with pytest.raises(UsageError) as info:
+        specs(loaded)
+    assert str(info.value).startswith("topo.yaml:2: attachments[0]: an attachment needs a host")
+
+
+def test_kind_alone_names_the_host_and_defaults_merge():
+    loaded = load(
+        """\
+        defaults: {mtu: 1400, options: {mode: private}}
+        attachments:
+          - {guest: a, kind: dummy}
+          - {guest: b, host: eth9, kind: macvlan, options: {mode: vepa}}
+        """
+    )
+    a, b = specs(loaded)
+    assert a.host == "dummy" and a.kind == "dummy" and a.mtu == 1400
+    assert a.options == {"mode": "private"}
+    assert b.options == {"mode": "vepa"}
+
+
+def test_an_empty_file_is_an_empty_topology():
+    assert load("").topology.attachments == []
+    assert load("# nothing yet\n").topology.bridges == []
