@@ -92,7 +92,6 @@ async def _watch(*, once: bool, interval: float) -> int:
         watcher = Watcher(
             engine,
             sources,
-            cleanup=getattr(engine, "cleanup_guest", None),
             interval=interval,
             status_path=None if once else status_path(engine.config.run_dir),
         )

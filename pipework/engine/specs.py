@@ -84,6 +84,13 @@ def parse_vlan(text: str | int) -> int:
     return vid
 
 
+def _vlan_or_none(text: str) -> int | None:
+    try:
+        return parse_vlan(text)
+    except UsageError:
+        return None
+
+
 def parse_pkey(text: str) -> int:
     """An InfiniBand partition key, written in hex (``8001``, ``0x8001``)."""
     digits = text[2:] if text.lower().startswith("0x") else text
@@ -377,7 +384,9 @@ class AttachSpec:
         if self.pkey is not None:
             object.__setattr__(self, "pkey", parse_pkey(f"{self.pkey:x}"))
         if self.tag is not None:
-            if self.vlan is not None or self.pkey is not None:
+            # ``vlan`` may already hold the tag's VLAN: dataclasses.replace()
+            # runs this again on a spec it made.
+            if self.pkey is not None or self.vlan not in (None, _vlan_or_none(self.tag)):
                 raise UsageError("the VLAN is given twice (MACSPEC and --vlan)")
             try:
                 object.__setattr__(self, "vlan", parse_vlan(self.tag))

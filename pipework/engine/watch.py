@@ -88,6 +88,7 @@ def with_stable_mac(spec: AttachSpec, key: str) -> AttachSpec:
 class GuestState:
     name: str
     ref: str
+    specs: list[AttachSpec] = field(default_factory=list)
     attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     updated: float = 0.0
@@ -96,8 +97,9 @@ class GuestState:
 class Watcher:
     """Reconcile guests against their declarations, driven by events.
 
-    ``engine`` is an entered ``Engine``; ``cleanup(key)`` removes what a dead
-    guest left behind (the engine's garbage collection for that guest).
+    ``engine`` is an entered ``Engine``. When a guest dies, what it leaves
+    behind is removed with ``Engine.remove()`` for each of its declarations,
+    as the marker each would have made identifies it.
     """
 
     def __init__(
@@ -106,7 +108,6 @@ class Watcher:
         sources: Sequence[EventSource],
         *,
         declare: Declare | None = None,
-        cleanup: Callable[[str], Any] | None = None,
         interval: float = DEFAULT_INTERVAL,
         status_path: Path | None = None,
     ) -> None:
@@ -117,7 +118,6 @@ class Watcher:
         self.engine = engine
         self.sources = list(sources)
         self.declare = declare
-        self.cleanup = cleanup
         self.interval = interval
         self.status_path = status_path
         self.guests: dict[str, GuestState] = {}
@@ -139,17 +139,24 @@ class Watcher:
     async def handle(self, event: GuestEvent) -> None:
         lock = self._locks.setdefault(event.key, anyio.Lock())
         async with lock, self._limiter:
-            if event.action == "start":
-                await self._attach_all(event)
-            else:
-                await self._forget(event)
+            try:
+                if event.action == "start":
+                    await self._attach_all(event)
+                else:
+                    await self._forget(event)
+            except Exception as exc:  # one guest's trouble must not stop the watcher
+                log.error(
+                    "handling %s of %s failed: %s", event.action, event.name, exc,
+                    exc_info=not isinstance(exc, PipeworkError),
+                    extra={"guest": event.name, "event": "failed"},
+                )  # fmt: skip
 
     async def _attach_all(self, event: GuestEvent) -> None:
         specs = self.declared(event)
         if not specs:
             return
         state = self.guests.setdefault(event.key, GuestState(event.name, event.ref))
-        state.errors = []
+        state.specs, state.errors = specs, []
         for spec in specs:
             ifname = spec.ifname or "?"
             try:
@@ -184,21 +191,25 @@ class Watcher:
 
     async def _forget(self, event: GuestEvent) -> None:
         state = self.guests.pop(event.key, None)
-        if state is None and not self.declared(event):
-            return
-        if self.cleanup is not None:
+        specs = self.declared(event) or (state.specs if state is not None else [])
+        removed: list[str] = []
+        for spec in specs:
             try:
-                removed = await self.cleanup(event.key)
+                markers = await self.engine.remove(
+                    replace(spec, guest_key=event.key), resolve=False
+                )
             except PipeworkError as exc:
                 log.error(
-                    "cleaning up after %s failed: %s", event.name, exc,
-                    extra={"guest": event.name, "event": "cleanup-failed"},
+                    "cleaning up %s of %s failed: %s", spec.ifname, event.name, exc,
+                    extra={"guest": event.name, "ifname": spec.ifname, "event": "cleanup-failed"},
                 )  # fmt: skip
-            else:
-                log.info(
-                    "%s died; cleaned up %s", event.name, removed or "nothing",
-                    extra={"guest": event.name, "event": "died"},
-                )  # fmt: skip
+                continue
+            removed.extend(f"{m.ifname} ({m.kind} {m.host})" for m in markers)
+        if specs:
+            log.info(
+                "%s died; removed %s", event.name, ", ".join(removed) or "nothing that was left",
+                extra={"guest": event.name, "event": "died"},
+            )  # fmt: skip
         self.write_status()
 
     # -- everything ----------------------------------------------------------------------

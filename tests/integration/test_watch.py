@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from support import infra
 from support.checks import links
+from support.dhcp import client_pids_in
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,12 @@ def label(ifname: str, value: str) -> tuple[str, str]:
     return ("--label", f"pipework.{ifname}={value}")
 
 
-def eth(container: infra.Container, ifname: str = "eth1", timeout: float = 20) -> dict:
+def eth(
+    container: infra.Container,
+    ifname: str = "eth1",
+    timeout: float = 20,
+    watch: Watch | None = None,
+) -> dict:
     """The guest interface once it is up with an address."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -107,7 +113,8 @@ def eth(container: infra.Container, ifname: str = "eth1", timeout: float = 20) -
             if "UP" in data["flags"] and any(a["family"] == "inet" for a in data["addr_info"]):
                 return data
         time.sleep(0.1)
-    raise AssertionError(f"{ifname} in {container.name} never came up with an address")
+    said = "".join(watch.raw) if watch is not None else ""
+    raise AssertionError(f"{ifname} in {container.name} never came up with an address\n{said}")
 
 
 def addr(data: dict) -> str:
@@ -234,3 +241,40 @@ def test_the_daemon_goes_away_and_comes_back(start_watch, busybox_image, host_ns
         container.remove()
     finally:
         daemon.stop()
+
+
+def test_a_dead_containers_ovs_port_is_removed(ovs, start_watch, make_container, docker_daemon):
+    watch = start_watch()
+    watch.connected()
+    c = make_container(extra_args=label("eth1", "ovspwtw 198.18.37.2/24 @5"))
+    eth(c, watch=watch)
+    (port,) = ovs.ports("ovspwtw")
+    assert ovs.get("Port", port, "tag") == 5
+    docker_daemon.cli("kill", c.id)
+    died = watch.wait_log(lambda line: line.get("event") == "died")
+    assert died["guest"] == c.name and "eth1 (ovs ovspwtw)" in died["message"]
+    assert ovs.ports("ovspwtw") == []
+
+
+def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
+    dhcp_server, start_watch, make_container, docker_daemon, host_files_unchanged
+):
+    dhcp_server()
+    watch = start_watch()
+    watch.connected()
+    c = make_container(extra_args=label("eth1", "brpwtd udhcpc-f"))
+    leased = addr(eth(c, watch=watch))
+    key = infra.netns_key(c.netns_path)
+    (first,) = client_pids_in(key)
+    infra.terminate_pids([int(first.split()[1])])  # "pid 1234 (udhcpc ...)"
+    # The next reconciliation (every 2 s here) finds the attachment not
+    # whole and rebuilds it: a new client, the same MAC, the same lease.
+    watch.wait_log(lambda line: line.get("event") == "replaced" and line.get("guest") == c.name)
+    (second,) = client_pids_in(key)
+    assert second != first and addr(eth(c)) == leased
+    docker_daemon.cli("kill", c.id)
+    watch.wait_log(lambda line: line.get("event") == "died")
+    deadline = time.monotonic() + 10
+    while client_pids_in(key) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client_pids_in(key) == []
