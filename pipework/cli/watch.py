@@ -52,6 +52,12 @@ def status_path(run_dir: str) -> Path:
 
 
 def watch(
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file", "-f", help="A topology file (pipework apply's format) declaring attachments."
+        ),
+    ] = None,
     once: Annotated[
         bool, typer.Option("--once", help="Reconcile the running guests, then exit.")
     ] = False,
@@ -74,11 +80,25 @@ def watch(
         raise typer.Exit(2)
     if status:
         raise typer.Exit(show_status(Settings.json))
+    declare = None
+    if file is not None:
+        from pipework.engine.errors import PipeworkError
+        from pipework.engine.topofile import load
+        from pipework.engine.watch import topology_declarations
+
+        try:
+            loaded = load(file)
+            declare = topology_declarations(loaded)
+        except PipeworkError as exc:
+            error(str(exc))
+            raise typer.Exit(exc.exit_code) from None
     _log_to_stderr(log_format, Settings.debug)
-    raise typer.Exit(run_async(lambda: _watch(once=once, interval=interval), Settings.debug))
+    raise typer.Exit(
+        run_async(lambda: _watch(once=once, interval=interval, declare=declare), Settings.debug)
+    )
 
 
-async def _watch(*, once: bool, interval: float) -> int:
+async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
     import signal
 
     import anyio
@@ -92,6 +112,7 @@ async def _watch(*, once: bool, interval: float) -> int:
         watcher = Watcher(
             engine,
             sources,
+            declare=declare,
             interval=interval,
             status_path=None if once else status_path(engine.config.run_dir),
         )

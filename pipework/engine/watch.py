@@ -77,6 +77,31 @@ def specs_from_labels(event: GuestEvent) -> tuple[list[AttachSpec], list[LabelEr
     return specs, errors
 
 
+def topology_declarations(loaded: Any) -> Declare:
+    """Declarations from a topology file (``pipework apply``'s format, as
+    ``topofile.load`` returns it): a guest gets the attachments whose
+    ``guest`` names it (its name, its ID or short ID, with or without the
+    runtime's prefix). Every attachment is checked now, so a bad file stops
+    the watcher before it starts, with the file and line."""
+    specs = []
+    for i in range(len(loaded.topology.attachments)):
+        try:
+            specs.append(loaded.topology.spec(i))
+        except PipeworkError as exc:
+            raise loaded.error(("attachments", i), exc) from None
+
+    def names_of(event: GuestEvent) -> set[str]:
+        runtime = event.ref.partition(":")[0]
+        plain = {event.name, event.key, event.key[:12]}
+        return plain | {f"{runtime}:{name}" for name in plain}
+
+    def declare(event: GuestEvent) -> list[AttachSpec]:
+        names = names_of(event)
+        return [replace(spec, guest=event.ref) for spec in specs if spec.guest in names]
+
+    return declare
+
+
 def with_stable_mac(spec: AttachSpec, key: str) -> AttachSpec:
     """``spec`` with a MAC derived from the guest and interface, unless it has one."""
     if spec.mac is not None or spec.kind == "ipoib":

@@ -278,3 +278,28 @@ def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
     while client_pids_in(key) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client_pids_in(key) == []
+
+
+def test_a_topology_file_declares_too(start_watch, make_container, tmp_path, run_pipework):
+    topology = tmp_path / "lab.yaml"
+    a = make_container(start=False)
+    topology.write_text(
+        "version: 1\n"
+        "defaults: {host: brpwtw7}\n"
+        "attachments:\n"
+        f"  - {{guest: {a.name}, address: 198.18.38.2/24, ifname: lan0}}\n"
+        "  - {guest: pwt-nosuchcontainer, address: 198.18.38.3/24}\n"
+    )
+    watch = start_watch("--file", str(topology))
+    watch.connected()
+    infra.run([a.daemon.docker, "-H", a.daemon.host, "start", a.id])
+    assert addr(eth(a, "lan0", watch=watch)) == "198.18.38.2/24"
+
+
+def test_a_bad_topology_file_stops_the_watcher_at_once(tmp_path, run_pipework):
+    topology = tmp_path / "bad.yaml"
+    topology.write_text("version: 1\nattachments:\n  - {guest: web1, address: 198.18.38.2}\n")
+    result = run_pipework("watch", "--file", str(topology))
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"pipework: {topology}:3: attachments[0]") and "netmask" in line
