@@ -15,24 +15,27 @@ The public, async API::
     anyio.run(main)
 """
 
-from .engine import (
-    AddressSpec,
-    Attachment,
-    AttachSpec,
-    ConflictError,
-    Engine,
-    GuestInfo,
-    GuestNotFoundError,
-    GuestNotRunningError,
-    HostInterfaceError,
-    NotPermittedError,
-    PipeworkError,
-    RuntimeUnavailableError,
-    UnsupportedError,
-    UsageError,
-    hookimpl,
-)
-from .engine.grammar import parse_legacy
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import (
+        AddressSpec,
+        Attachment,
+        AttachSpec,
+        ConflictError,
+        Engine,
+        GuestInfo,
+        GuestNotFoundError,
+        GuestNotRunningError,
+        HostInterfaceError,
+        NotPermittedError,
+        PipeworkError,
+        RuntimeUnavailableError,
+        UnsupportedError,
+        UsageError,
+        hookimpl,
+    )
+    from .engine.grammar import parse_legacy
 
 __version__ = "0.1.0"
 
@@ -55,3 +58,19 @@ __all__ = [
     "hookimpl",
     "parse_legacy",
 ]
+
+_ENGINE_NAMES = frozenset(__all__) - {"__version__", "parse_legacy"}
+
+
+def __getattr__(name: str) -> object:
+    """The API is imported on first use, so that light entry points (the CNI
+    plugin's VERSION, ``pipework --version``) do not load the engine."""
+    if name == "parse_legacy":
+        from .engine.grammar import parse_legacy
+
+        return parse_legacy
+    if name in _ENGINE_NAMES:
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'pipework' has no attribute {name!r}")

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pipework.engine.specs import AttachSpec
 
 KEY_PREFIX = "cni:"
-NETWORK_PART_MAX = 40
+NETWORK_PART_MAX = 16
 CONTAINER_PART_MAX = 64
 IPAM_METHOD = "cni-ipam"
 """The address method of attachments whose addresses a delegated IPAM plugin chose."""
