@@ -79,7 +79,7 @@ def test_explicit_vlan_and_pkey_do_not_mix_up():
     with pytest.raises(UsageError, match="partition key is for IPoIB"):
         AttachSpec(host="br1", guest="g", pkey=0x8001).vlan_id("bridge")
     with pytest.raises(UsageError, match="twice"):
-        AttachSpec(host="br1", guest="g", vlan=10, tag="10")
+        AttachSpec(host="br1", guest="g", vlan=11, tag="10")
 
 
 @pytest.mark.parametrize(
