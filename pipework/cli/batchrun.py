@@ -184,10 +184,17 @@ async def with_interrupts(
             async for _ in signals:
                 runner.interrupt()
 
-    async with anyio.create_task_group() as tg:
-        await tg.start(watch_signals)
-        result.append(await body())
-        tg.cancel_scope.cancel()
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(watch_signals)
+            try:
+                result.append(await body())
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:  # the body's own error, not a group of them
+            raise group.exceptions[0] from None
+        raise
     return result[0]
 
 

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import ConflictError, GuestNotFoundError, GuestNotRunningError, PipeworkError
+from .errors import (
+    ConflictError,
+    GuestNotFoundError,
+    GuestNotRunningError,
+    PipeworkError,
+    UnsupportedError,
+)
 from .hookspecs import HostContext
 from .runner import Job
 from .specs import AttachSpec
@@ -151,7 +157,10 @@ async def prepare_bridges(
         where = loaded.where(("bridges", i))
         prepare = getattr(engine.backends.get(bridge.kind), "prepare_host", None)
         if bridge.kind not in engine.backends:
-            error = PipeworkError(f"no link backend named {bridge.kind!r}")
+            error = UnsupportedError(
+                f"no link backend named {bridge.kind!r}",
+                f"known kinds: {', '.join(sorted(engine.backends))}",
+            )
             raise loaded.error(("bridges", i, "kind"), error)
         if prepare is None:
             items.append(

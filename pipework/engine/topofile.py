@@ -9,6 +9,7 @@ an integer in base 60: such scalars stay strings).
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from dataclasses import dataclass, field
@@ -36,9 +37,12 @@ class TopologyFile:
                 return f"{self.name}:{line}"
         return self.name
 
-    def error(self, path: Path_, exc: PipeworkError) -> UsageError:
-        """``exc``, located: ``FILE:LINE: attachments[3]: message``."""
-        return UsageError(f"{self.where(path)}: {dotted(path)}: {exc.message}", exc.hint)
+    def error(self, path: Path_, exc: PipeworkError) -> PipeworkError:
+        """``exc`` (same class, same exit code), located: ``FILE:LINE: attachments[3]: message``."""
+        located = copy.copy(exc)
+        located.message = f"{self.where(path)}: {dotted(path)}: {exc.message}"
+        located.args = (located.message,)
+        return located
 
 
 def dotted(path: Path_) -> str:
