@@ -346,3 +346,37 @@ def test_ctrl_c_mid_batch_keeps_what_completed_and_rolls_back_the_rest(
     for name in guests:
         inside = set(links(infra.NetNS(name, f"/run/netns/{name}")))
         assert inside == ({"lo", "eth1"} if name in attached else {"lo"}), name
+
+
+def test_apply_and_destroy_with_containers(host_ns, make_container, run_pipework, tmp_path):
+    web, db = make_container(), make_container()
+    path = topology(
+        tmp_path,
+        f"""\
+        bridges: [{{name: brpwtk}}]
+        defaults: {{host: brpwtk}}
+        attachments:
+          - {{guest: {web.name}, address: 198.18.36.2/24, mac: U:web}}
+          - {{guest: {db.name}, address: 198.18.36.3/24, routes: [198.18.37.0/24 via 198.18.36.1]}}
+        """,
+    )
+    proc = run_pipework("apply", path, netns=host_ns.name)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(line.split(" (")[0] for line in proc.stdout.splitlines()) == sorted(
+        [
+            "created: bridge brpwtk",
+            f"created: eth1 in {db.name} on bridge brpwtk",
+            f"created: eth1 in {web.name} on bridge brpwtk",
+        ]
+    )
+    assert web.exec("ping", "-c", "1", "-W", "2", "198.18.36.3").returncode == 0
+    assert "198.18.37.0/24 via 198.18.36.1" in db.exec("ip", "route").stdout
+    again = run_pipework("apply", path, "--json", netns=host_ns.name)
+    assert [r["attachment"]["status"] for r in results(again)] == ["unchanged", "unchanged"]
+    # A container removed meanwhile took its interface with it: nothing to remove there.
+    db.remove()
+    proc = run_pipework("destroy", path, netns=host_ns.name)
+    assert proc.returncode == 0, proc.stderr
+    assert f"removed: eth1 in {web.name}" in proc.stdout
+    assert f"absent: eth1 in {db.name} (nothing to remove)" in proc.stdout
+    assert "eth1" not in links(web) and set(links(host_ns)) == {"lo"}
