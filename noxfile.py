@@ -38,6 +38,7 @@ SYSTEM_PACKAGES = (
     "iputils-ping",
     "util-linux",
     "containernetworking-plugins",
+    "podman",  # a real CNI client for pipework-cni (network_backend = "cni")
     "iproute2",
     "iptables",
     "procps",

@@ -41,7 +41,7 @@ async def open_engine(
         delegate = Delegate(str(conf.ipam["type"]), invocation, conf)
         provider = IpamProvider(delegate, container_id)
         plugins.append(IpamPlugin(provider))
-    async with Engine(host_netns=conf.host_netns, plugins=plugins) as engine:
+    async with Engine(host_netns=conf.host_netns, run_dir=conf.run_dir, plugins=plugins) as engine:
         yield engine, provider
 
 

@@ -47,7 +47,7 @@ STANDARD_KEYS = frozenset(
 # pipework's own keys.
 OWN_KEYS = frozenset(
     {"backend", "host", "bridge", "master", "device", "address", "mac", "vlan", "pkey"}
-    | {"mtu", "mode", "options", "routes", "dhcpTimeout", "hostNetns"}
+    | {"mtu", "mode", "options", "routes", "dhcpTimeout", "hostNetns", "runDir"}
 )
 HOST_KEYS = {
     "bridge": ("bridge", "ovs"),
@@ -192,6 +192,8 @@ class NetConf:
     dns: Mapping[str, Any] | None = None
     dhcp_timeout: float | None = None
     host_netns: str | None = None
+    run_dir: str | None = None
+    """Where DHCP clients keep their state (default: PIPEWORK_RUN_DIR or /run/pipework)."""
     runtime_config: Mapping[str, Any] = field(default_factory=dict)
     prev_result: Mapping[str, Any] | None = None
     valid_attachments: tuple[tuple[str, str], ...] | None = None
@@ -309,6 +311,7 @@ def load(data: bytes, command: str) -> NetConf:
         dns=reader.mapping("dns"),
         dhcp_timeout=reader.number("dhcpTimeout"),
         host_netns=reader.string("hostNetns"),
+        run_dir=_absolute(reader, "runDir"),
         runtime_config=reader.mapping("runtimeConfig") or {},
         prev_result=reader.mapping("prevResult"),
         valid_attachments=_valid_attachments(conf) if command == "GC" else None,
@@ -341,6 +344,13 @@ def _host(reader: _Reader, backend: str, *, needed: bool) -> str:
         f"the {backend} backend needs the host interface: set {key!r}",
         'e.g. "bridge": "br0" or "master": "eth1"',
     )
+
+
+def _absolute(reader: _Reader, key: str) -> str | None:
+    path = reader.string(key)
+    if path is not None and not path.startswith("/"):
+        raise CniError(INVALID_CONFIG, f"{key!r} must be an absolute path, not {path!r}")
+    return path
 
 
 def _routes(reader: _Reader) -> tuple[str, ...]:

@@ -115,6 +115,7 @@ def test_load_reads_pipework_fields() -> None:
         options={"x": "y"},
         routes=["198.18.5.0/24 via 198.18.0.1", {"dst": "198.18.6.0/24", "priority": 5}],
         hostNetns="pwhost",
+        runDir="/run/pwt",
         dns={"nameservers": ["198.18.0.53"]},
     )
     assert (c.version, c.name, c.backend, c.host) == ("1.0.0", "net1", "bridge", "br0")
@@ -126,6 +127,7 @@ def test_load_reads_pipework_fields() -> None:
         "pwhost",
     )
     assert c.routes == ("198.18.5.0/24 via 198.18.0.1", "198.18.6.0/24 metric 5")
+    assert c.run_dir == "/run/pwt"
     assert c.raw.startswith(b"{")
 
 
@@ -194,6 +196,7 @@ def test_no_address_means_no_address() -> None:
         ({"cniVersion": "9.9.9"}, protocol.INCOMPATIBLE_VERSION, "9.9.9"),
         ({"cniVersion": "one"}, protocol.DECODING_FAILURE, "one"),
         ({"host": "br1"}, protocol.INVALID_CONFIG, "given twice"),
+        ({"runDir": "run/x"}, protocol.INVALID_CONFIG, "absolute"),
     ],
 )
 def test_bad_configuration(fields: dict[str, Any], code: int, says: str) -> None:
