@@ -1,0 +1,256 @@
+"""CNI ADD (and DEL) latency: pipework-cni against the reference ``bridge`` plugin.
+
+    sudo /path/to/venv/bin/python bench/cni_add.py [--iterations 30] [--json]
+
+A container runtime execs the plugin once per call, with the ``CNI_*``
+environment and the configuration on stdin. Each iteration attaches a fresh
+guest namespace to the same bridge once per method, in a shuffled order,
+timing the process from spawn to exit; every guest is checked afterwards
+(untimed), then every attachment is removed with DEL (timed too):
+
+* ``pipework-cni``: ``"type": "pipework"``, bridge backend, pipework's own
+  static addressing (``"address": "ADDR/24"``);
+* ``pipework-cni+static``: the same with a delegated ``ipam`` section of
+  type ``static``: the reference plugin's exact work (it execs the IPAM
+  plugin too);
+* ``cni-bridge``: the reference ``bridge`` plugin with ``static`` IPAM (no
+  gateway, no masquerading), from containernetworking-plugins.
+
+``python -c pass`` is timed alongside (the floor of any Python program), and
+one ``-X importtime`` run of pipework-cni shows where its start-up goes.
+Everything runs inside a test-owned host namespace; see _harness.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from _harness import (
+    BenchError,
+    Session,
+    emit,
+    format_table,
+    guest_address,
+    log,
+    machine_info,
+    ratio,
+    require_root_and_tools,
+    run,
+    summarize,
+    supervise,
+    timed,
+)
+from single_attach import check_guest, cni_config, top_level_imports
+
+METHODS = ("pipework-cni", "pipework-cni+static", "cni-bridge")
+FLOOR = "python -c pass"
+NETWORK = "pwbench"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=30, help="timed runs per method")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs per method first")
+    parser.add_argument("--seed", type=int, default=1, help="seed for the run order")
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter pipework is installed for"
+    )
+    parser.add_argument(
+        "--plugin", help="the pipework-cni console script (default: next to --python)"
+    )
+    parser.add_argument("--cni-dir", default="/usr/lib/cni", help="the reference plugins")
+    parser.add_argument("--bytecode", choices=("cached", "env"), default="cached")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.iterations < 2:
+        parser.error("--iterations must be at least 2")
+    return args
+
+
+def supervisor(args: argparse.Namespace) -> int:
+    require_root_and_tools()
+    plugin = args.plugin or str(Path(args.python).parent / "pipework-cni")
+    if not Path(plugin).is_file():
+        raise BenchError(f"no pipework-cni at {plugin}: pass --plugin")
+    cni = Path(args.cni_dir)
+    if not all((cni / p).is_file() for p in ("bridge", "static")):
+        raise BenchError(f"the reference bridge and static plugins are not in {cni}")
+    runs = args.warmup + args.iterations
+
+    def guests(session: Session) -> list[str]:
+        names = [session.guest(f"{n}{i:04d}") for i in range(runs) for n in range(len(METHODS))]
+        return [*names, session.guest("imp")]
+
+    plan = {
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "seed": args.seed,
+        "python": args.python,
+        "plugin": plugin,
+        "cni_dir": str(cni),
+        "bytecode": args.bytecode,
+    }
+    result = supervise(Path(__file__).resolve(), plan, guests, bytecode=args.bytecode)
+    result["machine"] = machine_info()
+    emit(result, render(result), as_json=args.json)
+    return 0
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = []
+    for command in ("ADD", "DEL"):
+        stats = result[command]
+        rows = [
+            [name, s["n"], s["median_ms"], s["mean_ms"], s["p90_ms"], s["min_ms"], s["max_ms"]]
+            for name, s in stats.items()
+        ]
+        lines += [
+            f"CNI {command}, {result['config']['iterations']} iterations "
+            f"(+{result['config']['warmup']} warm-up), milliseconds per call",
+            format_table(["method", "n", "median", "mean", "p90", "min", "max"], rows),
+            "",
+        ]
+        for name, r in result["ratios"][command].items():
+            lines.append(f"{command} {name}: {r['median']:.2f}x (median)  {r['mean']:.2f}x (mean)")
+        lines.append("")
+    imports = result["importtime"]
+    lines += [
+        f"pipework-cni ADD under -X importtime: top-level imports {imports['total_ms']:.1f} ms",
+        format_table(["top-level import", "ms"], [[n, ms] for n, ms in imports["top"].items()]),
+    ]
+    return "\n".join(lines)
+
+
+# -- worker ---------------------------------------------------------------------------------
+def work(plan: dict[str, Any]) -> dict[str, Any]:
+    guests = iter(plan["guests"])
+    runs = plan["warmup"] + plan["iterations"]
+    schedule = [{m: next(guests) for m in METHODS} for _ in range(runs)]
+    imp_guest = next(guests)
+    addresses = {g: str(guest_address(k)) for k, g in enumerate(plan["guests"])}
+    rng = random.Random(plan["seed"])
+    samples: dict[str, dict[str, list[float]]] = {
+        c: {m: [] for m in [*METHODS, FLOOR]} for c in ("ADD", "DEL")
+    }
+    log(
+        f"{plan['warmup']} warm-up + {plan['iterations']} timed ADD and DEL of {', '.join(METHODS)}"
+    )
+    for i, by_method in enumerate(schedule):
+        for command in ("ADD", "DEL"):
+            order = [*METHODS, FLOOR]
+            rng.shuffle(order)
+            for method in order:
+                if method == FLOOR:
+                    elapsed, _ = timed([plan["python"], "-c", "pass"])
+                else:
+                    guest = by_method[method]
+                    elapsed = call(command, method, plan, guest, addresses[guest])
+                    if command == "ADD":
+                        check_guest(guest, addresses[guest])
+                    else:
+                        check_gone(guest)
+                if i >= plan["warmup"]:
+                    samples[command][method].append(elapsed)
+    ports = json.loads(run(["ip", "-j", "link", "show", "master", plan["bridge"]]).stdout)
+    if ports:
+        raise BenchError(f"DEL left {len(ports)} ports on the bridge")
+    imports = importtime(plan, imp_guest, addresses[imp_guest])
+    stats = {c: {m: summarize(s) for m, s in by.items()} for c, by in samples.items()}
+    ratios = {
+        c: {
+            f"{ours}/cni-bridge": {
+                stat: ratio(stats[c][ours][f"{stat}_ms"], stats[c]["cni-bridge"][f"{stat}_ms"])
+                for stat in ("median", "mean", "p90")
+            }
+            for ours in METHODS[:2]
+        }
+        for c in ("ADD", "DEL")
+    }
+    return {
+        "benchmark": "cni_add",
+        "config": {k: plan[k] for k in ("iterations", "warmup", "seed", "bytecode")},
+        "configs": {m: config(m, "BRIDGE", "ADDR/24") for m in METHODS},
+        "ADD": stats["ADD"],
+        "DEL": stats["DEL"],
+        "ratios": ratios,
+        "importtime": imports,
+    }
+
+
+def config(method: str, bridge: str, address: str) -> dict[str, Any]:
+    if method == "cni-bridge":
+        return cni_config(bridge, address)
+    conf: dict[str, Any] = {
+        "cniVersion": "1.0.0",
+        "name": NETWORK,
+        "type": "pipework",
+        "backend": "bridge",
+        "bridge": bridge,
+    }
+    if method == "pipework-cni+static":
+        conf["ipam"] = {"type": "static", "addresses": [{"address": address}]}
+    else:
+        conf["address"] = address
+    return conf
+
+
+def call(command: str, method: str, plan: dict[str, Any], guest: str, address: str) -> float:
+    program = plan["plugin"] if method.startswith("pipework") else f"{plan['cni_dir']}/bridge"
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": guest,
+        "CNI_NETNS": f"/run/netns/{guest}",
+        "CNI_IFNAME": "eth1",
+        "CNI_PATH": plan["cni_dir"],
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        **{k: v for k, v in os.environ.items() if k.startswith("PYTHON")},
+    }
+    stdin = json.dumps(config(method, plan["bridge"], address))
+    elapsed, proc = timed([program], stdin=stdin, env=env)
+    if command == "ADD":
+        ips = [ip["address"] for ip in json.loads(proc.stdout).get("ips", [])]
+        if ips != [address]:
+            raise BenchError(f"{method} returned {ips}, expected {address}")
+    return elapsed
+
+
+def check_gone(guest: str) -> None:
+    links = json.loads(run(["ip", "-n", guest, "-j", "link", "show"]).stdout)
+    if any(link["ifname"] == "eth1" for link in links):
+        raise BenchError(f"DEL left eth1 in {guest}")
+
+
+def importtime(plan: dict[str, Any], guest: str, address: str) -> dict[str, Any]:
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": guest,
+        "CNI_NETNS": f"/run/netns/{guest}",
+        "CNI_IFNAME": "eth1",
+        "CNI_PATH": plan["cni_dir"],
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        **{k: v for k, v in os.environ.items() if k.startswith("PYTHON")},
+        "PYTHONPROFILEIMPORTTIME": "1",
+    }
+    stdin = json.dumps(config("pipework-cni", plan["bridge"], address))
+    proc = run([plan["plugin"]], stdin=stdin, env=env)
+    check_guest(guest, address)
+    top = top_level_imports(proc.stderr)
+    heaviest = sorted(top, key=lambda item: -item[1])[:8]
+    return {
+        "total_ms": sum(us for _, us in top) / 1000,
+        "top": {name: us / 1000 for name, us in heaviest},
+    }
+
+
+if __name__ == "__main__":
+    from _harness import entry_point
+
+    entry_point(parse_args, supervisor, work)
