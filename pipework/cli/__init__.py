@@ -11,7 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("attach", "plugins", "demo", "watch", "apply", "destroy", "batch")
+OPERATIONS = ("detach", "ls", "gc", "wait", "route", "rule", "tc")
+"""Subcommands in cli/ops.py; route/rule/tc run through cli/fastpath.py."""
+SUBCOMMANDS = ("attach", "plugins", "demo", "watch", "apply", "destroy", "batch", *OPERATIONS)
 GLOBAL_FLAGS = ("--json", "--debug")
 
 
@@ -30,8 +32,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run(args: list[str]) -> int:
+    lead = 0  # global flags before a passthrough word are ours; after it, ip's/tc's
+    while lead < len(args) and args[lead] in GLOBAL_FLAGS:
+        lead += 1
+    word, rest = (args[lead], args[lead + 1 :]) if lead < len(args) else ("", [])
+    if word in ("route", "rule", "tc") and rest[:1] not in (["-h"], ["--help"]):
+        from .fastpath import run_passthrough
+
+        return run_passthrough(word, rest, debug="--debug" in args[:lead])
     words = [a for a in args if a not in GLOBAL_FLAGS]
     first = words[0] if words else ""
+    if "--wait" in words and first not in SUBCOMMANDS:
+        from .fastpath import run_wait_legacy
+
+        return run_wait_legacy(words, json_output="--json" in args, debug="--debug" in args)
     if "--version" in args:
         from pipework import __version__
 

@@ -112,6 +112,13 @@ def attach(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an attachment with another configuration.")
     ] = False,
+    allow_forward: Annotated[
+        bool,
+        typer.Option(
+            "--allow-forward",
+            help="Linux bridge: accept traffic across it in a firewall whose FORWARD policy drops it.",
+        ),
+    ] = False,
     dns: Annotated[
         bool,
         typer.Option(
@@ -150,6 +157,7 @@ def attach(
             direct_phys=direct_phys,
             family=family,  # type: ignore[arg-type]  # validated by AttachSpec
             force=force,
+            allow_forward=allow_forward,
         )
 
     try:
@@ -203,6 +211,10 @@ def demo(
 from .watch import watch as _watch  # noqa: E402  (its own module; registered here)
 
 app.command(name="watch")(_watch)
+
+from .ops import register as _register_ops  # noqa: E402  (detach, ls, gc, wait, route, rule, tc)
+
+_register_ops(app)
 
 from . import apply as _apply_cli  # noqa: E402  (own modules)
 from . import batch as _batch_cli  # noqa: E402

@@ -22,8 +22,16 @@ def setup_logging(debug: bool) -> None:
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped: an error stays one line even
+    when it quotes input that holds a newline."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def error(message: str) -> None:
-    print(f"pipework: {message}", file=sys.stderr)
+    print(f"pipework: {one_line(message)}", file=sys.stderr)
 
 
 def run_async(func: Callable[[], Awaitable[int]], debug: bool) -> int:

@@ -16,6 +16,14 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
+from .firewall import (
+    FORWARD_FLAG,
+    check_bridge_name,
+    forward_intact,
+    release_forward,
+    settle_forward,
+    stale_forward_rules,
+)
 from .guests import Guest, open_netns, proc_netns
 from .hookspecs import (
     AddressContext,
@@ -68,6 +76,7 @@ __all__ = [
     "ARPHRD_LOOPBACK",
     "BRIDGE_MARKER",
     "EXIT_INTERRUPTED",
+    "FORWARD_FLAG",
     "AddressContext",
     "AddressProvider",
     "AddressResult",
@@ -110,11 +119,13 @@ __all__ = [
     "UnknownHostInterfaceError",
     "UnsupportedError",
     "UsageError",
+    "check_bridge_name",
     "create_child",
     "create_veth",
     "current_netns_fd",
     "derive_mac",
     "detach_child",
+    "forward_intact",
     "hookimpl",
     "hookspec",
     "open_netns",
@@ -123,8 +134,11 @@ __all__ = [
     "parse_pkey",
     "pick_mtu",
     "proc_netns",
+    "release_forward",
     "require_privileges",
+    "settle_forward",
     "socket_in_netns",
+    "stale_forward_rules",
     "unsupported_kind",
     "validate_ifname",
 ]

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -41,7 +41,7 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
-from .guests import Guest
+from .guests import Guest, still_there
 from .hookspecs import (
     AddressContext,
     AddressProvider,
@@ -50,6 +50,7 @@ from .hookspecs import (
     EngineConfig,
     GuestLink,
     GuestResolver,
+    HostContext,
     HostRequest,
     LinkBackend,
     LinkContext,
@@ -59,6 +60,9 @@ from .marker import Marker
 from .netlink import Link, NetlinkPool, Netns, NoSuchLink
 from .plugins import make_plugin_manager
 from .specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
+
+if TYPE_CHECKING:  # loaded on use: not on the attach path
+    from .inventory import AttachmentRecord, GcReport
 
 log = logging.getLogger("pipework")
 
@@ -526,7 +530,12 @@ class Engine:
                     f"guest interface in {guest.name}", lambda: gns.delete(created.index)
                 )
             # The guest-side marker names the host side only if there is one.
-            final = replace(marker, hostif=glink.host_ifname or "", state=glink.state)
+            final = replace(
+                marker,
+                hostif=glink.host_ifname or "",
+                state=glink.state,
+                vlan=str(spec.vlan) if spec.vlan is not None else "",
+            )
             # One request: rename, alias, MAC, MTU and up (the kernel renames
             # before it changes flags).
             attrs: dict[str, Any] = {
@@ -556,6 +565,13 @@ class Engine:
             link = await gns.link_by_index(created.index)
             if link is None:
                 raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
+            if not still_there(guest):
+                # Our open fd kept the namespace alive for nothing: its guest
+                # (a container that was killed) is gone.
+                raise GuestNotRunningError(
+                    f"{guest.name} stopped during the attach",
+                    "nothing was left behind; start it and attach again",
+                )
         except BaseException:
             failures = await journal.rollback()
             if failures:
@@ -669,11 +685,15 @@ class Engine:
         return attachment
 
     # -- detach ---------------------------------------------------------------------
-    async def detach(self, guest_ref: str, ifname: str | None = None) -> list[Marker]:
+    async def detach(
+        self, guest_ref: str, ifname: str | None = None, *, prune_bridges: bool = False
+    ) -> list[Marker]:
         """Remove pipework's interfaces from a guest (all, or just ``ifname``).
 
         Returns the markers of what was removed; detaching what is not there
-        is not an error.
+        is not an error. ``prune_bridges`` also removes each bridge the
+        removed interfaces hung on, if pipework created it and it is empty
+        (the backend's optional ``release_host``).
         """
         require_privileges()
         guest = await self.resolve(guest_ref)
@@ -692,7 +712,59 @@ class Engine:
         finally:
             self._pool.release(gns)
             guest.close()
+        if prune_bridges:
+            await self._prune(removed)
         return removed
+
+    async def _prune(self, removed: Sequence[Marker]) -> None:
+        for kind, name in sorted({(m.kind, m.host) for m in removed}):
+            release = getattr(self.backends.get(kind), "release_host", None)
+            if release is not None:
+                ctx = HostContext(
+                    name=name,
+                    host=self.host,
+                    settings={},
+                    force=False,
+                    dry_run=False,
+                    lock=self.lock,
+                )
+                if await release(ctx):
+                    log.info("removed %s %s (pipework created it; it was empty)", kind, name)
+
+    # -- inventory (engine/inventory.py) ---------------------------------------------
+    async def list_attachments(self, guest_ref: str | None = None) -> list[AttachmentRecord]:
+        """Every attachment pipework made, read from the kernel markers (or
+        those of one guest), including host sides whose guest is gone."""
+        from .inventory import list_attachments
+
+        require_privileges()
+        return await list_attachments(self, guest_ref)
+
+    async def gc(self, dry_run: bool = False) -> GcReport:
+        """Remove what guests that are gone left behind: host sides, NICs that
+        came back, OVS ports, VLAN references, forward rules, DHCP clients,
+        helpers and state. ``dry_run`` lists without removing."""
+        from .inventory import collect_garbage
+
+        require_privileges()
+        return await collect_garbage(self, dry_run)
+
+    async def wait(self, guest_ref: str | None, ifname: str, seconds: float | None = None) -> Link:
+        """Wait until ``ifname`` exists in the guest (None: this namespace)
+        and is operationally up; ``TimeoutExpiredError`` after ``seconds``
+        (None: wait for ever)."""
+        from .waiting import wait_for_link
+
+        if guest_ref is None:
+            return await wait_for_link(self.host, ifname, seconds, "this namespace")
+        require_privileges()
+        guest = await self.resolve(guest_ref)
+        gns = self._pool.acquire(guest.fd, guest.name)
+        try:
+            return await wait_for_link(gns, ifname, seconds, guest.name)
+        finally:
+            self._pool.release(gns)
+            guest.close()
 
     async def remove(self, spec: AttachSpec, *, resolve: bool = True) -> list[Marker]:
         """Remove the attachment ``spec`` describes, whatever is left of it.

@@ -5,7 +5,7 @@
 The original only recognised ``-i``, ``-l``, ``-a`` right after HOSTIF and in
 that order; we accept every option anywhere, in short or long form, plus the
 long-only ``--mtu``, ``--kind``, ``--mac``, ``--vlan``, ``--mode``, ``--force``,
-the DHCP options ``--dns``, ``--dhcp-timeout``, ``--dhcp-image`` and the
+``--allow-forward``, the DHCP options ``--dns``, ``--dhcp-timeout``, ``--dhcp-image`` and the
 repeatable backend option ``-o KEY=VALUE``.
 ``--`` ends the options.
 """
@@ -37,7 +37,12 @@ _VALUE_OPTIONS = {
     "--dhcp-image": "dhcp_image",
 }
 _REPEATED_OPTIONS = {"-o": "options", "--opt": "options"}
-_FLAG_OPTIONS = {"--direct-phys": "direct_phys", "--force": "force", "--dns": "dns"}
+_FLAG_OPTIONS = {
+    "--direct-phys": "direct_phys",
+    "--force": "force",
+    "--dns": "dns",
+    "--allow-forward": "allow_forward",
+}
 OPTIONS = sorted([*_VALUE_OPTIONS, *_FLAG_OPTIONS, *_REPEATED_OPTIONS])
 
 

@@ -66,3 +66,29 @@ def open_netns(path: str, info: GuestInfo, *, vanished: type[Exception] | None =
 def proc_netns(pid: int, info: GuestInfo) -> Guest:
     """The namespace of a running process; a vanished process means not running."""
     return open_netns(f"/proc/{pid}/ns/net", info, vanished=GuestNotRunningError)
+
+
+def anchor_path(info: GuestInfo) -> str | None:
+    """A path whose namespace is the guest's for as long as the guest lives."""
+    if info.pid:
+        return f"/proc/{info.pid}/ns/net"
+    if info.runtime == "netns" and info.name.startswith("netns:"):
+        return "/run/netns/" + info.name.partition(":")[2]
+    if info.runtime == "path":
+        return info.name
+    return None
+
+
+def still_there(guest: Guest) -> bool:
+    """Is the namespace we hold still the guest's? False once its process
+    exited (a container stopped) or its name was removed, even though our
+    open fd keeps the namespace itself alive."""
+    path = anchor_path(guest.info)
+    if path is None or guest.fd < 0:
+        return True
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(guest.fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)

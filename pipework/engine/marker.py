@@ -24,6 +24,7 @@ class Marker:
     addr: str = ""  # the address method ("static", "dhclient"...)
     cfg: str = ""  # fingerprint of the request, for idempotence
     state: str = ""  # what the backend needs to undo its work (phys: original MAC)
+    vlan: str = ""  # the VLAN ID requested, on the guest side (for `pipework ls`)
 
     def same_attachment(self, other: Marker | None) -> bool:
         """True if ``other`` marks the same attachment (e.g. its host side)."""
@@ -37,7 +38,7 @@ class Marker:
         parts = [
             f"{f.name}={quote(getattr(self, f.name), safe='')}"
             for f in fields(self)
-            if getattr(self, f.name) or f.name != "state"
+            if getattr(self, f.name) or f.name not in ("state", "vlan")
         ]
         return " ".join([PREFIX, *parts])
 

@@ -213,6 +213,21 @@ def write_sysctl(fd: int | None, key: str, value: str) -> bool:
         raise PipeworkError(f"cannot set {key}: {exc.strerror}") from None
 
 
+def read_sysctl(fd: int | None, key: str) -> str | None:
+    """The value of sysctl ``key`` inside the namespace ``fd``; None if it
+    does not exist (or the namespace cannot be entered)."""
+    try:
+        with _inside(fd), open("/proc/sys/" + key) as handle:
+            return handle.read().strip()
+    except (OSError, PipeworkError):
+        return None
+
+
+def enter_netns(fd: int) -> None:
+    """Move this thread into the namespace ``fd`` for good (before an exec)."""
+    _check(_libc().setns(fd, CLONE_NEWNET))
+
+
 def socket_in_netns(fd: int | None, family: int, type_: int, proto: int) -> socket.socket:
     """Create a socket inside the namespace ``fd`` (``None``: the current one)."""
     with _inside(fd):

@@ -358,6 +358,9 @@ class AttachSpec:
     instead of the key its resolver gives (an orchestrator's ID for a guest
     given by path: the CNI plugin uses its network and container ID). Not
     part of the fingerprint: it says who, not how."""
+    allow_forward: bool = False
+    """Linux bridges: accept traffic across the bridge in a host firewall
+    whose FORWARD policy drops it (the Docker FORWARD trap)."""
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -486,6 +489,7 @@ class AttachSpec:
             # Appended only when set, so that older fingerprints stay valid.
             *(["dns"] if self.address.dns else []),
             *(f"route={route}" for route in self.routes),
+            *(["allow-forward"] if self.allow_forward else []),
         ]
         return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
 

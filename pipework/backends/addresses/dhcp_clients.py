@@ -558,6 +558,18 @@ class HostClientProvider:
                 return None
         return await intact_result(ctx, state.report())
 
+    async def describe(self, ctx: DetachContext) -> str:
+        """The client's state, for ``pipework ls``."""
+        meta = StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname).meta()
+        if meta.get("provider") != self.name:
+            return "no state (lease not renewed)"
+        if meta.get("mode") != "kept":
+            return "one-shot (lease configured, client stopped)"
+        manager = meta.get("manager") or [0, None]
+        if same_process(manager[0], manager[1]):
+            return f"kept, running (PID {manager[0]})"
+        return "kept, not running (a re-run restarts it)"
+
     async def collect_garbage(self, dry_run: bool = False) -> list[str]:
         """State directories (and kept clients) of guests that are gone."""
         found = []

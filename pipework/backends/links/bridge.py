@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from pipework.engine import (
     BRIDGE_MARKER,
+    FORWARD_FLAG,
     ConflictError,
     DetachContext,
     EngineConfig,
@@ -29,9 +30,14 @@ from pipework.engine import (
     Marker,
     Netns,
     UsageError,
+    check_bridge_name,
     create_veth,
+    forward_intact,
     hookimpl,
     pick_mtu,
+    release_forward,
+    settle_forward,
+    stale_forward_rules,
 )
 
 
@@ -52,6 +58,8 @@ class BridgeBackend:
         if spec.direct_phys:
             raise UsageError(f"--direct-phys moves a NIC into the guest; {spec.host} is a bridge")
         spec.vlan_id("Linux bridges")
+        if spec.allow_forward and not spec.host.startswith("mac:"):
+            check_bridge_name(spec.host)
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
         spec = ctx.spec
@@ -68,14 +76,22 @@ class BridgeBackend:
         host = ctx.host
         veth = await create_veth(ctx, mtu)
         # The host end's marker says which VLAN it is on, so that undoing
-        # "VLAN filtering on" can tell whether other ports still need it.
-        marker = replace(ctx.marker, state=f"vlan={vlan}") if vlan is not None else ctx.marker
+        # "VLAN filtering on" can tell whether other ports still need it, and
+        # whether it was made with --allow-forward (the rule's users).
+        flags = [f"vlan={vlan}"] if vlan is not None else []
+        flags += [FORWARD_FLAG] if spec.allow_forward else []
+        marker = replace(ctx.marker, state=",".join(flags))
         await host.set(veth.index, master=bridge.index, ifalias=marker.format())
         if vlan is not None:
             await host.set_port_vlan(veth.index, vlan)
         await host.set(veth.index, state="up")
+        await settle_forward(ctx, bridge.ifname, veth.ifname)
         return GuestLink(
-            temp_ifname=ctx.temp_ifname, host=bridge.ifname, host_ifname=veth.ifname, mtu=mtu
+            temp_ifname=ctx.temp_ifname,
+            host=bridge.ifname,
+            host_ifname=veth.ifname,
+            mtu=mtu,
+            state=FORWARD_FLAG if spec.allow_forward else "",
         )
 
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:
@@ -191,6 +207,17 @@ class BridgeBackend:
             veth = await ctx.host.link(ctx.marker.hostif)
             if veth is not None and ctx.marker.same_attachment(Marker.parse(veth.alias)):
                 await ctx.host.delete(veth.index)
+        if FORWARD_FLAG in ctx.marker.state.split(","):
+            await release_forward(ctx.host, ctx.marker.host, leaving=ctx.marker.hostif)
+
+    async def healthy(self, ctx: DetachContext) -> bool:
+        """An --allow-forward attachment is not whole while the firewall drops
+        its traffic (a FORWARD policy set to DROP later): a re-run rebuilds it."""
+        return await forward_intact(ctx)
+
+    async def collect_garbage(self, host: Netns, dry_run: bool = False) -> list[str]:
+        """Forward rules for bridges that no --allow-forward attachment uses."""
+        return await stale_forward_rules(host, dry_run)
 
 
 async def _filtering_off_if_unused(host: Netns, name: str) -> None:

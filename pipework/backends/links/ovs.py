@@ -41,6 +41,7 @@ from pipework.engine import (
     HostRequest,
     LinkContext,
     Marker,
+    Netns,
     PipeworkError,
     TimeoutExpiredError,
     UsageError,
@@ -60,6 +61,8 @@ from .ovsdb import (
 )
 from .ovsplan import (
     DATAPATH_ENV,
+    EXT_GUEST,
+    EXT_IFNAME,
     OPTIONS,
     RETRIES,
     WAIT_GRACE,
@@ -366,6 +369,28 @@ class OvsBackend:
             return False
         ofport = optional(ifaces[0].get("ofport", ["set", []])) if ifaces else None
         return isinstance(ofport, int) and ofport != -1
+
+    async def collect_garbage(self, host: Netns, dry_run: bool = False) -> list[str]:
+        """Ports pipework added whose interface is gone (their guest died and
+        took the veth with it; OVS keeps the port). Not an error without OVS:
+        then there are no ports to look at."""
+        if self._setup_error is not None or not self.client.available():
+            return []
+        results = await self.client.transact(
+            [select_op("Port", [], ["_uuid", "name", "external_ids"])], what="listing ports"
+        )
+        found = []
+        for row in result_rows(results[0]):
+            port = PortRow.from_row(row)
+            guest = port.external_ids.get(EXT_GUEST)
+            if guest is None or await host.link(port.name) is not None:
+                continue  # not ours, or its interface is still there
+            ifname = port.external_ids.get(EXT_IFNAME, "")
+            found.append(f"Open vSwitch port {port.name} of {ifname} in {guest} (interface gone)")
+            if not dry_run:
+                marker = Marker(guest=guest, ifname=ifname, kind=self.name, host="")
+                await self._remove_port(port.name, marker, bridge="", drop_bridge=False)
+        return found
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -1,0 +1,416 @@
+"""The Docker FORWARD trap: detecting it, and ``--allow-forward``.
+
+With ``br_netfilter``, bridged IPv4/IPv6 frames go through the host's
+iptables/nftables FORWARD hook when ``net.bridge.bridge-nf-call-iptables``
+(``-ip6tables``) is 1. Docker sets both that and a FORWARD policy of DROP,
+so traffic between two guests on a pipework bridge is silently dropped.
+
+This module reads the host's firewall without changing it (``iptables -S``,
+``nft -j list chains``), and, when asked, adds one accept rule per dropping
+chain for traffic that enters and leaves the same bridge. The rule carries
+the comment ``pipework allow-forward BRIDGE``: that comment is the ownership
+marker, and only rules carrying it are ever removed.
+
+Chains iptables manages (``ip filter FORWARD`` and ``ip6 filter FORWARD``,
+also under iptables-nft) are changed with iptables/ip6tables, so iptables
+can still list them; other nftables chains (a native ``inet filter
+forward``) are changed with ``nft`` in its JSON syntax, which no bridge name
+can escape. No shell is involved; programs run inside the namespace that
+plays the host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .errors import ExternalCommandError, TimeoutExpiredError, UsageError
+from .hookspecs import DetachContext, LinkContext
+from .marker import Marker
+from .netlink import Netns, read_sysctl
+
+log = logging.getLogger("pipework")
+
+COMMENT = "pipework allow-forward"
+FORWARD_FLAG = "fwd"
+"""In a bridge attachment's marker state: it was made with ``--allow-forward``."""
+TOOL_TIMEOUT = 10.0
+SYSCTLS = {4: "net/bridge/bridge-nf-call-iptables", 6: "net/bridge/bridge-nf-call-ip6tables"}
+IPTABLES = {4: "iptables", 6: "ip6tables"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A base chain on the forward hook whose policy is drop."""
+
+    family: str  # ip, ip6, inet
+    table: str
+    name: str
+
+    @property
+    def tool(self) -> str:
+        """``iptables``/``ip6tables`` for the chains they manage, else ``nft``."""
+        if self.table == "filter" and self.name == "FORWARD" and self.family in ("ip", "ip6"):
+            return "iptables" if self.family == "ip" else "ip6tables"
+        return "nft"
+
+    def __str__(self) -> str:
+        if self.tool != "nft":
+            return f"{self.tool} FORWARD"
+        return f"nft chain {self.family} {self.table} {self.name}"
+
+
+def rule_comment(bridge: str) -> str:
+    return f"{COMMENT} {bridge}"
+
+
+def check_bridge_name(bridge: str) -> None:
+    """``--allow-forward`` writes the bridge name into firewall rules: plain names only."""
+    if not _SAFE_NAME.match(bridge):
+        raise UsageError(
+            f"--allow-forward cannot write a rule for bridge {bridge!r}",
+            "its name may only hold letters, digits and . _ + -",
+        )
+
+
+# -- running the tools ------------------------------------------------------------
+
+
+async def run_tool(host_fd: int | None, argv: Sequence[str], stdin: str | None = None) -> str:
+    """Run a firewall program (argv, no shell) in the host namespace; its stdout.
+
+    ``host_fd`` is the namespace that plays the host (None: our own); the
+    program enters it through ``nsenter``, given the open fd.
+    """
+    command = list(argv)
+    pass_fds: tuple[int, ...] = ()
+    if host_fd is not None:
+        command = ["nsenter", f"--net=/proc/self/fd/{host_fd}", "--", *command]
+        pass_fds = (host_fd,)
+    try:
+        with anyio.fail_after(TOOL_TIMEOUT):
+            done = await anyio.run_process(
+                command,
+                input=stdin.encode() if stdin is not None else None,
+                check=False,
+                pass_fds=pass_fds,
+                env={**os.environ, "LC_ALL": "C"},
+            )
+    except TimeoutError:
+        raise TimeoutExpiredError(
+            f"{argv[0]} did not answer within {TOOL_TIMEOUT:g} s", "is the xtables lock held?"
+        ) from None
+    except OSError as exc:
+        raise ExternalCommandError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise ExternalCommandError(
+            f"{' '.join(argv[:3])} failed (status {done.returncode}): "
+            f"{said[-1] if said else 'no message'}"
+        )
+    return done.stdout.decode(errors="replace")
+
+
+def _have(program: str) -> bool:
+    return shutil.which(program) is not None
+
+
+# -- reading --------------------------------------------------------------------------
+
+
+def families_checked(host_fd: int | None) -> list[int]:
+    """4 and/or 6: the families whose bridged traffic goes through the FORWARD hook."""
+    return [family for family, key in SYSCTLS.items() if read_sysctl(host_fd, key) == "1"]
+
+
+def dropping_iptables(listing: str, family: int) -> list[Chain]:
+    """``iptables -S FORWARD`` output -> the FORWARD chain if its policy is DROP."""
+    if any(line.split() == ["-P", "FORWARD", "DROP"] for line in listing.splitlines()):
+        return [Chain("ip" if family == 4 else "ip6", "filter", "FORWARD")]
+    return []
+
+
+def dropping_nft(listing: str, families: Sequence[int]) -> list[Chain]:
+    """``nft -j list chains`` output -> base chains on the forward hook with policy drop."""
+    wanted = {"inet"} | {"ip" for f in families if f == 4} | {"ip6" for f in families if f == 6}
+    chains = []
+    for item in _nft_items(listing):
+        chain = item.get("chain")
+        if not isinstance(chain, dict):
+            continue
+        hook, policy = chain.get("hook"), chain.get("policy")
+        if hook == "forward" and policy == "drop" and chain.get("family") in wanted:
+            chains.append(Chain(str(chain["family"]), str(chain["table"]), str(chain["name"])))
+    return chains
+
+
+def _nft_items(listing: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(listing or "{}")
+    except ValueError:
+        return []
+    items = data.get("nftables", []) if isinstance(data, dict) else []
+    return [i for i in items if isinstance(i, dict)]
+
+
+def iptables_allows(listing: str, bridge: str) -> bool:
+    """Does ``iptables -S`` accept traffic from ``bridge`` before the policy?
+
+    Our rule, or a plain rule of the user's in FORWARD or DOCKER-USER that
+    accepts everything coming in on the bridge.
+    """
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0] != "-A" or words[1] not in ("FORWARD", "DOCKER-USER"):
+            continue
+        if rule_comment(bridge) in line:
+            return True
+        rest = words[2:]
+        if rest[-2:] != ["-j", "ACCEPT"]:
+            continue
+        matches = rest[:-2]
+        if matches in (["-i", bridge], ["-i", bridge, "-o", bridge]):
+            return True
+    return False
+
+
+def nft_rule_handles(listing: str, bridge: str | None = None) -> list[tuple[Chain, int, str]]:
+    """Our rules in ``nft -a -j list ...`` output: (chain, handle, bridge)."""
+    found = []
+    for item in _nft_items(listing):
+        rule = item.get("rule")
+        if not isinstance(rule, dict):
+            continue
+        comment = str(rule.get("comment") or "")
+        if not comment.startswith(COMMENT + " "):
+            continue
+        owner = comment[len(COMMENT) + 1 :]
+        if bridge is not None and owner != bridge:
+            continue
+        chain = Chain(str(rule["family"]), str(rule["table"]), str(rule["chain"]))
+        found.append((chain, int(rule["handle"]), owner))
+    return found
+
+
+async def dropping_chains(host_fd: int | None) -> list[Chain]:
+    """Forward chains that drop by default, for the families br_netfilter sends there."""
+    families = families_checked(host_fd)
+    if not families:
+        return []
+    chains: list[Chain] = []
+    if _have("nft"):
+        chains += dropping_nft(await run_tool(host_fd, ["nft", "-j", "list", "chains"]), families)
+    legacy = {4: "iptables-legacy", 6: "ip6tables-legacy"}
+    for family in families:
+        tool = IPTABLES[family]
+        # Without nft, or with iptables-legacy, nft cannot see iptables' chains.
+        if _have(tool) and (not _have("nft") or _is_legacy(tool, legacy[family])):
+            listing = await run_tool(host_fd, [tool, "-w", "5", "-S", "FORWARD"])
+            chains += dropping_iptables(listing, family)
+    return list(dict.fromkeys(chains))
+
+
+def _is_legacy(tool: str, legacy: str) -> bool:
+    path = shutil.which(tool)
+    return bool(path) and Path(path or "").resolve().name in (legacy, "xtables-legacy-multi")
+
+
+async def _allowed(host_fd: int | None, chain: Chain, bridge: str) -> bool:
+    if chain.tool != "nft":
+        listing = await run_tool(host_fd, [chain.tool, "-w", "5", "-S"])
+        return iptables_allows(listing, bridge)
+    listing = await run_tool(
+        host_fd, ["nft", "-a", "-j", "list", "chain", chain.family, chain.table, chain.name]
+    )
+    return bool(nft_rule_handles(listing, bridge))
+
+
+async def forward_trap(host_fd: int | None, bridge: str) -> list[Chain]:
+    """The chains that would drop traffic across ``bridge`` (empty: no trap)."""
+    return [c for c in await dropping_chains(host_fd) if not await _allowed(host_fd, c, bridge)]
+
+
+def trap_message(bridge: str, chains: Sequence[Chain]) -> str:
+    where = ", ".join(str(c) for c in chains)
+    return (
+        f"traffic across bridge {bridge} will be dropped: bridge-nf-call-iptables is 1 and"
+        f" the FORWARD policy is DROP ({where}), as Docker sets them"
+        f" (add --allow-forward, or run: iptables -I FORWARD -i {bridge} -o {bridge} -j ACCEPT)"
+    )
+
+
+# -- changing ---------------------------------------------------------------------------
+
+
+def nft_insert(chain: Chain, bridge: str) -> str:
+    """The nft JSON command that inserts our accept rule at the top of ``chain``."""
+
+    def match(key: str) -> dict[str, Any]:
+        return {"match": {"op": "==", "left": {"meta": {"key": key}}, "right": bridge}}
+
+    rule = {
+        "family": chain.family,
+        "table": chain.table,
+        "chain": chain.name,
+        "comment": rule_comment(bridge),
+        "expr": [match("iifname"), match("oifname"), {"accept": None}],
+    }
+    return json.dumps({"nftables": [{"insert": {"rule": rule}}]})
+
+
+def nft_delete(chain: Chain, handle: int) -> str:
+    rule = {"family": chain.family, "table": chain.table, "chain": chain.name, "handle": handle}
+    return json.dumps({"nftables": [{"delete": {"rule": rule}}]})
+
+
+def iptables_rule(bridge: str) -> list[str]:
+    return [
+        "FORWARD", "-i", bridge, "-o", bridge,
+        "-m", "comment", "--comment", rule_comment(bridge), "-j", "ACCEPT",
+    ]  # fmt: skip
+
+
+async def allow_forward(host_fd: int | None, bridge: str) -> list[Chain]:
+    """Accept traffic across ``bridge`` in every chain that would drop it;
+    return the chains changed (empty when nothing drops it)."""
+    check_bridge_name(bridge)
+    changed = await forward_trap(host_fd, bridge)
+    for chain in changed:
+        if chain.tool == "nft":
+            await run_tool(host_fd, ["nft", "-j", "-f", "-"], stdin=nft_insert(chain, bridge))
+        else:
+            await run_tool(host_fd, [chain.tool, "-w", "5", "-I", *iptables_rule(bridge)])
+        log.info("added a rule accepting traffic across %s to %s", bridge, chain)
+    return changed
+
+
+async def our_rules(host_fd: int | None, bridge: str | None = None) -> list[tuple[Chain, str]]:
+    """pipework's forward rules (of one bridge, or all): (chain, bridge)."""
+    found: list[tuple[Chain, str]] = []
+    for family, tool in IPTABLES.items():
+        if not _have(tool):
+            continue
+        try:
+            listing = await run_tool(host_fd, [tool, "-w", "5", "-S", "FORWARD"])
+        except ExternalCommandError:
+            continue  # no such table in this namespace
+        for line in listing.splitlines():
+            owner = _iptables_owner(line)
+            if owner is not None and (bridge is None or owner == bridge):
+                found.append((Chain("ip" if family == 4 else "ip6", "filter", "FORWARD"), owner))
+    if _have("nft"):
+        listing = await run_tool(host_fd, ["nft", "-a", "-j", "list", "ruleset"])
+        for chain, _handle, owner in nft_rule_handles(listing, bridge):
+            if chain.tool == "nft":
+                found.append((chain, owner))
+    return list(dict.fromkeys(found))
+
+
+def _iptables_owner(line: str) -> str | None:
+    match = re.search(r'--comment "?' + re.escape(COMMENT) + r' ([^" ]+)"?', line)
+    return match.group(1) if match and line.startswith("-A FORWARD ") else None
+
+
+async def remove_forward(host_fd: int | None, bridge: str) -> list[Chain]:
+    """Remove pipework's rules for ``bridge`` (and only those); the chains changed."""
+    removed = []
+    for chain, _owner in await our_rules(host_fd, bridge):
+        if chain.tool != "nft":
+            await run_tool(host_fd, [chain.tool, "-w", "5", "-D", *iptables_rule(bridge)])
+        else:
+            listing = await run_tool(
+                host_fd, ["nft", "-a", "-j", "list", "chain", chain.family, chain.table, chain.name]
+            )
+            for found, handle, _ in nft_rule_handles(listing, bridge):
+                await run_tool(host_fd, ["nft", "-j", "-f", "-"], stdin=nft_delete(found, handle))
+        removed.append(chain)
+        log.info("removed the rule accepting traffic across %s from %s", bridge, chain)
+    return removed
+
+
+# -- the bridge backend's side: rules that live as long as their attachments ---------
+
+
+def has_flag(marker: Marker | None) -> bool:
+    return marker is not None and FORWARD_FLAG in marker.state.split(",")
+
+
+async def forward_users(host: Netns, bridge: str, leaving: str | None = None) -> list[str]:
+    """The ports of ``bridge`` made with ``--allow-forward`` (but ``leaving``)."""
+    link = await host.link(bridge)
+    if link is None:
+        return []
+    return [
+        port.ifname
+        for port in await host.ports(link.index)
+        if port.ifname != leaving and has_flag(Marker.parse(port.alias))
+    ]
+
+
+async def settle_forward(ctx: LinkContext, bridge: str, port: str) -> None:
+    """At attach time: with ``--allow-forward`` make sure traffic across
+    ``bridge`` is accepted (undone with the last such attachment); without
+    it, warn when the host's firewall would drop that traffic."""
+    host = ctx.host
+    if ctx.spec.allow_forward:
+        if await allow_forward(host.fd, bridge):
+            ctx.journal.record(
+                f"forward rule for {bridge}", lambda: release_forward(host, bridge, leaving=port)
+            )
+        return
+    chains = await forward_trap(host.fd, bridge)
+    if chains:
+        log.warning("%s", trap_message(bridge, chains))
+
+
+async def release_forward(host: Netns, bridge: str, leaving: str | None = None) -> None:
+    """Remove the rules for ``bridge`` unless another ``--allow-forward``
+    attachment still uses it."""
+    if not await forward_users(host, bridge, leaving):
+        await remove_forward(host.fd, bridge)
+
+
+async def forward_intact(ctx: DetachContext) -> bool:
+    """For a re-run: does an ``--allow-forward`` attachment still get through?"""
+    return not has_flag(ctx.marker) or not await forward_trap(ctx.host.fd, ctx.marker.host)
+
+
+async def stale_forward_rules(host: Netns, dry_run: bool) -> list[str]:
+    """``gc``: pipework's rules for bridges no ``--allow-forward`` attachment uses."""
+    found = []
+    for bridge in sorted({owner for _chain, owner in await our_rules(host.fd)}):
+        if await forward_users(host, bridge):
+            continue
+        found.append(f"forward rule for bridge {bridge} (no --allow-forward attachment left)")
+        if not dry_run:
+            await remove_forward(host.fd, bridge)
+    return found
+
+
+__all__ = [
+    "COMMENT",
+    "FORWARD_FLAG",
+    "Chain",
+    "allow_forward",
+    "check_bridge_name",
+    "dropping_chains",
+    "forward_intact",
+    "forward_trap",
+    "forward_users",
+    "our_rules",
+    "release_forward",
+    "remove_forward",
+    "settle_forward",
+    "stale_forward_rules",
+    "trap_message",
+]
