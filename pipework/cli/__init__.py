@@ -32,6 +32,16 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def run(args: list[str]) -> int:
+    if any(a.startswith(("--podman-host", "--lxcpath", "-P")) for a in args):
+        from pipework.engine.errors import UsageError
+
+        from .runtime_options import take_runtime_options
+
+        try:
+            args = take_runtime_options(args)
+        except UsageError as exc:
+            print(f"pipework: {exc}", file=sys.stderr)
+            return exc.exit_code
     lead = 0  # global flags before a passthrough word are ours; after it, ip's/tc's
     while lead < len(args) and args[lead] in GLOBAL_FLAGS:
         lead += 1

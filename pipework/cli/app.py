@@ -20,7 +20,8 @@ The original tool's grammar works as a command of its own:
 
     {USAGE}
 
-GUEST is a Docker container name or ID, netns:NAME, pid:N or a netns path.
+GUEST is a container name or ID (Docker, Podman or LXC), docker:NAME,
+podman:NAME, lxc:NAME, netns:NAME, pid:N or a netns path.
 IPSPEC is ADDR/PREFIX[@GATEWAY], 0/0 (no address) or a DHCP client.
 MACSPEC is [MAC][@VID]; U:STRING derives a stable MAC from STRING.
 See docs/CLI.md for every option and exit code.
@@ -61,6 +62,23 @@ def _global(
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    podman_host: Annotated[
+        str | None,
+        typer.Option(
+            "--podman-host",
+            metavar="URL",
+            help="Podman's API socket (sets CONTAINER_HOST; any position).",
+        ),
+    ] = None,
+    lxcpath: Annotated[
+        str | None,
+        typer.Option(
+            "--lxcpath",
+            "-P",
+            metavar="PATH",
+            help="Where LXC containers live (sets PIPEWORK_LXC_PATH; any position).",
+        ),
+    ] = None,
 ) -> None:
     """Global options (they are also accepted after the subcommand)."""
 
@@ -68,7 +86,12 @@ def _global(
 @app.command()
 def attach(
     host: Annotated[str, typer.Argument(help="Host interface: a bridge, a NIC, or mac:ADDR.")],
-    guest: Annotated[str, typer.Argument(help="Container name/ID, netns:NAME, pid:N or a path.")],
+    guest: Annotated[
+        str,
+        typer.Argument(
+            help="Container name/ID, docker:/podman:/lxc:NAME, netns:NAME, pid:N or a path."
+        ),
+    ],
     ip: Annotated[
         str, typer.Option("--ip", help="IPSPEC: ADDR/PREFIX[@GW], 0/0, or a DHCP client.")
     ] = "0/0",
@@ -172,10 +195,12 @@ def attach(
 def plugins() -> None:
     """List the loaded plugins, what they provide, and their distributions."""
     from pipework.engine.hookspecs import EngineConfig
-    from pipework.engine.plugins import describe, make_plugin_manager
+    from pipework.engine.plugins import describe, detect_runtimes, make_plugin_manager
 
     try:
-        infos = describe(make_plugin_manager(), EngineConfig())
+        manager = make_plugin_manager()
+        infos = describe(manager, EngineConfig())
+        runtimes = detect_runtimes(manager, EngineConfig())
     except PipeworkError as exc:
         error(str(exc))
         raise typer.Exit(exc.exit_code) from None
@@ -189,7 +214,12 @@ def plugins() -> None:
         ]
         dist = f"{info.distribution} {info.version}".strip()
         lines.append(f"{info.name:<12} {' '.join(provides):<40} {info.module} [{dist}]")
-    emit({"plugins": rows}, Settings.json, "\n".join(lines))
+    lines.append("\nruntimes (bare names are tried in this order):")
+    for runtime in runtimes:
+        found = "detected" if runtime.detected else "not found"
+        lines.append(f"  {runtime.name:<10} {found:<10} {runtime.detail}")
+    data = {"plugins": rows, "runtimes": [asdict(runtime) for runtime in runtimes]}
+    emit(data, Settings.json, "\n".join(lines))
 
 
 @app.command()

@@ -59,6 +59,7 @@ from .journal import Journal
 from .marker import Marker
 from .netlink import Link, NetlinkPool, Netns, NoSuchLink
 from .plugins import make_plugin_manager
+from .resolution import Outcome, choose_guest, guess_order
 from .specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
 
 if TYPE_CHECKING:  # loaded on use: not on the attach path
@@ -211,15 +212,53 @@ class Engine:
 
     # -- selection ------------------------------------------------------------------
     async def resolve(self, ref: str) -> Guest:
-        """Open the guest named by ``ref`` with the resolver that claims it most."""
-        scored = [(r.claim(ref), i, r) for i, r in enumerate(self.resolvers)]
-        score, _, resolver = max(scored, default=(0, 0, None), key=lambda s: (s[0], -s[1]))
-        if resolver is None or score <= 0:
+        """Open the guest named by ``ref`` with the resolver that claims it most.
+
+        Resolvers that tie on the highest claim (a bare name that Docker,
+        Podman and LXC could all have) are all asked, and more than one
+        having it is an error: see engine/resolution.py.
+        """
+        bids = [(resolver.claim(ref), resolver) for resolver in self.resolvers]
+        top = max((score for score, _ in bids), default=0)
+        if top <= 0:
             prefix = ref.partition(":")[0]
             raise UnsupportedError(
                 f"no guest resolver handles {ref!r}",
                 f"is the plugin for {prefix}: installed? see `pipework plugins`",
             )
+        tied = sorted((resolver for score, resolver in bids if score == top), key=guess_order)
+        if len(tied) > 1:
+            return await self._resolve_tied(ref, tied)
+        return await self._resolve_with(tied[0], ref)
+
+    async def _resolve_tied(self, ref: str, resolvers: Sequence[GuestResolver]) -> Guest:
+        said: list[Guest | Exception | None] = [None] * len(resolvers)
+
+        async def ask(i: int, resolver: GuestResolver) -> None:
+            try:
+                said[i] = await self._resolve_with(resolver, ref)
+            except Exception as exc:
+                said[i] = exc
+
+        chosen: Guest | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, resolver in enumerate(resolvers):
+                    tg.start_soon(ask, i, resolver)
+            outcomes: list[Outcome] = []
+            for resolver, outcome in zip(resolvers, said, strict=True):
+                if isinstance(outcome, Exception) and not isinstance(outcome, PipeworkError):
+                    raise outcome  # a plugin's bug, not an answer
+                if outcome is not None:
+                    outcomes.append((resolver.name, outcome))
+            chosen = choose_guest(ref, outcomes)
+            return chosen
+        finally:
+            for outcome in said:
+                if isinstance(outcome, Guest) and outcome is not chosen:
+                    outcome.close()
+
+    async def _resolve_with(self, resolver: GuestResolver, ref: str) -> Guest:
         try:
             # A backstop: resolvers bound their own calls with the same timeout
             # and explain themselves; this catches one that does not.

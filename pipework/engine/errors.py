@@ -28,6 +28,11 @@ class UsageError(PipeworkError):
     exit_code = 2
 
 
+class AmbiguousGuestError(UsageError):
+    """A bare name names guests in several runtimes; a prefix must say which.
+    Exit code 2."""
+
+
 class GuestNotFoundError(PipeworkError):
     """No such container, namespace or process. Exit code 3."""
 

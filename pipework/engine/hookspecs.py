@@ -276,12 +276,34 @@ class GuestResolver(Protocol):
 
     def claim(self, ref: str) -> int:
         """0 if ``ref`` is not for this resolver; 100 for an explicit prefix
-        (``netns:``), lower for a guess (a bare name)."""
+        (``netns:``), lower for a guess (a bare name): 2 when this
+        resolver's runtime is present here, 1 for a fallback that only
+        explains why nothing was found (Docker without a socket). Must be
+        cheap (a ``stat``, no connection): it runs on every attach.
+
+        Resolvers that tie on the highest claim are all asked to
+        ``resolve``; if more than one has the guest, it is an
+        ``AmbiguousGuestError`` listing ``NAME:ref`` for each (so a
+        resolver that guesses must accept its name as a prefix).
+        """
         ...
 
     async def resolve(self, ref: str) -> Guest:
-        """Open the guest's network namespace, or raise a ``PipeworkError``."""
+        """Open the guest's network namespace, or raise a ``PipeworkError``:
+        ``GuestNotFoundError`` when it is not there (which lets another
+        runtime have it), ``GuestNotRunningError`` when it is but stopped."""
         ...
+
+    # Optional (the engine looks them up with getattr):
+    #
+    # guess_order: int
+    #     Where this resolver stands among resolvers that tie on a guess:
+    #     lower is asked and listed first (docker 10, podman 20, lxc 30;
+    #     default 100).
+    #
+    # def detect(self) -> tuple[bool, str]
+    #     Whether this resolver's runtime is present here, and how it was
+    #     found or what is missing, for `pipework plugins`. Cheap, like claim().
 
 
 # -- the hooks -------------------------------------------------------------------

@@ -90,3 +90,28 @@ def describe(pm: PluginManager, config: hookspecs.EngineConfig) -> list[PluginIn
             )
         )
     return infos
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """A guest resolver's runtime as found here, for ``pipework plugins``."""
+
+    name: str
+    detected: bool
+    detail: str
+    """How it was found (its socket, its program), or what is missing."""
+
+
+def detect_runtimes(pm: PluginManager, config: hookspecs.EngineConfig) -> list[RuntimeInfo]:
+    """Resolvers that can say whether their runtime is here (an optional
+    ``detect()``), in the order bare names are tried."""
+    from .resolution import guess_order
+
+    resolvers = [r for found in pm.hook.pipework_guest_resolvers(config=config) for r in found]
+    found = []
+    for resolver in sorted(resolvers, key=guess_order):
+        detect = getattr(resolver, "detect", None)
+        if detect is not None:
+            detected, detail = detect()
+            found.append(RuntimeInfo(resolver.name, bool(detected), str(detail)))
+    return found

@@ -502,6 +502,9 @@ class GuestInfo:
     key: str
     runtime: str
     pid: int | None = None
+    api: str | None = None
+    """The Docker-compatible API that manages the guest (``unix:///run/podman/podman.sock``),
+    for plugins that start helper containers beside it; None for other guests."""
 
 
 Status = Literal["created", "unchanged", "replaced"]

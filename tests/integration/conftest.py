@@ -292,3 +292,9 @@ def no_dhcp_helpers(docker_daemon: DockerDaemon) -> Iterator[None]:
         docker_daemon.cli("rm", "-f", *left, check=False)
         infra.FIXTURE_CLEANUPS.append(f"dhcp helper containers left behind: {left}")
         pytest.fail(f"dhcp helper containers left behind: {left}", pytrace=False)
+
+
+# -- Podman and LXC -----------------------------------------------------------------
+
+from support.lxc import lxc_path  # noqa: E402, F401  (fixtures)
+from support.podman_service import make_podman_container, podman_service  # noqa: E402, F401

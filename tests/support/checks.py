@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from support import infra
 
@@ -29,3 +30,18 @@ def routes(ns: infra.NetNS, *family: str) -> list[dict]:
 
 def only_loopback(ns: infra.NetNS | infra.Container) -> bool:
     return set(links(ns)) == {"lo"}
+
+
+def pid_links(pid: int) -> set[str]:
+    """Interface names in the network namespace of process ``pid``."""
+    out = infra.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "link"]).stdout
+    return {entry["ifname"] for entry in json.loads(out)}
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment: str) -> None:
+    """The CLI failed with ``code`` and one line on stderr holding ``fragment``."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pipework: ") and fragment in lines[0], lines[0]
+    assert "Traceback" not in result.stderr

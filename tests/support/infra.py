@@ -476,10 +476,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             problems.append(f"still mounted: {_mounts_under(self.root)}")
 
         # 4. Our cgroup directories (rmdir only works once they are empty).
-        for top in self._cgroup_dirs():
-            for dirpath, _dirs, _files in os.walk(top, topdown=False):
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
+        remove_cgroups(self.cgroup_parent.lstrip("/"))
 
         # 5. Global dirs the daemons created, then our temp dir.
         for path in self._created_global_dirs:
@@ -493,15 +490,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             raise RuntimeError("private dockerd teardown: " + "; ".join(problems))
 
     def _cgroup_dirs(self) -> list[Path]:
-        name = self.cgroup_parent.lstrip("/")
-        base = Path("/sys/fs/cgroup")
-        seen: dict[str, Path] = {}
-        # cgroup v2 (unified at the top) and v1 (one hierarchy per controller;
-        # cpu and cpuacct are symlinks to the same hierarchy).
-        for candidate in [base / name, *base.glob(f"*/{name}")]:
-            if candidate.is_dir():
-                seen.setdefault(os.path.realpath(candidate), candidate)
-        return list(seen.values())
+        return cgroup_dirs(self.cgroup_parent.lstrip("/"))
 
     def _cgroup_pids(self) -> list[int]:
         pids: set[int] = set()
@@ -510,6 +499,26 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
                 with contextlib.suppress(OSError, ValueError):
                     pids.update(int(p) for p in procs.read_text().split())
         return sorted(pids)
+
+
+def cgroup_dirs(name: str) -> list[Path]:
+    """The cgroup directories called NAME at the top of each hierarchy."""
+    base = Path("/sys/fs/cgroup")
+    seen: dict[str, Path] = {}
+    # cgroup v2 (unified at the top) and v1 (one hierarchy per controller;
+    # cpu and cpuacct are symlinks to the same hierarchy).
+    for candidate in [base / name, *base.glob(f"*/{name}")]:
+        if candidate.is_dir():
+            seen.setdefault(os.path.realpath(candidate), candidate)
+    return list(seen.values())
+
+
+def remove_cgroups(name: str) -> None:
+    """Remove the cgroup trees NAME, deepest first (only empty cgroups go)."""
+    for top in cgroup_dirs(name):
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
 
 
 def _stop_child(proc: subprocess.Popen[bytes] | None, grace: float) -> None:

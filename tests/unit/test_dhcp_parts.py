@@ -267,7 +267,7 @@ def test_providers_check_before_anything_is_made(tmp_path):
         provider("udhcpc", tmp_path).check(spec, DOCKER)
     helper = dhcp_container.DhcpHelperProvider(EngineConfig(run_dir=str(tmp_path)))
     spec = AttachSpec(host="br1", guest="netns:blue", address=AddressSpec.parse("dhcp"))
-    with pytest.raises(UsageError, match="needs a Docker guest; netns:blue is not one"):
+    with pytest.raises(UsageError, match="needs a Docker or Podman guest; netns:blue is not one"):
         helper.check(spec, NETNS)
     spec = AttachSpec(host="br1", guest="netns:blue", address=AddressSpec.parse("dhcp:-f -q"))
     with pytest.raises(UsageError, match="udhcpc option -q is set by pipework"):

@@ -14,8 +14,10 @@ standard output, where pipework reads it.
 
 Helpers are named ``pipework-dhcp-HASH`` and labelled ``pipework.helper=dhcp``,
 ``pipework.guest=CONTAINER_ID``, ``pipework.ifname=IFNAME``, so ``detach``
-and ``gc`` find them from the interface's marker. Only Docker guests can
-have a helper; other guests use a host client (``udhcpc``...).
+and ``gc`` find them from the interface's marker. A helper lives beside its
+guest, in the Docker-compatible API its resolver named (``GuestInfo.api``:
+Docker, or Podman's service, which the state directory records); only such
+container guests can have one, others use a host client (``udhcpc``...).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import io
 import json
 import os
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -71,9 +74,13 @@ from pipework.engine.dhcp import (
 T = TypeVar("T")
 
 DEFAULT_IMAGE = "busybox"
-HOOK = "/pipework-dhcp-hook"
-"""The hook inside the helper (copied into its root before it starts)."""
-HELPER_REPORT = "/pipework-lease"
+HOOK_DIR = "/pipework"
+"""A directory of the helper's own, copied in with the hook before it starts:
+the hook writes its report there. Not the root directory, which some images
+(or Podman's storage) make read-only for a root without CAP_DAC_OVERRIDE."""
+HOOK = f"{HOOK_DIR}/dhcp-hook"
+"""The hook inside the helper."""
+HELPER_REPORT = f"{HOOK_DIR}/lease"
 """Where the hook keeps its report inside the helper."""
 LEASE_COPY = "lease"
 """The last report read from the helper, kept in the state directory."""
@@ -82,6 +89,34 @@ LABEL_HELPER = "pipework.helper"
 LABEL_GUEST = "pipework.guest"
 LABEL_IFNAME = "pipework.ifname"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """The Docker-compatible API a helper is made in: its guest's runtime's
+    (``GuestInfo.api``: the Docker daemon, or Podman's service)."""
+
+    url: str
+    runtime: str = "docker"
+
+    @classmethod
+    def docker(cls) -> Daemon:
+        return cls(os.environ.get("DOCKER_HOST") or DEFAULT_HOST)
+
+    @classmethod
+    def of(cls, api: str | None, runtime: str | None) -> Daemon:
+        """The guest's (or a state's recorded) API; Docker's when none is known."""
+        return cls(api, runtime or "docker") if api else cls.docker()
+
+    @property
+    def label(self) -> str:
+        return "the Docker daemon" if self.runtime == "docker" else self.runtime.capitalize()
+
+    @property
+    def hint(self) -> str:
+        if self.runtime == "docker":
+            return "is dockerd running? set DOCKER_HOST to its socket"
+        return f"is the {self.label} service running? see `pipework plugins`"
 
 
 def helper_name(guest_key: str, ifname: str) -> str:
@@ -95,6 +130,9 @@ def hook_archive() -> bytes:
     data = hook_script(HELPER_REPORT, echo=True).encode()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
+        directory = tarfile.TarInfo(HOOK_DIR.lstrip("/"))
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(directory)
         info = tarfile.TarInfo(HOOK.lstrip("/"))
         info.size, info.mode = len(data), 0o755
         tar.addfile(info, io.BytesIO(data))
@@ -108,7 +146,7 @@ class DhcpHelperProvider:
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self._docker: Any = None
+        self._clients: dict[str, Any] = {}
 
     def claims(self, address: AddressSpec) -> bool:
         return address.method == "dhcp"
@@ -122,51 +160,52 @@ class DhcpHelperProvider:
         return keep, options
 
     def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
-        if guest.runtime != "docker":
+        if guest.api is None and guest.runtime != "docker":
             raise UsageError(
-                f"the dhcp helper container needs a Docker guest; {guest.name} is not one",
+                f"the dhcp helper container needs a Docker or Podman guest; {guest.name} is not one",
                 "use the host clients dhclient, udhcpc or dhcpcd instead",
             )
         check_request(spec, guest)
         self.mode(spec.address)
 
     # -- Docker --------------------------------------------------------------------------
-    def _client(self) -> Any:
-        if self._docker is None:
+    def _client(self, daemon: Daemon | None = None) -> Any:
+        url = (daemon or Daemon.docker()).url
+        if url not in self._clients:
             import aiodocker
 
-            host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
-            self._docker = aiodocker.Docker(url=host)
-        return self._docker
+            self._clients[url] = aiodocker.Docker(url=url)
+        return self._clients[url]
 
-    async def _call(self, what: str, call: Awaitable[T]) -> T:
+    async def _call(self, what: str, call: Awaitable[T], daemon: Daemon | None = None) -> T:
         """A Docker API call, bounded, with its failures as pipework errors."""
         import aiodocker
 
-        host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+        daemon = daemon or Daemon.docker()
         try:
             with anyio.fail_after(self.config.timeout):
                 return await call
         except TimeoutError:
             raise RuntimeUnavailableError(
-                f"the Docker daemon at {host} did not answer within {self.config.timeout:g} s "
-                f"({what})"
+                f"{daemon.label} at {daemon.url} did not answer within "
+                f"{self.config.timeout:g} s ({what})"
             ) from None
         except aiodocker.DockerError as exc:
             if exc.status == 900:
                 raise RuntimeUnavailableError(
-                    f"cannot reach the Docker daemon at {host} ({what}): {exc.message}",
-                    "is dockerd running? set DOCKER_HOST to its socket",
+                    f"cannot reach {daemon.label} at {daemon.url} ({what}): {exc.message}",
+                    daemon.hint,
                 ) from None
             raise
 
-    async def _remove(self, container_id: str) -> None:
+    async def _remove(self, container_id: str, daemon: Daemon | None = None) -> None:
         import aiodocker
 
         try:
             await self._call(
                 "removing a dhcp helper",
-                self._client().containers.container(container_id).delete(force=True),
+                self._client(daemon).containers.container(container_id).delete(force=True),
+                daemon,
             )
         except aiodocker.DockerError as exc:
             if exc.status != 404:
@@ -174,7 +213,12 @@ class DhcpHelperProvider:
                     f"cannot remove dhcp helper {container_id[:12]}: {exc.message}"
                 ) from None
 
-    async def _helpers(self, guest_key: str | None = None, ifname: str | None = None) -> list[Any]:
+    async def _helpers(
+        self,
+        guest_key: str | None = None,
+        ifname: str | None = None,
+        daemon: Daemon | None = None,
+    ) -> list[Any]:
         labels = [f"{LABEL_HELPER}=dhcp"]
         if guest_key is not None:
             labels.append(f"{LABEL_GUEST}={guest_key}")
@@ -183,36 +227,42 @@ class DhcpHelperProvider:
         filters = json.dumps({"label": labels})
         return list(
             await self._call(
-                "listing dhcp helpers", self._client().containers.list(all=True, filters=filters)
+                "listing dhcp helpers",
+                self._client(daemon).containers.list(all=True, filters=filters),
+                daemon,
             )
         )
 
-    async def _create(self, ctx: AddressContext, config: dict[str, Any], image: str) -> Any:
+    async def _create(
+        self, ctx: AddressContext, config: dict[str, Any], image: str, daemon: Daemon
+    ) -> Any:
         import aiodocker
 
         name = helper_name(ctx.guest.info.key, ctx.ifname)
-        containers = self._client().containers
+        containers = self._client(daemon).containers
         try:
-            return await self._call("creating a dhcp helper", containers.create(config, name=name))
+            return await self._call(
+                "creating a dhcp helper", containers.create(config, name=name), daemon
+            )
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 raise UnsupportedError(
-                    f"image {image} is not available to the Docker daemon",
-                    f"`docker pull {image}`, or choose one with --dhcp-image",
+                    f"image {image} is not available to {daemon.label}",
+                    f"`{daemon.runtime} pull {image}`, or choose one with --dhcp-image",
                 ) from None
             if exc.status == 409:
                 raise PipeworkError(
                     f"a container named {name} already exists",
-                    f"remove it with `docker rm -f {name}` (or run `pipework gc`)",
+                    f"remove it with `{daemon.runtime} rm -f {name}` (or run `pipework gc`)",
                 ) from None
             raise PipeworkError(f"cannot create the dhcp helper {name}: {exc.message}") from None
 
-    async def _start(self, container: Any, image: str) -> None:
+    async def _start(self, container: Any, image: str, daemon: Daemon) -> None:
         import aiodocker
 
         try:
-            await self._call("copying the hook", container.put_archive("/", hook_archive()))
-            await self._call("starting a dhcp helper", container.start())
+            await self._call("copying the hook", container.put_archive("/", hook_archive()), daemon)
+            await self._call("starting a dhcp helper", container.start(), daemon)
         except aiodocker.DockerError as exc:
             if "executable file not found" in exc.message or "no such file" in exc.message:
                 raise UnsupportedError(
@@ -228,13 +278,15 @@ class DhcpHelperProvider:
         timeout = ctx.address.timeout or DEFAULT_TIMEOUT
         image = ctx.address.image or DEFAULT_IMAGE
         dns = GuestResolvConf.locate(info, ctx.guest_ns.key) if ctx.address.dns else None
+        daemon = Daemon.of(info.api, info.runtime)
         state = StateDir.of(self.config.run_dir, info.key, ctx.ifname)
         await self._discard(state, info.key, ctx.ifname)
         await keep_default_route(ctx)
         meta = base_meta(ctx, self.name, "kept" if keep else "one-shot")
         # "helper": the container to remove on detach or rollback (None once
-        # a one-shot helper is gone).
-        state.create({**meta, "image": image, "helper": helper_name(info.key, ctx.ifname)})
+        # a one-shot helper is gone); "api": where it lives (Docker, Podman).
+        helper = helper_name(info.key, ctx.ifname)
+        state.create({**meta, "image": image, "helper": helper, "api": daemon.url})
 
         async def discard() -> None:
             await self._discard(state, info.key, ctx.ifname)
@@ -260,22 +312,28 @@ class DhcpHelperProvider:
                 "LogConfig": {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}},
             },
         }
-        container = await self._create(ctx, config, image)
-        await self._start(container, image)
-        lease = await self._wait(ctx, container, timeout)
+        container = await self._create(ctx, config, image, daemon)
+        await self._start(container, image, daemon)
+        lease = await self._wait(ctx, container, timeout, daemon)
         if not keep:
-            await self._remove(container.id)
+            await self._remove(container.id, daemon)
             state.update_meta(helper=None)
         await check_lease(ctx, lease, "udhcpc (dhcp helper)")
         if dns is not None:
             await write_guest_dns(ctx, lease, dns, state)
         return lease.result()
 
-    async def _wait(self, ctx: AddressContext, container: Any, seconds: float) -> Lease:
+    async def _wait(
+        self, ctx: AddressContext, container: Any, seconds: float, daemon: Daemon
+    ) -> Lease:
         """Read the helper's output until its hook reports a lease (``seconds`` at most)."""
         with anyio.move_on_after(seconds):
             while True:
-                logs = await self._logs(container)
+                # State first, then output: a helper that had exited by then
+                # has all it printed in the output (a one-shot helper exits
+                # right after its report).
+                details = await self._call("inspecting the dhcp helper", container.show(), daemon)
+                logs = await self._logs(container, daemon)
                 report = last_logged_report(logs)
                 if report is not None:
                     try:
@@ -288,21 +346,20 @@ class DhcpHelperProvider:
                         state = StateDir.of(self.config.run_dir, ctx.guest.info.key, ctx.ifname)
                         state.write(LEASE_COPY, "\n".join(f"{k}={v}" for k, v in report.items()))
                         return lease
-                details = await self._call("inspecting the dhcp helper", container.show())
                 if not details["State"]["Running"]:
-                    said = last_words(await self._logs(container, stderr=True))
+                    said = last_words(await self._logs(container, daemon, stderr=True))
                     raise ExternalCommandError(
                         f"the dhcp helper exited (status {details['State']['ExitCode']}) without "
                         f"a lease for {ctx.ifname} in {ctx.guest.name}: {said}",
                         "check the udhcpc options and the DHCP server",
                     )
                 await anyio.sleep(POLL)
-        said = last_words(await self._logs(container, stderr=True))
+        said = last_words(await self._logs(container, daemon, stderr=True))
         raise no_lease("udhcpc (dhcp helper)", ctx, seconds, said)
 
-    async def _logs(self, container: Any, stderr: bool = False) -> str:
+    async def _logs(self, container: Any, daemon: Daemon, stderr: bool = False) -> str:
         lines = await self._call(
-            "reading the dhcp helper's output", container.log(stdout=True, stderr=stderr)
+            "reading the dhcp helper's output", container.log(stdout=True, stderr=stderr), daemon
         )
         return "".join(lines)
 
@@ -311,8 +368,9 @@ class DhcpHelperProvider:
         """Remove the helpers of one attachment, restore DNS, remove its state."""
         meta = state.meta()
         if meta.get("helper") or not meta:  # a helper may run (or we cannot tell)
-            for helper in await self._helpers(guest_key, ifname):
-                await self._remove(helper.id)
+            daemon = Daemon.of(meta.get("api"), meta.get("runtime"))
+            for helper in await self._helpers(guest_key, ifname, daemon):
+                await self._remove(helper.id, daemon)
         GuestResolvConf.restore(state)
         state.remove()
 
@@ -331,10 +389,12 @@ class DhcpHelperProvider:
             return None
         report = parse_report(read_text(state.file(LEASE_COPY)) or "")
         if meta.get("mode") == "kept":
+            daemon = Daemon.of(meta.get("api"), meta.get("runtime"))
             try:
                 details = await self._call(
                     "inspecting the dhcp helper",
-                    self._client().containers.container(meta["helper"]).show(),
+                    self._client(daemon).containers.container(meta["helper"]).show(),
+                    daemon,
                 )
             except aiodocker.DockerError:
                 return None
@@ -343,17 +403,39 @@ class DhcpHelperProvider:
         return await intact_result(ctx, report)
 
     async def collect_garbage(self, dry_run: bool = False) -> list[str]:
-        """Helpers whose guest is gone, stopped or restarted, and their state."""
+        """Helpers whose guest is gone, stopped or restarted, and their state.
+
+        Helpers are looked for in Docker and in every other API (Podman) a
+        state directory names."""
+        found = []
+        daemons = {Daemon.docker()}
+        for state in StateDir.all(self.config.run_dir):
+            meta = state.meta()
+            if meta.get("provider") == self.name:
+                daemons.add(Daemon.of(meta.get("api"), meta.get("runtime")))
+        for daemon in sorted(daemons, key=lambda d: d.url):
+            found += await self._collect_helpers(daemon, dry_run)
+        for state in StateDir.all(self.config.run_dir):
+            meta = state.meta()
+            if meta.get("provider") == self.name and not guest_alive(meta):
+                found.append(f"dhcp state {state} of {meta.get('guest_name')}")
+                if not dry_run:
+                    state.remove()
+        return found
+
+    async def _collect_helpers(self, daemon: Daemon, dry_run: bool) -> list[str]:
         import aiodocker
 
         found = []
-        for helper in await self._helpers():
-            details = await self._call("inspecting a dhcp helper", helper.show())
+        for helper in await self._helpers(daemon=daemon):
+            details = await self._call("inspecting a dhcp helper", helper.show(), daemon)
             labels = details["Config"].get("Labels") or {}
             guest_key = labels.get(LABEL_GUEST, "")
             try:
                 guest = await self._call(
-                    "inspecting a guest", self._client().containers.container(guest_key).show()
+                    "inspecting a guest",
+                    self._client(daemon).containers.container(guest_key).show(),
+                    daemon,
                 )
             except aiodocker.DockerError:
                 guest = {"State": {}}  # gone
@@ -365,13 +447,7 @@ class DhcpHelperProvider:
             name = str(details.get("Name", helper.id)).lstrip("/")
             found.append(f"dhcp helper {name} of {labels.get('pipework.guest-name', guest_key)}")
             if not dry_run:
-                await self._remove(helper.id)
-        for state in StateDir.all(self.config.run_dir):
-            meta = state.meta()
-            if meta.get("provider") == self.name and not guest_alive(meta):
-                found.append(f"dhcp state {state} of {meta.get('guest_name')}")
-                if not dry_run:
-                    state.remove()
+                await self._remove(helper.id, daemon)
         return found
 
     @staticmethod
@@ -383,9 +459,9 @@ class DhcpHelperProvider:
         return same_netns(f"/proc/{pid}/ns/net", (st.st_dev, st.st_ino))
 
     async def aclose(self) -> None:
-        if self._docker is not None:
-            await self._docker.close()
-            self._docker = None
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
 
 
 @hookimpl
