@@ -120,12 +120,20 @@ class IpamProvider:
 
     async def configure(self, ctx: AddressContext) -> AddressResult:
         # DEL is idempotent: on the journal before ADD, so that an allocation
-        # the delegate made before failing is released too.
+        # is released even when ADD was interrupted (a timeout). A delegate
+        # that answered ADD with an error cleaned up itself (the spec says so).
+        refused = False
+
         async def release() -> None:
-            await self.delegate.call("DEL", ifname=ctx.ifname)
+            if not refused:
+                await self.delegate.call("DEL", ifname=ctx.ifname)
 
         ctx.journal.record(f"IPAM {self.delegate.plugin} allocation", release)
-        data = await self.delegate.call("ADD", ifname=ctx.ifname)
+        try:
+            data = await self.delegate.call("ADD", ifname=ctx.ifname)
+        except CniError:
+            refused = True
+            raise
         result = Result.decode(data, f"answer of the IPAM plugin {self.delegate.plugin}")
         if not result.ips:
             raise CniError(INTERNAL, f"the IPAM plugin {self.delegate.plugin} gave no address")

@@ -149,6 +149,8 @@ BAD_INPUT = [
     pytest.param(net(backend="nosuch", bridge=None, host="x0"), {}, 108, "nosuch", id="unknown-backend"),
     pytest.param(net(address="198.18.41.2/24", ipam={"type": "static"}), {}, 7, "both", id="two-addressings"),
     pytest.param(net(ipam={"type": "nosuch-ipam"}), {}, 7, "not installed", id="missing-ipam-plugin"),
+    pytest.param(net(ipam={"type": "host-local", "ranges": [[{"subnet": "nope"}]]}), {}, 999,
+                 "IPAM plugin host-local: invalid CIDR", id="ipam-error-passed-on"),
     pytest.param(net(), {"CNI_IFNAME": "a-very-long-name-0"}, 4, "CNI_IFNAME", id="long-ifname"),
     pytest.param(net(), {"CNI_CONTAINERID": ""}, 4, "CNI_CONTAINERID", id="no-container-id"),
     pytest.param(net(), {"CNI_COMMAND": "FROB"}, 4, "FROB", id="unknown-command"),
@@ -173,7 +175,7 @@ def test_bad_input(
     error = reply.error
     assert error["code"] == code, error
     assert says in error["msg"] + error.get("details", ""), error
-    assert reply.stderr.startswith("pipework-cni: ")
+    assert reply.stderr.startswith("pipework-cni: ") and reply.stderr.count("\n") == 1
     assert set(links(guest)) == before_guest
     assert set(links(host_ns)) == before_host
 
