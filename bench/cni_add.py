@@ -82,7 +82,9 @@ def supervisor(args: argparse.Namespace) -> int:
         raise BenchError(f"no pipework-cni at {plugin}: pass --plugin")
     cni = Path(args.cni_dir)
     if not all((cni / p).is_file() for p in ("bridge", "static")):
-        raise BenchError(f"the reference bridge and static plugins are not in {cni}")
+        # Nothing to compare with (Debian: containernetworking-plugins).
+        log(f"no reference bridge/static plugins in {cni}: skipping this benchmark")
+        return 0
     runs = args.warmup + args.iterations
 
     def guests(session: Session) -> list[str]:
