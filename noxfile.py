@@ -38,7 +38,9 @@ SYSTEM_PACKAGES = (
     "iputils-ping",
     "util-linux",
     "containernetworking-plugins",
-    "podman",  # a real CNI client for pipework-cni (network_backend = "cni")
+    "podman",  # Podman guests (a private API service); a real CNI client for pipework-cni
+    "lxc",  # LXC guests (its lxc-net service is never started: policy-rc.d below)
+    "lxc-templates",  # lxc-create -t busybox, offline
     "iproute2",
     "iptables",
     "procps",

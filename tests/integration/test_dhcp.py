@@ -270,7 +270,7 @@ def test_cli_errors_are_one_line_with_exit_codes(host_ns, make_netns, run_pipewo
         (("brpwtn", f"netns:{guest.name}", "udhcpc", "--dhcp-timeout", "1.5"), 10,
          f"pipework: udhcpc got no DHCP lease for eth1 in netns:{guest.name} within 1.5 s"),
         (("brpwtn", f"netns:{guest.name}", "dhcp"), 2,
-         "pipework: the dhcp helper container needs a Docker guest"),
+         "pipework: the dhcp helper container needs a Docker or Podman guest"),
         (("brpwtn", f"netns:{guest.name}", "dhclient:-sf /bin/true"), 2,
          "pipework: dhclient option -sf is set by pipework (the hook script)"),
         (("brpwtn", f"netns:{guest.name}", "198.18.1.2/24", "--dns"), 2,

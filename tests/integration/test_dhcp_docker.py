@@ -163,7 +163,7 @@ async def test_helper_errors(host_ns, make_container, dhcp_server, make_netns):
     web = make_container()
     plain = make_netns("n")
     async with Engine(host_netns=host_ns.path) as engine:
-        with pytest.raises(UsageError, match="needs a Docker guest"):
+        with pytest.raises(UsageError, match="needs a Docker or Podman guest"):
             await engine.attach(
                 AttachSpec(
                     host="brpwtd", guest=f"netns:{plain.name}", address=AddressSpec.parse("dhcp")

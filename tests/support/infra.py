@@ -708,6 +708,9 @@ WATCHED_PROCESSES = (
     "containerd-shim",
     "ovsdb-server",
     "ovs-vswitchd",
+    "podman",  # a private podman system service
+    "conmon",  # a Podman container's monitor
+    "lxc-start",  # an LXC container's monitor ("[lxc monitor] LXCPATH NAME")
 )
 
 WATCHED_FILES = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 
 import pytest
+from support.unix_http import serve_once
 
 from pipework.backends.guests import docker as docker_mod
 from pipework.backends.guests.docker import DockerResolver
@@ -59,24 +59,6 @@ async def test_not_found(monkeypatch):
         await DockerResolver(timeout=5).resolve("nope")
 
 
-def serve_once(path, response: bytes):
-    """A one-shot HTTP server on a unix socket; returns the request it saw."""
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(1)
-    seen = []
-
-    def run():
-        conn, _ = server.accept()
-        with conn:
-            seen.append(conn.recv(4096))
-            conn.sendall(response)
-        server.close()
-
-    threading.Thread(target=run, daemon=True).start()
-    return seen
-
-
 async def test_http_exchange_over_the_unix_socket(tmp_path, monkeypatch):
     sock = str(tmp_path / "d.sock")
     body = b'{"Id": "abc", "State": {"Running": true, "Pid": 1}}'
@@ -122,3 +104,29 @@ async def test_a_daemon_that_never_answers_times_out(tmp_path, monkeypatch):
             await DockerResolver(timeout=0.2).resolve("web1")
     finally:
         server.close()
+
+
+def test_bare_names_bid_2_with_a_socket_and_1_without(tmp_path, monkeypatch):
+    sock = tmp_path / "d.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    resolver = DockerResolver(timeout=5)
+    assert resolver.claim("web1") == 1  # the fallback: "cannot reach the Docker daemon"
+    assert resolver.detect() == (False, f"no socket at {sock} (set DOCKER_HOST to its socket)")
+    sock.touch()
+    assert resolver.claim("web1") == 2 and resolver.detect() == (True, f"unix://{sock}")
+    assert resolver.claim("docker:web1") == 100
+    assert resolver.claim("netns:web1") == resolver.claim("/run/netns/x") == 0
+    monkeypatch.setenv("DOCKER_HOST", "tcp://198.18.0.1:2375")
+    assert resolver.claim("web1") == 2  # a remote daemon: assumed there
+
+
+async def test_the_guest_names_the_daemons_address(tmp_path, monkeypatch):
+    sock = str(tmp_path / "d.sock")
+    body = f'{{"Id": "{"a" * 64}", "Name": "/web1", "State": {{"Running": true, "Pid": {os.getpid()}}}}}'
+    serve_once(sock, b"HTTP/1.0 200 OK\r\n\r\n" + body.encode())
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    guest = await DockerResolver(timeout=5).resolve("web1")
+    try:
+        assert (guest.info.runtime, guest.info.api) == ("docker", f"unix://{sock}")
+    finally:
+        guest.close()
