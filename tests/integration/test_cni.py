@@ -19,6 +19,7 @@ from support import cni, infra
 from support.cni import CniRunner, addresses, links
 from support.dhcp import DhcpServer
 from support.infra import MakeNetNS, NetNS
+from support.ovs import PrivateOvs
 
 from pipework.engine.specs import derive_mac
 
@@ -403,3 +404,32 @@ def test_chain_with_tuning_bandwidth_and_portmap(
     assert "eth0" not in links(guest)
     assert host_leftovers(host_ns) == []
     assert "8080" not in host_ns.exec("iptables-save", "-t", "nat").stdout
+
+
+# -- Open vSwitch with a VLAN: DEL after the namespace is gone ----------------------------
+
+
+def test_ovs_vlan_port_is_removed_by_del_after_the_namespace_is_gone(
+    runner: CniRunner, ovs: PrivateOvs, make_netns: MakeNetNS
+) -> None:
+    """The veth dies with the namespace, its OVS port does not: DEL (without
+    CNI_NETNS, from a fresh process) finds it by the attachment's identity."""
+    ovs.add_bridge("pwtovsc")
+    guest, container = make_netns(), cid()
+    conf = net(backend="ovs", bridge="pwtovsc", vlan=100, address="198.18.48.2/24")
+    added = runner.call("ADD", conf, netns=guest.path, container_id=container)
+    assert added.code == 0, added.stderr
+    port = added.data["interfaces"][0]["name"]
+    assert ovs.ports("pwtovsc") == [port]
+    assert ovs.get("Port", port, "tag") == 100
+    assert ovs.external_ids("Port", port)["pipework-guest"] == f"cni:pwtnet:{container}"
+    check = runner.call(
+        "CHECK", {**conf, "prevResult": added.data}, netns=guest.path, container_id=container
+    )
+    assert check.code == 0, check.stderr
+    infra.run(["ip", "netns", "del", guest.name])
+    assert ovs.ports("pwtovsc") == [port]  # orphaned
+    gone = runner.call("DEL", conf, netns="", container_id=container)
+    assert gone.code == 0, gone.stderr
+    assert ovs.ports("pwtovsc") == []
+    assert runner.call("DEL", conf, netns="", container_id=container).code == 0
