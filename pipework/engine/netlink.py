@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
+from anyio.lowlevel import checkpoint
 
 from .errors import (
     ConflictError,
@@ -45,11 +46,13 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
+from .rtnl import PEER_KEYS, SET_KEYS, LinkRequests, RtnlError
 from .specs import IPAddress, IPInterface
 
 T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
+NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02
 RT_SCOPE_LINK = 253
 
@@ -284,8 +287,19 @@ def _family(addr: IPAddress | IPInterface) -> int:
 class Netns:
     """Netlink in one network namespace."""
 
-    def __init__(self, ipr: Any, label: str, fd: int | None, key: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        ipr: Any,
+        label: str,
+        fd: int | None,
+        key: tuple[int, int],
+        *,
+        lean: LinkRequests | None = None,
+    ) -> None:
         self._raw = ipr
+        """The pyroute2 socket; None until a request the lean path lacks needs it."""
+        self._lean = lean
+        """Raw requests for the attach's hot path (``rtnl.py``), if given."""
         self._ready = False
         self._ready_lock: Any = None
         self.label = label
@@ -305,6 +319,8 @@ class Netns:
                 self._ready_lock = anyio.Lock()
             async with self._ready_lock:
                 if not self._ready:
+                    if self._raw is None:
+                        self._raw = _open_pyroute2(self.fd)
                     await self._raw.setup_endpoint()
                     self._ready = True
         return self._raw
@@ -317,6 +333,14 @@ class Netns:
 
     # -- links ---------------------------------------------------------------
     async def link(self, ifname: str) -> Link | None:
+        if self._lean is not None:
+            await checkpoint()  # each request stays a cancellation point, as with pyroute2
+            try:
+                return Link(**self._lean.get_link(ifname=ifname))  # type: ignore[arg-type]
+            except RtnlError as exc:
+                if exc.code in (errno.ENODEV, errno.EINVAL):
+                    return None
+                raise _translate(exc, f"looking up {ifname}", self.label) from None
         try:
             msgs = await (await self._api()).link("get", ifname=ifname)
         except _netlink_error_type() as exc:
@@ -326,6 +350,14 @@ class Netns:
         return Link.from_msg(msgs[0])
 
     async def link_by_index(self, index: int) -> Link | None:
+        if self._lean is not None:
+            await checkpoint()
+            try:
+                return Link(**self._lean.get_link(index=index))  # type: ignore[arg-type]
+            except RtnlError as exc:
+                if exc.code == errno.ENODEV:
+                    return None
+                raise _translate(exc, f"looking up interface #{index}", self.label) from None
         try:
             msgs = await (await self._api()).link("get", index=index)
         except _netlink_error_type() as exc:
@@ -341,6 +373,21 @@ class Netns:
     async def create(self, ifname: str, kind: str, **attrs: Any) -> None:
         """``ip link add``; raises ``LinkExists`` on EEXIST and says which
         kernel module is missing on EOPNOTSUPP."""
+        peer = attrs.get("peer")
+        if (
+            self._lean is not None
+            and kind in ("veth", "bridge")
+            and set(attrs) <= {"mtu", "peer"}
+            and (peer is None or set(peer) <= PEER_KEYS)
+        ):
+            await checkpoint()
+            try:
+                self._lean.create_link(ifname, kind, attrs.get("mtu"), peer)
+            except RtnlError as exc:
+                if exc.code == errno.EOPNOTSUPP:
+                    raise unsupported_kind(kind) from None
+                raise _translate(exc, f"creating {kind} interface {ifname}", self.label) from None
+            return
         try:
             await (await self._api()).link("add", ifname=ifname, kind=kind, **attrs)
         except _netlink_error_type() as exc:
@@ -431,6 +478,13 @@ class Netns:
                     raise _translate(exc, f"removing VLAN 1 from #{index}", self.label) from None
 
     async def set(self, index: int, **attrs: Any) -> None:
+        if self._lean is not None and set(attrs) <= SET_KEYS:
+            await checkpoint()
+            try:
+                self._lean.set_link(index, attrs)
+            except RtnlError as exc:
+                raise _translate(exc, f"configuring interface #{index}", self.label) from None
+            return
         await self._call(
             f"configuring interface #{index}", (await self._api()).link("set", index=index, **attrs)
         )
@@ -444,6 +498,15 @@ class Netns:
         batch = DEFERRED_DELETES.get()
         if batch is not None:
             batch.add(self, index)
+            return True
+        if self._lean is not None:
+            await checkpoint()
+            try:
+                self._lean.delete_link(index)
+            except RtnlError as exc:
+                if exc.code == errno.ENODEV:
+                    return False
+                raise _translate(exc, f"deleting interface #{index}", self.label) from None
             return True
         try:
             await (await self._api()).link("del", index=index)
@@ -481,6 +544,22 @@ class Netns:
             # Static IPv6 addresses are the user's choice: skip duplicate address
             # detection so the address is usable as soon as we return.
             attrs["flags"] = IFA_F_NODAD
+        if self._lean is not None:
+            broadcast = attrs.get("broadcast")
+            await checkpoint()
+            try:
+                self._lean.add_address(
+                    index,
+                    _family(address),
+                    address.ip.packed,
+                    address.network.prefixlen,
+                    ipaddress.ip_address(broadcast).packed if broadcast else None,
+                    attrs.get("flags", 0),
+                )
+            except RtnlError as exc:
+                if exc.code != errno.EEXIST:
+                    raise _translate(exc, f"adding address {address}", self.label) from None
+            return
         try:
             await (await self._api()).addr("add", **attrs)
         except _netlink_error_type() as exc:
@@ -488,6 +567,16 @@ class Netns:
                 raise _translate(exc, f"adding address {address}", self.label) from None
 
     async def addresses(self, index: int) -> list[IPInterface]:
+        if self._lean is not None:
+            await checkpoint()
+            try:
+                found = self._lean.addresses(index)
+            except RtnlError as exc:
+                raise _translate(exc, "listing addresses", self.label) from None
+            return [
+                ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+                for _family_, raw, prefixlen in found
+            ]
         result = await self._call(
             "listing addresses", (await self._api()).addr("dump", index=index)
         )
@@ -582,7 +671,10 @@ class Netns:
             raise _translate(exc, f"adding a route to {dst}", self.label) from None
 
     def close(self) -> None:
-        self._raw.close()
+        if self._raw is not None:
+            self._raw.close()
+        if self._lean is not None:
+            self._lean.close()
         if self._own_fd and self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -604,6 +696,16 @@ def _translate(exc: Any, what: str, label: str) -> PipeworkError:
     if code == errno.ERANGE or (code == errno.EINVAL and "MTU" in what):
         return HostInterfaceError(msg)
     return NetlinkFailure(msg, code)
+
+
+def _open_pyroute2(fd: int | None) -> Any:
+    """A pyroute2 socket in the namespace ``fd``, for what the lean path lacks."""
+    sock = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    # groups=0: no multicast subscriptions. Subscribing makes bind() and
+    # close() wait for RCU grace periods (~30 ms measured) and floods the
+    # socket with notifications we never read.
+    return _pyroute2().AsyncIPRoute(use_socket=sock, groups=0)
 
 
 def unsupported_kind(kind: str) -> UnsupportedError:
@@ -655,16 +757,16 @@ class NetlinkPool:
         key = netns_identity(fd)
         entry = self._cache.get(key)
         if entry is None:
-            sock = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            # groups=0: no multicast subscriptions. Subscribing makes bind() and
-            # close() wait for RCU grace periods (~30 ms measured) and floods
-            # the socket with notifications we never read.
-            ipr = _pyroute2().AsyncIPRoute(use_socket=sock, groups=0)
+            # The hot requests go through a raw socket (rtnl.py); pyroute2 is
+            # loaded and its socket opened only when something else is asked.
+            raw = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             # The handle outlives the caller's fd when other attaches to the
             # same guest share it: it keeps its own copy (a closed fd number
             # may be reused for another namespace meanwhile).
-            handle = Netns(ipr, label, os.dup(fd) if fd is not None else None, key)
+            handle = Netns(
+                None, label, os.dup(fd) if fd is not None else None, key, lean=LinkRequests(raw)
+            )
             handle._own_fd = fd is not None
             entry = (handle, 0)
         self._cache[key] = (entry[0], entry[1] + 1)

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import PipeworkError
+from .errors import PipeworkError, UsageError
 from .grammar import parse_backend_options
 from .specs import (
     AddressSpec,
@@ -183,7 +183,7 @@ class Topology(_Strict):
         kind = values.get("kind")
         host = values.get("host") or kind
         if not host:
-            raise PipeworkError(
+            raise UsageError(
                 "an attachment needs a host (a bridge or NIC) or a kind",
                 "add host: br1 to it or to defaults",
             )
