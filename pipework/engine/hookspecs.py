@@ -32,15 +32,13 @@ HostContext) -> HostChange`` and ``async def release_host(self, ctx:
 HostContext) -> bool``, which ``pipework apply`` and ``destroy`` call for the
 bridges a topology file declares.
 
-``pipework ls`` and ``gc`` (engine/inventory.py) use three more optional
+``pipework ls`` and ``gc`` (engine/inventory.py) use two more optional
 methods: a link backend's ``async def collect_garbage(self, host: Netns,
 dry_run: bool = False) -> list[str]`` removes what it keeps outside the
 kernel's interfaces for attachments that are gone (OVS ports whose
 interface vanished, firewall rules); an address provider's ``async def
 describe(self, ctx: DetachContext) -> str`` says how its client stands (the
-DHCP column of ``ls``); a guest resolver's ``async def running(self) ->
-list[GuestInfo]`` lists its running guests, only to name them in ``ls``
-(liveness is read from the kernel, never from a daemon).
+DHCP column of ``ls``). ``ls`` names guests by resolving their keys.
 
 See docs/PLUGINS.md for a complete third-party backend.
 """

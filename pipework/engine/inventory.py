@@ -10,9 +10,9 @@ markers in every network namespace it can reach:
   under /run/netns, Docker's sandboxes, any path), which may have no process;
 * the host namespace, for host sides and for what is left of dead guests.
 
-Resolvers that can list their running guests (the optional ``running()``)
-only lend them names: liveness is decided by the kernel, so ``gc`` never
-removes anything because a daemon was slow to answer.
+Resolvers only lend the guests their names (``ls`` looks each guest key up):
+liveness is decided by the kernel, so ``gc`` never removes anything because
+a daemon was slow to answer.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ log = logging.getLogger("pipework")
 
 TEMP_NAME = re.compile(r"^pwt[0-9a-f]{10}$")
 """The name a guest interface has between its creation and its rename."""
+NAME_LOOKUPS = 16
+"""Guests ``ls`` asks its resolvers about at once (for names and PIDs)."""
 CONFIRM_DELAY = 0.5
 """Seconds ``gc`` waits before it looks again at VLAN users that seem stale
 (an attach adds its user a moment before its interface exists)."""
@@ -216,21 +218,27 @@ def close_scan(engine: Engine, result: Scan) -> None:
     result.handles.clear()
 
 
-async def known_guests(engine: Engine) -> dict[str, GuestInfo]:
-    """Guest key -> who it is, from the resolvers that can list their guests."""
+async def known_guests(engine: Engine, keys: set[str]) -> dict[str, GuestInfo]:
+    """Guest key -> who it is (name, PID), asked of the resolvers, a few at a
+    time. A key no resolver can look up now (a daemon down, a guest gone)
+    is left out: it is then shown as the key itself."""
     known: dict[str, GuestInfo] = {}
-    for resolver in engine.resolvers:
-        running = getattr(resolver, "running", None)
-        if running is None:
-            continue
-        try:
-            with anyio.fail_after(engine.config.timeout):
-                infos: list[GuestInfo] = await running()
-        except (PipeworkError, TimeoutError, OSError) as exc:
-            log.debug("listing %s guests: %s", resolver.name, exc)
-            continue
-        for info in infos:
-            known.setdefault(info.key, info)
+    limiter = anyio.CapacityLimiter(NAME_LOOKUPS)
+
+    async def look_up(key: str) -> None:
+        async with limiter:
+            try:
+                with anyio.fail_after(engine.config.timeout):
+                    guest = await engine.resolve(key)
+            except (PipeworkError, TimeoutError, OSError) as exc:
+                log.debug("naming %s: %s", key, exc)
+                return
+            guest.close()
+            known[key] = guest.info
+
+    async with anyio.create_task_group() as tg:
+        for key in sorted(keys):
+            tg.start_soon(look_up, key)
     return known
 
 
@@ -269,7 +277,8 @@ async def list_attachments(engine: Engine, guest_ref: str | None = None) -> list
     result = await scan(engine, only)
     try:
         if only is None:
-            known.update(await known_guests(engine))
+            keys = {side.marker.guest for side in result.guest_sides}
+            known.update(await known_guests(engine, keys))
         records = []
         for side in result.guest_sides:
             if only_key is not None and side.marker.guest != only_key:

@@ -1,0 +1,191 @@
+"""The Docker FORWARD trap, rebuilt inside a test-owned namespace only.
+
+The namespace playing the host gets what Docker gives a real host: bridged
+traffic sent through the FORWARD hook (``net.bridge.bridge-nf-call-iptables``
+is per network namespace on this kernel, and 1 by default) and a FORWARD
+policy of DROP. The machine's own firewall is compared before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import anyio
+import pytest
+from support import infra
+from support.checks import links
+
+from pipework import AddressSpec, AttachSpec, Engine
+
+pytestmark = pytest.mark.integration
+
+SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+
+def host_firewall() -> str:
+    """The machine's own rules (read only), to prove they never change."""
+    parts = []
+    for argv in (["iptables", "-S"], ["ip6tables", "-S"], ["nft", "list", "ruleset"]):
+        if shutil.which(argv[0]):
+            parts.append(infra.run(argv, check=False).stdout)
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def trapped_host(host_ns):
+    """``host_ns`` with bridged traffic filtered by FORWARD (br_netfilter)."""
+    infra.require_binaries("iptables", "nft", "nsenter")
+    have = host_ns.exec("test", "-e", SYSCTL, check=False).returncode == 0
+    infra.require(
+        have, f"this kernel has no br_netfilter: {SYSCTL} does not exist in a new namespace"
+    )
+    host_ns.exec("sh", "-c", f"echo 1 > {SYSCTL}")
+    before = host_firewall()
+    yield host_ns
+    assert host_firewall() == before, "the machine's own firewall changed"
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    return result
+
+
+def forward_rules(ns) -> list[str]:
+    return [
+        line
+        for line in ns.exec("iptables", "-S", "FORWARD").stdout.splitlines()
+        if "pipework" in line
+    ]
+
+
+def test_iptables_drop_policy_is_detected_and_allow_forward_fixes_it(
+    trapped_host, make_netns, run_pipework
+):
+    host = trapped_host
+    host.exec("iptables", "-P", "FORWARD", "DROP")
+    a, b, c = make_netns("a"), make_netns("b"), make_netns("c")
+    first = ok(run_pipework("brpwtfw", f"netns:{a.name}", "198.18.70.1/24", netns=host.name))
+    # Said at attach time, with the fix; the attach itself succeeds.
+    assert "traffic across bridge brpwtfw will be dropped" in first.stderr
+    assert (
+        "--allow-forward" in first.stderr
+        and "iptables -I FORWARD -i brpwtfw -o brpwtfw -j ACCEPT" in first.stderr
+    )
+    assert len(first.stderr.strip().splitlines()) == 1
+    ok(run_pipework("brpwtfw", f"netns:{b.name}", "198.18.70.2/24", netns=host.name))
+    assert not infra.ping(a, "198.18.70.2", timeout=1)  # the trap is real
+
+    fixed = ok(
+        run_pipework(
+            "brpwtfw", f"netns:{c.name}", "198.18.70.3/24", "--allow-forward", netns=host.name
+        )
+    )
+    assert "will be dropped" not in fixed.stderr
+    assert forward_rules(host) == [
+        '-A FORWARD -i brpwtfw -o brpwtfw -m comment --comment "pipework allow-forward brpwtfw" -j ACCEPT'
+    ]
+    assert infra.ping(a, "198.18.70.2") and infra.ping(c, "198.18.70.1")
+    # Once allowed, other attachments are not warned about.
+    d = make_netns("d")
+    quiet = ok(run_pipework("brpwtfw", f"netns:{d.name}", "198.18.70.4/24", netns=host.name))
+    assert quiet.stderr == ""
+    # A re-run is unchanged; without the flag it is another configuration.
+    again = ok(
+        run_pipework(
+            "brpwtfw", f"netns:{c.name}", "198.18.70.3/24", "--allow-forward", netns=host.name
+        )
+    )
+    assert again.stdout.startswith("unchanged:")
+    assert (
+        run_pipework("brpwtfw", f"netns:{c.name}", "198.18.70.3/24", netns=host.name).returncode
+        == 7
+    )
+
+    # Detaching attachments without the flag leaves the rule; the last one
+    # made with it takes the rule away.
+    ok(run_pipework("detach", f"netns:{d.name}", "--all", netns=host.name))
+    assert forward_rules(host)
+    ok(run_pipework("detach", f"netns:{c.name}", "--all", netns=host.name))
+    assert forward_rules(host) == []
+    assert not infra.ping(a, "198.18.70.2", timeout=1)
+    assert "-P FORWARD DROP" in host.exec("iptables", "-S", "FORWARD").stdout  # policy untouched
+
+
+def test_native_nft_drop_chain_gets_an_nft_rule(trapped_host, make_netns, run_pipework):
+    host = trapped_host
+    host.exec("nft", "add", "table", "inet", "pwtfw")
+    host.exec(
+        "nft", "add chain inet pwtfw pwtfwd { type filter hook forward priority 0; policy drop; }"
+    )
+    a, b = make_netns("a"), make_netns("b")
+    warned = ok(run_pipework("brpwtnf", f"netns:{a.name}", "198.18.71.1/24", netns=host.name))
+    assert "nft chain inet pwtfw pwtfwd" in warned.stderr
+    ok(
+        run_pipework(
+            "brpwtnf", f"netns:{b.name}", "198.18.71.2/24", "--allow-forward", netns=host.name
+        )
+    )
+    chain = json.loads(host.exec("nft", "-j", "list", "chain", "inet", "pwtfw", "pwtfwd").stdout)
+    rules = [i["rule"] for i in chain["nftables"] if "rule" in i]
+    assert [r["comment"] for r in rules] == ["pipework allow-forward brpwtnf"]
+    assert infra.ping(a, "198.18.71.2")
+    ok(run_pipework("detach", f"netns:{b.name}", "-i", "eth1", netns=host.name))
+    chain = json.loads(host.exec("nft", "-j", "list", "chain", "inet", "pwtfw", "pwtfwd").stdout)
+    assert not [i for i in chain["nftables"] if "rule" in i]
+    # iptables' own chains were not touched.
+    assert "pipework" not in host.exec("iptables", "-S").stdout
+
+
+def test_no_trap_no_warning_and_nothing_installed(host_ns, make_netns, run_pipework):
+    infra.require_binaries("iptables")
+    a = make_netns("a")
+    result = ok(
+        run_pipework(
+            "brpwtok", f"netns:{a.name}", "198.18.72.1/24", "--allow-forward", netns=host_ns.name
+        )
+    )
+    assert result.stderr == ""
+    assert "pipework" not in host_ns.exec("iptables", "-S").stdout
+
+
+def test_gc_removes_the_rule_of_guests_that_died(trapped_host, make_netns):
+    """In-process, with the host namespace entered through nsenter."""
+    host = trapped_host
+    host.exec("iptables", "-P", "FORWARD", "DROP")
+    guest = make_netns("g")
+
+    async def main() -> list[str]:
+        async with Engine(host_netns=host.path) as engine:
+            spec = AttachSpec(
+                host="brpwtgf", guest=f"netns:{guest.name}",
+                address=AddressSpec.parse("198.18.73.1/24"), allow_forward=True,
+            )  # fmt: skip
+            await engine.attach(spec)
+            assert forward_rules(host)
+            guest.destroy()  # the guest dies: no detach
+            # The kernel removes a dead namespace's veths in the background.
+            for _ in range(100):
+                if not [n for n, link in links(host).items() if link.get("master") == "brpwtgf"]:
+                    break
+                await anyio.sleep(0.05)
+            else:
+                raise AssertionError("the guest's veth outlived its namespace")
+            dry = await engine.gc(dry_run=True)
+            assert forward_rules(host)
+            done = await engine.gc()
+            assert not forward_rules(host)
+            return [*dry.items, *done.items]
+
+    items = anyio.run(main)
+    assert items == ["forward rule for bridge brpwtgf (no --allow-forward attachment left)"] * 2
+
+
+def test_allow_forward_refuses_a_bridge_name_it_cannot_write(host_ns, make_netns, run_pipework):
+    a = make_netns("a")
+    result = run_pipework(
+        "attach", 'br"x', f"netns:{a.name}", "--allow-forward", netns=host_ns.name
+    )
+    assert result.returncode == 2 and "cannot write a rule for bridge" in result.stderr
+    assert set(links(host_ns)) == {"lo"} and set(links(a)) == {"lo"}
