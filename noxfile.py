@@ -43,6 +43,7 @@ SYSTEM_PACKAGES = (
     "lxc-templates",  # lxc-create -t busybox, offline
     "iproute2",
     "iptables",
+    "nftables",
     "procps",
 )
 
