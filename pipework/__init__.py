@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .engine import (
         AddressSpec,
+        AmbiguousGuestError,
         Attachment,
         AttachSpec,
         BatchRunner,
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddressSpec",
+    "AmbiguousGuestError",
     "AttachSpec",
     "Attachment",
     "BatchRunner",

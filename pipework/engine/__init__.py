@@ -1,8 +1,10 @@
 """The engine: everything backends may import lives in this namespace."""
 
+from .dockerapi import ContainerAPI, ContainerResolver
 from .engine import Engine, require_privileges
 from .errors import (
     EXIT_INTERRUPTED,
+    AmbiguousGuestError,
     ConflictError,
     ExternalCommandError,
     GuestNotFoundError,
@@ -81,10 +83,13 @@ __all__ = [
     "AddressProvider",
     "AddressResult",
     "AddressSpec",
+    "AmbiguousGuestError",
     "AttachSpec",
     "Attachment",
     "BatchRunner",
     "ConflictError",
+    "ContainerAPI",
+    "ContainerResolver",
     "DetachContext",
     "Engine",
     "EngineConfig",

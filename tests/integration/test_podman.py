@@ -63,6 +63,23 @@ def test_bare_name_found_in_podman_only(
     assert "eth1" in pid_links(web.pid)
 
 
+def test_bare_name_nowhere_names_the_runtimes_asked(
+    host_ns, docker_daemon, podman_service, run_pipework
+):
+    env = dict(os.environ, CONTAINER_HOST=podman_service.url)
+    plugins = run_pipework("plugins", "--json", env=env)
+    detected = {r["name"]: r["detected"] for r in json.loads(plugins.stdout)["runtimes"]}
+    assert detected["docker"] and detected["podman"]
+    before = set(links(host_ns))
+    result = run_pipework("brpwp5", "pwt-nowhere", "0/0", netns=host_ns.name, env=env)
+    one_line_error(
+        result, 3,
+        "no guest named pwt-nowhere in docker or podman (see `docker ps -a`; "
+        "for a network namespace write netns:NAME; see `podman ps -a`)",
+    )  # fmt: skip
+    assert set(links(host_ns)) == before
+
+
 def test_not_running_missing_and_unreachable(
     host_ns, make_podman_container, run_pipework, tmp_path
 ):

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipework.engine import EngineConfig, hookimpl
-from pipework.engine.dockerapi import ContainerResolver
+from pipework.engine import ContainerResolver, EngineConfig, hookimpl
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipework.engine import EngineConfig, RuntimeUnavailableError, hookimpl
-from pipework.engine.dockerapi import ContainerResolver
+from pipework.engine import ContainerResolver, EngineConfig, RuntimeUnavailableError, hookimpl
 
 SOCKETS = ("/run/podman/podman.sock", "/var/run/podman/podman.sock")
 """Where a rootful Podman service listens, in the order they are tried."""
