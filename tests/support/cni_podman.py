@@ -6,8 +6,8 @@ the shared-memory lock segment), the CNI plugin directory (pipework-cni as
 ``pipework`` beside the reference plugins), the network configuration
 directory and the host-local IPAM data. ``containers.conf`` is private too
 (``CONTAINERS_CONF``). What Podman and libcni create elsewhere
-(``/var/lib/cni``, ``/var/lib/containers/cache``) is removed again if it was
-not there before and is empty; the cached results of our networks are
+(``/var/lib/cni``, ``/var/lib/containers/cache`` and the image cache in it)
+is removed again if it was not there before (directories only when empty); the cached results of our networks are
 removed by the plugins' DEL and checked.
 """
 
@@ -32,6 +32,7 @@ GLOBAL_DIRS = (
     Path("/var/lib/containers"),
 )
 IMAGE = "localhost/pwt-busybox:latest"
+BLOB_CACHE = Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb")
 
 
 class Podman:
@@ -39,6 +40,7 @@ class Podman:
         self.dir = Path(tempfile.mkdtemp(prefix=f"{infra.PREFIX}-podman-"))
         self.net_dir = self.dir / "net"
         self.created_global = [d for d in GLOBAL_DIRS if not d.exists()]
+        self.existing_files = {f for f in (BLOB_CACHE,) if f.exists()}
         self.networks: list[str] = []
         self.env = dict(os.environ, CONTAINERS_CONF=str(self.dir / "containers.conf"))
 
@@ -115,6 +117,9 @@ volume_path = "{d}/root/volumes"
         for mountpoint in sorted(_mounts_under(self.dir), key=len, reverse=True):
             infra.run(["umount", "-l", mountpoint], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        # Podman's image-import cache is only a cache: ours goes if it was not there before.
+        if BLOB_CACHE not in self.existing_files:
+            BLOB_CACHE.unlink(missing_ok=True)
         for path in self.created_global:  # deepest first; only if empty (others may use them)
             with contextlib.suppress(OSError):
                 path.rmdir()
