@@ -41,6 +41,7 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
+from .firewall import once_per_batch
 from .guests import Guest, still_there
 from .hookspecs import (
     AddressContext,
@@ -410,9 +411,10 @@ class Engine:
                 except Exception as exc:
                     results[i] = exc
 
-        async with anyio.create_task_group() as tg:
-            for i, spec in enumerate(specs):
-                tg.start_soon(one, i, spec)
+        with once_per_batch():
+            async with anyio.create_task_group() as tg:
+                for i, spec in enumerate(specs):
+                    tg.start_soon(one, i, spec)
         return results
 
     async def _attach(
@@ -648,14 +650,21 @@ class Engine:
         gns = self._pool.acquire(fd, label)
         try:
             with anyio.move_on_after(ANNOUNCE_WAIT):
+                polls = 0
                 while True:
+                    polls += 1
                     current = await gns.link_by_index(link.index)
                     if current is None:
                         return
                     peer = await self.host.link(host_ifname) if host_ifname else None
                     if current.operstate == "UP" and (peer is None or peer.operstate == "UP"):
                         break
-                    await anyio.sleep(0.002)
+                    # Every 2 ms at first; then slower: with many new links the
+                    # kernel updates their state about once a second, and a
+                    # thousand tasks polling every 2 ms would crowd the loop.
+                    await anyio.sleep(
+                        0.002 if polls <= 10 else min(0.002 * 2 ** (polls - 10), 0.05)
+                    )
                 # The bridge enables the port in the notifier that follows
                 # the operstate change: give that a moment.
                 await anyio.sleep(0.005)

@@ -26,7 +26,9 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ import anyio
 from .errors import ExternalCommandError, TimeoutExpiredError, UsageError
 from .hookspecs import DetachContext, LinkContext
 from .marker import Marker
-from .netlink import Netns, read_sysctl
+from .netlink import Netns, netns_identity, read_sysctl
 
 log = logging.getLogger("pipework")
 
@@ -236,8 +238,39 @@ async def _allowed(host_fd: int | None, chain: Chain, bridge: str) -> bool:
 
 
 async def forward_trap(host_fd: int | None, bridge: str) -> list[Chain]:
-    """The chains that would drop traffic across ``bridge`` (empty: no trap)."""
+    """The chains that would drop traffic across ``bridge`` (empty: no trap).
+
+    Inside ``once_per_batch()`` the firewall is read once per bridge: every
+    read runs the firewall tools, a fork and exec each, which would cost a
+    batch of a thousand attaches more than their netlink work.
+    """
+    cache = FORWARD_CHECKS.get()
+    if cache is None:
+        return await _forward_trap(host_fd, bridge)
+    key = (netns_identity(host_fd), bridge)
+    entry = cache.setdefault(key, (anyio.Lock(), []))
+    async with entry[0]:
+        if not entry[1]:
+            entry[1].append(await _forward_trap(host_fd, bridge))
+    return list(entry[1][0])
+
+
+async def _forward_trap(host_fd: int | None, bridge: str) -> list[Chain]:
     return [c for c in await dropping_chains(host_fd) if not await _allowed(host_fd, c, bridge)]
+
+
+_Cache = dict[tuple[tuple[int, int], str], tuple[anyio.Lock, list[list["Chain"]]]]
+FORWARD_CHECKS: ContextVar[_Cache | None] = ContextVar("pipework_forward_checks", default=None)
+
+
+@contextmanager
+def once_per_batch() -> Iterator[None]:
+    """Within the block (a batch of attaches), check each bridge's firewall once."""
+    token = FORWARD_CHECKS.set({})
+    try:
+        yield
+    finally:
+        FORWARD_CHECKS.reset(token)
 
 
 def trap_message(bridge: str, chains: Sequence[Chain]) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import anyio
 
 from .errors import EXIT_INTERRUPTED, GuestNotFoundError, GuestNotRunningError, PipeworkError
+from .firewall import once_per_batch
 from .marker import Marker
 from .specs import Attachment, AttachSpec
 from .teardown import deferred_deletes
@@ -187,7 +188,7 @@ class BatchRunner:
         limiter = anyio.CapacityLimiter(self.limit)
         attaches = [o for o in outcomes if o.job.spec is not None]
         detaches = [o for o in outcomes if o.job.spec is None]
-        with anyio.CancelScope() as scope:
+        with anyio.CancelScope() as scope, once_per_batch():
             self._scope = scope
             if self._interrupted:
                 scope.cancel()
