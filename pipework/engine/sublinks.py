@@ -173,8 +173,15 @@ async def release_vlan(host: Netns, name: str, user: str, *, ours: bool = False)
 
 async def detach_child(ctx: DetachContext) -> None:
     """Remove the child, then release the VLAN sub-interface it sat on."""
-    if not ctx.marker.state:
+    vlan = ctx.marker.state
+    if not vlan and ctx.guest_ns is None:
+        # The guest is gone with the child and its marker (Engine.remove()
+        # passes the marker the request would have made, without state):
+        # the sub-interface still carries this attachment's reference name.
+        holder = await ctx.host.link(user_name(ctx.marker))
+        vlan = holder.ifname if holder is not None else ""
+    if not vlan:
         return  # the engine deletes the child
     if ctx.guest_ns is not None and ctx.guest_link is not None:
         await ctx.guest_ns.delete(ctx.guest_link.index)
-    await release_vlan(ctx.host, ctx.marker.state, user_name(ctx.marker))
+    await release_vlan(ctx.host, vlan, user_name(ctx.marker))
