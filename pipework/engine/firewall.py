@@ -317,13 +317,16 @@ async def allow_forward(host_fd: int | None, bridge: str) -> list[Chain]:
     """Accept traffic across ``bridge`` in every chain that would drop it;
     return the chains changed (empty when nothing drops it)."""
     check_bridge_name(bridge)
-    changed = await forward_trap(host_fd, bridge)
+    changed = await _forward_trap(host_fd, bridge)  # as it is now, not as a batch saw it
     for chain in changed:
         if chain.tool == "nft":
             await run_tool(host_fd, ["nft", "-j", "-f", "-"], stdin=nft_insert(chain, bridge))
         else:
             await run_tool(host_fd, [chain.tool, "-w", "5", "-I", *iptables_rule(bridge)])
         log.info("added a rule accepting traffic across %s to %s", bridge, chain)
+    cache = FORWARD_CHECKS.get()
+    if changed and cache is not None:
+        cache.pop((netns_identity(host_fd), bridge), None)
     return changed
 
 
@@ -359,7 +362,11 @@ async def remove_forward(host_fd: int | None, bridge: str) -> list[Chain]:
     removed = []
     for chain, _owner in await our_rules(host_fd, bridge):
         if chain.tool != "nft":
-            await run_tool(host_fd, [chain.tool, "-w", "5", "-D", *iptables_rule(bridge)])
+            # Two processes may each have added one: remove every copy.
+            listing = await run_tool(host_fd, [chain.tool, "-w", "5", "-S", "FORWARD"])
+            copies = sum(1 for line in listing.splitlines() if _iptables_owner(line) == bridge)
+            for _ in range(copies):
+                await run_tool(host_fd, [chain.tool, "-w", "5", "-D", *iptables_rule(bridge)])
         else:
             listing = await run_tool(
                 host_fd, ["nft", "-a", "-j", "list", "chain", chain.family, chain.table, chain.name]
@@ -396,10 +403,12 @@ async def settle_forward(ctx: LinkContext, bridge: str, port: str) -> None:
     it, warn when the host's firewall would drop that traffic."""
     host = ctx.host
     if ctx.spec.allow_forward:
-        if await allow_forward(host.fd, bridge):
-            ctx.journal.record(
-                f"forward rule for {bridge}", lambda: release_forward(host, bridge, leaving=port)
-            )
+        async with ctx.lock(f"forward:{bridge}"):  # one rule, however many attach at once
+            if await allow_forward(host.fd, bridge):
+                ctx.journal.record(
+                    f"forward rule for {bridge}",
+                    lambda: release_forward(host, bridge, leaving=port),
+                )
         return
     chains = await forward_trap(host.fd, bridge)
     if chains:

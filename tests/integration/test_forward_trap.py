@@ -189,3 +189,36 @@ def test_allow_forward_refuses_a_bridge_name_it_cannot_write(host_ns, make_netns
     )
     assert result.returncode == 2 and "cannot write a rule for bridge" in result.stderr
     assert set(links(host_ns)) == {"lo"} and set(links(a)) == {"lo"}
+
+
+def test_many_attaches_at_once_add_one_rule_and_the_last_detach_removes_every_copy(
+    trapped_host, make_netns
+):
+    host = trapped_host
+    host.exec("iptables", "-P", "FORWARD", "DROP")
+    guests = [make_netns("m") for _ in range(5)]
+
+    async def main() -> None:
+        async with Engine(host_netns=host.path) as engine:
+            specs = [
+                AttachSpec(
+                    host="brpwtmany",
+                    guest=f"netns:{g.name}",
+                    address=AddressSpec.parse(f"198.18.74.{i + 1}/24"),
+                    allow_forward=True,
+                )
+                for i, g in enumerate(guests)
+            ]
+            results = await engine.attach_many(specs)
+            assert all(not isinstance(r, Exception) for r in results), results
+            assert len(forward_rules(host)) == 1
+            # Another process added a copy meanwhile: the last detach takes both.
+            host.exec("iptables", "-I", "FORWARD", "-i", "brpwtmany", "-o", "brpwtmany", "-m",
+                      "comment", "--comment", "pipework allow-forward brpwtmany", "-j", "ACCEPT")  # fmt: skip
+            for g in guests[:-1]:
+                await engine.detach(f"netns:{g.name}")
+                assert len(forward_rules(host)) == 2
+            await engine.detach(f"netns:{guests[-1].name}")
+            assert forward_rules(host) == []
+
+    anyio.run(main)

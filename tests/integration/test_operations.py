@@ -312,3 +312,26 @@ def test_passthrough_without_the_program(host_ns, make_netns, run_pipework, tmp_
     env = dict(os.environ, PATH=str(bin_dir))
     result = run_pipework("tc", f"netns:{guest.name}", "qdisc", env=env)
     one_line(result, 8, "tc is not installed (install the Debian package iproute2)")
+
+
+def test_ls_shows_a_kept_dhcp_client_and_gc_stops_it_once_its_guest_is_gone(
+    host_ns, make_netns, dhcp_server, dhcp_run_dir, run_pipework, host_files_unchanged
+):
+    dhcp_server()
+    guest = make_netns("k")
+    ok(run_pipework("brpwtd", f"netns:{guest.name}", "udhcpc-f", netns=host_ns.name))
+    (record,) = mine(ls_json(run_pipework, host_ns), guest)
+    assert record["dhcp"].startswith("kept, running (PID "), record
+    assert record["addresses"][0].startswith("198.18.100.")
+    pid = int(record["dhcp"].split("PID ")[1].rstrip(")"))
+    table = ok(run_pipework("ls", f"netns:{guest.name}", netns=host_ns.name))
+    assert f"kept, running (PID {pid})" in table
+    # The name goes; the kept client keeps the namespace alive: gc stops it.
+    infra.run(["ip", "netns", "del", guest.name])
+    out = ok(run_pipework("gc", netns=host_ns.name))
+    assert "removed: udhcpc state" in out, out
+    deadline = time.monotonic() + 5
+    while infra._alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not infra._alive(pid), infra.describe_pid(pid)
+    assert list(dhcp_run_dir.glob("dhcp/*")) == []

@@ -380,7 +380,6 @@ class DhcpHelperProvider:
         await self._discard(state, marker.guest, marker.ifname)
 
     async def inspect(self, ctx: DetachContext) -> AddressResult | None:
-        import aiodocker
 
         marker = ctx.marker
         state = StateDir.of(self.config.run_dir, marker.guest, marker.ifname)
@@ -388,19 +387,36 @@ class DhcpHelperProvider:
         if meta.get("provider") != self.name:
             return None
         report = parse_report(read_text(state.file(LEASE_COPY)) or "")
-        if meta.get("mode") == "kept":
-            daemon = Daemon.of(meta.get("api"), meta.get("runtime"))
-            try:
-                details = await self._call(
-                    "inspecting the dhcp helper",
-                    self._client(daemon).containers.container(meta["helper"]).show(),
-                    daemon,
-                )
-            except aiodocker.DockerError:
-                return None
-            if not details["State"]["Running"]:
-                return None
+        if meta.get("mode") == "kept" and not await self._helper_running(meta):
+            return None
         return await intact_result(ctx, report)
+
+    async def _helper_running(self, meta: dict[str, Any]) -> bool | None:
+        """Is a kept attachment's helper running? None when it is gone."""
+        import aiodocker
+
+        daemon = Daemon.of(meta.get("api"), meta.get("runtime"))
+        try:
+            details = await self._call(
+                "inspecting the dhcp helper",
+                self._client(daemon).containers.container(meta["helper"]).show(),
+                daemon,
+            )
+        except aiodocker.DockerError:
+            return None
+        return bool(details["State"]["Running"])
+
+    async def describe(self, ctx: DetachContext) -> str:
+        """The helper's state, for ``pipework ls``."""
+        meta = StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname).meta()
+        if meta.get("provider") != self.name:
+            return "no state (lease not renewed)"
+        if meta.get("mode") != "kept":
+            return "one-shot (lease configured, helper removed)"
+        running = await self._helper_running(meta)
+        if running is None:
+            return f"kept, helper {meta.get('helper')} gone (a re-run restarts it)"
+        return f"kept, helper {meta.get('helper')} {'running' if running else 'stopped'}"
 
     async def collect_garbage(self, dry_run: bool = False) -> list[str]:
         """Helpers whose guest is gone, stopped or restarted, and their state.
