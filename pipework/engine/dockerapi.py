@@ -88,10 +88,8 @@ class ContainerAPI:
             if status == 404:
                 return None
             if status != 200:
-                raise RuntimeUnavailableError(
-                    f"{self.product} answered {status} for {ref}: "
-                    f"{body[:200].decode(errors='replace')}"
-                )
+                said = " ".join(body[:200].decode(errors="replace").split())  # one line
+                raise RuntimeUnavailableError(f"{self.product} answered {status} for {ref}: {said}")
             return json.loads(body)  # type: ignore[no-any-return]
         if self.url.startswith(("tcp://", "http://", "https://")):
             return await self._inspect_aiodocker(ref)

@@ -121,3 +121,14 @@ async def test_unreachable_missing_and_unsupported(sockets, monkeypatch, tmp_pat
     monkeypatch.setenv("CONTAINER_HOST", "ssh://root@host/run/podman/podman.sock")
     with pytest.raises(UnsupportedError, match="CONTAINER_HOST=ssh://root@host"):
         await PodmanResolver(timeout=5).resolve("podman:web1")
+
+
+async def test_an_error_answer_is_one_line(sockets, monkeypatch, tmp_path):
+    sock = str(tmp_path / "p.sock")
+    monkeypatch.setenv("CONTAINER_HOST", f"unix://{sock}")
+    serve_once(
+        sock, b'HTTP/1.0 500 Internal Server Error\r\n\r\n{"cause": "x",\n "message": "boom"}\n'
+    )
+    with pytest.raises(RuntimeUnavailableError) as failure:
+        await PodmanResolver(timeout=5).resolve("podman:web1")
+    assert str(failure.value) == 'Podman answered 500 for web1: {"cause": "x", "message": "boom"}'
