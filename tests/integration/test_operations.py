@@ -335,3 +335,29 @@ def test_ls_shows_a_kept_dhcp_client_and_gc_stops_it_once_its_guest_is_gone(
         time.sleep(0.05)
     assert not infra._alive(pid), infra.describe_pid(pid)
     assert list(dhcp_run_dir.glob("dhcp/*")) == []
+
+
+def test_gc_removes_the_dhcp_helper_of_a_killed_container(
+    host_ns, make_container, dhcp_server, dhcp_run_dir, run_pipework, no_dhcp_helpers
+):
+    dhcp_server()
+    web = make_container()
+    ok(run_pipework("brpwtd", web.name, "dhcp:-f", netns=host_ns.name))
+    (record,) = [r for r in ls_json(run_pipework, host_ns) if r["guest"]["key"] == web.id]
+    assert record["dhcp"].startswith("kept, helper pipework-dhcp-") and record["dhcp"].endswith(
+        " running"
+    )
+
+    def helpers() -> list[str]:
+        return web.daemon.cli(
+            "ps", "-aq", "--filter", f"label=pipework.guest={web.id}"
+        ).stdout.split()
+
+    assert len(helpers()) == 1
+    assert ok(run_pipework("gc", "--dry-run", netns=host_ns.name)).strip() == "nothing to collect"
+    web.daemon.cli("kill", web.id)
+    dry = ok(run_pipework("gc", "--dry-run", netns=host_ns.name))
+    assert "would remove: dhcp helper pipework-dhcp-" in dry and helpers()
+    out = ok(run_pipework("gc", netns=host_ns.name))
+    assert "removed: dhcp helper pipework-dhcp-" in out
+    assert helpers() == [] and list(dhcp_run_dir.glob("dhcp/*")) == []
