@@ -328,3 +328,15 @@ def test_hostile_container_references_reach_no_shell(
     assert container.name in listed.stdout
     assert run_pipework("detach", container.name, "--all", netns=host_ns.name).returncode == 0
     assert not pwned.exists()
+
+
+def test_wait_inside_the_guest_needs_no_privileges(make_netns):
+    setpriv = shutil.which("setpriv")
+    infra.require(setpriv, "setpriv (util-linux) is needed to drop privileges")
+    guest = make_netns("g")
+    unprivileged = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-m", "pipework"]  # fmt: skip
+    result = guest.exec(*unprivileged, "--wait", "-i", "lo", "--timeout", "0", check=False)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    missing = guest.exec(*unprivileged, "--wait", "--timeout", "0", check=False)
+    one_line(missing, 10, "eth1 in this namespace does not exist after 0 s")
