@@ -367,6 +367,12 @@ class Netns:
         return Link.from_msg(msgs[0])
 
     async def links(self) -> list[Link]:
+        if self._lean is not None:
+            await checkpoint()
+            try:
+                return [Link(**fields) for fields in self._lean.links()]  # type: ignore[arg-type]
+            except RtnlError as exc:
+                raise _translate(exc, "listing interfaces", self.label) from None
         result = await self._call("listing interfaces", (await self._api()).link("dump"))
         return [Link.from_msg(m) async for m in result]
 

@@ -356,6 +356,12 @@ class LinkRequests(Rtnl):
         body += _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
         return link_fields(self._ask(RTM_GETLINK, 0, body)[0])
 
+    def links(self) -> list[dict[str, object]]:
+        """Every interface of the namespace (a dump, statistics left out)."""
+        body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        body += _u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+        return [link_fields(p) for p in self._ask(RTM_GETLINK, NLM_F_DUMP, body)]
+
     def set_link(self, index: int, attrs: dict[str, object]) -> None:
         flags, change, body = encode_link_attrs(attrs)
         self._ask(RTM_NEWLINK, NLM_F_ACK, _IFINFOMSG.pack(0, 0, index, flags, change) + body)
