@@ -70,7 +70,10 @@ class PodmanService:
         self.url = f"unix://{self.sock}"
         self.conf = self.root / "containers.conf"
         self.env = dict(os.environ, CONTAINERS_CONF=str(self.conf))
-        self.env.pop("CONTAINER_HOST", None)
+        # Not Docker's settings (the private dockerd's DOCKER_CONFIG has no
+        # config.json, which podman would try to read), nor another Podman.
+        for variable in ("CONTAINER_HOST", "DOCKER_CONFIG", "DOCKER_HOST"):
+            self.env.pop(variable, None)
         self._service: subprocess.Popen[bytes] | None = None
         self._new_global = [p for p in _GLOBAL if not p.exists()]
         self._new_cgroups = not infra.cgroup_dirs(_CGROUP_PARENT)
