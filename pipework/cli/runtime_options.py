@@ -1,9 +1,11 @@
 """Where the container runtimes are: options every command takes.
 
 ``--podman-host URL`` and ``--lxcpath PATH`` (or ``-P PATH``, as the LXC
-tools spell it) may stand anywhere on the line, before a ``--``. They set,
-for this process, the environment the guest resolvers read:
-``CONTAINER_HOST`` (Podman's own variable) and ``PIPEWORK_LXC_PATH``.
+tools spell it) may stand anywhere on the line, before a ``--``; for
+``route``, ``rule`` and ``tc`` only up to the GUEST, as what follows is
+``ip``'s or ``tc``'s. They set, for this process, the environment the guest
+resolvers read: ``CONTAINER_HOST`` (Podman's own variable) and
+``PIPEWORK_LXC_PATH``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ OPTIONS = {
 }
 PREFIXES = ("--podman-host", "--lxcpath", "-P")
 """What a word starts with when it may be one of these options (a cheap test)."""
+PASSTHROUGH = ("route", "rule", "tc")
+"""Commands whose words after the GUEST belong to another program."""
 
 
 def take_runtime_options(args: list[str], environ: dict[str, str] | None = None) -> list[str]:
@@ -27,9 +31,12 @@ def take_runtime_options(args: list[str], environ: dict[str, str] | None = None)
     env: dict[str, str] | os._Environ[str] = os.environ if environ is None else environ
     rest: list[str] = []
     given: set[str] = set()
+    positionals: list[str] = []
     words = iter(args)
     for arg in words:
-        if arg == "--":
+        if arg == "--" or (
+            positionals[:1] and positionals[0] in PASSTHROUGH and len(positionals) == 2
+        ):
             rest.append(arg)
             rest.extend(words)
             break
@@ -37,6 +44,8 @@ def take_runtime_options(args: list[str], environ: dict[str, str] | None = None)
         if name not in OPTIONS:
             if not (arg.startswith("-P") and len(arg) > 2):
                 rest.append(arg)
+                if not arg.startswith("-"):
+                    positionals.append(arg)
                 continue
             name, eq, value = "-P", "=", arg[2:]  # -P/srv/lxc, as getopt allows
         if not eq:

@@ -37,6 +37,15 @@ def test_lxcpath_spellings(words):
     assert env == {"PIPEWORK_LXC_PATH": "/srv/lxc"}
 
 
+def test_passthrough_words_after_the_guest_are_left_alone():
+    env: dict[str, str] = {}
+    words = ["--json", "tc", "-P", "/srv/lxc", "lxc:web1", "qdisc", "show", "-P", "x"]
+    assert take_runtime_options(words, env) == [
+        "--json", "tc", "lxc:web1", "qdisc", "show", "-P", "x",
+    ]  # fmt: skip
+    assert env == {"PIPEWORK_LXC_PATH": "/srv/lxc"}
+
+
 def test_words_after_a_double_dash_are_left_alone():
     env: dict[str, str] = {}
     words = ["route", "web1", "--", "-P", "x"]
