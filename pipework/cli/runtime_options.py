@@ -19,8 +19,6 @@ OPTIONS = {
     "--lxcpath": "PIPEWORK_LXC_PATH",
     "-P": "PIPEWORK_LXC_PATH",
 }
-PREFIXES = ("--podman-host", "--lxcpath", "-P")
-"""What a word starts with when it may be one of these options (a cheap test)."""
 PASSTHROUGH = ("route", "rule", "tc")
 """Commands whose words after the GUEST belong to another program."""
 
@@ -66,4 +64,4 @@ def _example(name: str) -> str:
     return f"e.g. {name} /var/lib/lxc"
 
 
-__all__ = ["OPTIONS", "PREFIXES", "take_runtime_options"]
+__all__ = ["OPTIONS", "take_runtime_options"]
