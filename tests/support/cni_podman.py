@@ -42,7 +42,10 @@ class Podman:
         self.created_global = [d for d in GLOBAL_DIRS if not d.exists()]
         self.existing_files = {f for f in (BLOB_CACHE,) if f.exists()}
         self.networks: list[str] = []
-        self.env = dict(os.environ, CONTAINERS_CONF=str(self.dir / "containers.conf"))
+        # Not the private dockerd's client settings (the docker_daemon fixture
+        # exports them): podman reads DOCKER_CONFIG for credentials too.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        self.env["CONTAINERS_CONF"] = str(self.dir / "containers.conf")
 
     def start(self) -> None:
         for sub in ("root", "runroot", "tmp", "net"):
