@@ -81,10 +81,12 @@ class BridgeBackend:
         flags = [f"vlan={vlan}"] if vlan is not None else []
         flags += [FORWARD_FLAG] if spec.allow_forward else []
         marker = replace(ctx.marker, state=",".join(flags))
-        await host.set(veth.index, master=bridge.index, ifalias=marker.format())
-        if vlan is not None:
+        if vlan is None:  # one request: enslave, mark and bring up
+            await host.set(veth.index, master=bridge.index, ifalias=marker.format(), state="up")
+        else:  # the port's VLAN is set before it forwards anything
+            await host.set(veth.index, master=bridge.index, ifalias=marker.format())
             await host.set_port_vlan(veth.index, vlan)
-        await host.set(veth.index, state="up")
+            await host.set(veth.index, state="up")
         await settle_forward(ctx, bridge.ifname, veth.ifname)
         return GuestLink(
             temp_ifname=ctx.temp_ifname,
