@@ -21,7 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-from .protocol import IO_FAILURE, LATEST, SUPPORTED_VERSIONS, CniError, version_info
+from .protocol import INTERNAL, IO_FAILURE, LATEST, SUPPORTED_VERSIONS, CniError, version_info
 
 PROGRAM = "pipework-cni"
 
@@ -56,12 +56,12 @@ def run(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[st
             _write(stdout, output)
         return 0
     except BaseException as exc:  # every failure becomes the spec's error object
-        if isinstance(exc, SystemExit | KeyboardInterrupt) and not isinstance(exc, Exception):
-            error = CniError(999, "interrupted", "whatever was in flight has been rolled back")
-        else:
+        if isinstance(exc, Exception):
             from .protocol import error_for
 
-            error = error_for(exc) if not isinstance(exc, CniError) else exc
+            error = error_for(exc)
+        else:  # KeyboardInterrupt, SystemExit: the engine has rolled back
+            error = CniError(INTERNAL, "interrupted", "whatever was in flight has been rolled back")
         if env.get("PIPEWORK_DEBUG") and not isinstance(exc, CniError):
             import traceback
 
