@@ -468,18 +468,7 @@ class Engine:
         spec: AttachSpec, guest: Guest, host_link: Link | None, backend: LinkBackend
     ) -> Marker:
         """The ownership marker an attach of ``spec`` puts on its interfaces."""
-        ifname = spec.ifname or backend.default_ifname
-        host_name = host_link.ifname if host_link else spec.host
-        key = guest.info.key
-        return Marker(
-            guest=key,
-            ifname=ifname,
-            kind=backend.name,
-            host=host_name,
-            hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
-            addr=spec.address.method,
-            cfg=spec.fingerprint(backend.name, host_name),
-        )
+        return _marker_of(spec, guest.info.key, host_link, backend)
 
     # -- looking without touching (pipework apply --plan) ------------------------------
     async def examine(self, spec: AttachSpec) -> Examination:
@@ -829,7 +818,6 @@ class Engine:
         host_link = await self._host_link(spec)
         backend = await self.choose_backend(spec, host_link)
         ifname = spec.ifname or backend.default_ifname
-        host_name = host_link.ifname if host_link else spec.host
         key = spec.guest_key
         if resolve:
             try:
@@ -857,15 +845,7 @@ class Engine:
             if (marker := Marker.parse(link.alias)) is not None
             and (marker.guest, marker.ifname) == (key, ifname)
         }
-        template = Marker(
-            guest=key,
-            ifname=ifname,
-            kind=backend.name,
-            host=host_name,
-            hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
-            addr=spec.address.method,
-            cfg=spec.fingerprint(backend.name, host_name),
-        )
+        template = _marker_of(spec, key, host_link, backend)
         async with self.lock(f"guest:{key}:{ifname}"):
             for marker in sorted(markers, key=str) or [template]:
                 await self._remove(marker, None, None)
@@ -893,6 +873,21 @@ class Engine:
                         "install it to detach; pipework will not delete an interface it moved",
                     )
                 await gns.delete(link.index)
+
+
+def _marker_of(spec: AttachSpec, key: str, host_link: Link | None, backend: LinkBackend) -> Marker:
+    """The ownership marker an attach of ``spec`` makes for the guest ``key``."""
+    ifname = spec.ifname or backend.default_ifname
+    host_name = host_link.ifname if host_link else spec.host
+    return Marker(
+        guest=key,
+        ifname=ifname,
+        kind=backend.name,
+        host=host_name,
+        hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
+        addr=spec.address.method,
+        cfg=spec.fingerprint(backend.name, host_name),
+    )
 
 
 def _apply_key(guest: Guest, spec: AttachSpec) -> None:
