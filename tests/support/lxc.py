@@ -33,6 +33,12 @@ PIVOT = "lxc.pivot"
 CONFIG = """# pipework tests: no network but lo; pipework plumbs the rest
 lxc.net.0.type = empty
 """
+#: LXC's lock directories for our LXC paths (/run/lxc/lock/tmp/pwt-lxc-*)
+#: hang under these; those missing when the tests started are removed again
+#: once empty (any LxcPath of this session may have made them).
+_RUN_DIRS_MISSING_AT_START = [
+    d for d in (RUN_LXC, RUN_LXC / "lock", RUN_LXC / "lock" / "tmp") if not d.exists()
+]
 
 
 @dataclass
@@ -77,12 +83,6 @@ class LxcPath:
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"{infra.PREFIX}-lxc-", dir="/tmp"))
         self.lock_dir = RUN_LXC / "lock" / str(self.root).lstrip("/")
-        # LXC makes these for any LXCPATH; remember which were not there.
-        self._new_dirs = [
-            d
-            for d in [*reversed(self.lock_dir.parents), self.lock_dir]
-            if (d == RUN_LXC or RUN_LXC in d.parents) and not d.exists()
-        ]
         self._new_pivot = not infra.cgroup_dirs(PIVOT)
         self.containers: list[LxcContainer] = []
         self._destroyed = False
@@ -126,7 +126,7 @@ class LxcPath:
             infra.remove_cgroups(PIVOT)
         with contextlib.suppress(OSError):
             shutil.rmtree(self.lock_dir)
-        for directory in reversed(self._new_dirs):
+        for directory in reversed(_RUN_DIRS_MISSING_AT_START):
             with contextlib.suppress(OSError):
                 directory.rmdir()
         shutil.rmtree(self.root, ignore_errors=True)
