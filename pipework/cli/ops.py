@@ -12,7 +12,7 @@ from pipework.engine.errors import PipeworkError, UsageError
 from pipework.engine.specs import DEFAULT_IFNAME, validate_ifname
 
 from .fastpath import parse_seconds, run_passthrough
-from .render import emit, error, run_async
+from .render import emit, error, one_line, run_async
 
 TABLE_COLUMNS = (
     "GUEST",
@@ -153,8 +153,10 @@ def _row(data: dict[str, Any]) -> list[str]:
 
 
 def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = TABLE_COLUMNS) -> str:
-    """Left-aligned columns, two spaces apart; the last column is not padded."""
-    table = [list(header), *[list(r) for r in rows]]
+    """Left-aligned columns, two spaces apart; the last column is not padded.
+    Control characters in a cell (a namespace name may hold a newline) are
+    escaped, so each row stays one line."""
+    table = [list(header), *[[one_line(cell) for cell in r] for r in rows]]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1]

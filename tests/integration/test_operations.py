@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import infra
+from support import infra, kernel
 from support.checks import links, only_loopback, routes
 
 from pipework.engine.marker import Marker
@@ -361,3 +361,23 @@ def test_gc_removes_the_dhcp_helper_of_a_killed_container(
     out = ok(run_pipework("gc", netns=host_ns.name))
     assert "removed: dhcp helper pipework-dhcp-" in out
     assert helpers() == [] and list(dhcp_run_dir.glob("dhcp/*")) == []
+
+
+def test_gc_drops_the_vlan_users_of_dead_guests(host_ns, make_netns, run_pipework):
+    """A macvlan child dies with its guest; the 802.1q sub-interface pipework
+    made still counts it as a user until gc (kernel permitting)."""
+    kernel.require("vlan")
+    host_ns.exec("ip", "link", "add", "pwtnic0", "type", "veth", "peer", "name", "pwtnicp")
+    host_ns.exec("ip", "link", "set", "pwtnic0", "up")
+    a, b = make_netns("a"), make_netns("b")
+    ok(run_pipework("pwtnic0", f"netns:{a.name}", "198.18.67.2/24", "@30", netns=host_ns.name))
+    ok(run_pipework("pwtnic0", f"netns:{b.name}", "198.18.67.3/24", "@30", netns=host_ns.name))
+    a.destroy()
+    assert "pwtnic0.30" in links(host_ns)
+    out = ok(run_pipework("gc", netns=host_ns.name))
+    assert "removed: VLAN interface pwtnic0.30: 1 user(s) gone" in out
+    assert "pwtnic0.30" in links(host_ns)  # b still uses it
+    b.destroy()
+    out = ok(run_pipework("gc", netns=host_ns.name))
+    assert "removing it (pipework created it)" in out
+    assert "pwtnic0.30" not in links(host_ns)

@@ -280,3 +280,5 @@ def test_records_and_reports_as_dicts() -> None:
 def test_table() -> None:
     text = format_table([["web1", "b"], ["c", "dd"]], header=("GUEST", "X"))
     assert text.splitlines() == ["GUEST  X", "web1   b", "c      dd"]
+    odd = format_table([["netns:a\nb", "x"]], header=("GUEST", "X"))
+    assert odd.splitlines()[1] == "netns:a\\nb  x"
