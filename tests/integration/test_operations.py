@@ -381,3 +381,53 @@ def test_gc_drops_the_vlan_users_of_dead_guests(host_ns, make_netns, run_pipewor
     out = ok(run_pipework("gc", netns=host_ns.name))
     assert "removing it (pipework created it)" in out
     assert "pwtnic0.30" not in links(host_ns)
+
+
+class _DownProvider:
+    """An address provider whose daemon is down: gc must go on without it."""
+
+    name = "pwtdown"
+
+    def claims(self, address) -> bool:  # type: ignore[no-untyped-def]
+        return address.method == self.name
+
+    async def configure(self, ctx):  # type: ignore[no-untyped-def]
+        raise AssertionError("not used")
+
+    async def release(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    async def collect_garbage(self, dry_run: bool = False) -> list[str]:
+        from pipework import RuntimeUnavailableError
+
+        raise RuntimeUnavailableError("cannot reach pwtdownd")
+
+
+class _DownPlugin:
+    from pipework import hookimpl
+
+    @hookimpl
+    def pipework_address_providers(self, config):  # type: ignore[no-untyped-def]
+        return [_DownProvider()]
+
+
+def test_gc_goes_on_when_a_collector_cannot_look(host_ns, make_netns):
+    import anyio
+
+    from pipework import Engine
+
+    guest = make_netns("g")
+    ref = f"netns:{guest.name}"
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with Engine(host_netns=host_ns.path, plugins=[_DownPlugin()]) as engine:
+            from pipework import AddressSpec, AttachSpec
+
+            await engine.attach(
+                AttachSpec(host="brpwtdn", guest=ref, address=AddressSpec.parse("0/0"))
+            )
+            return await engine.gc(dry_run=True)
+
+    report = anyio.run(main)
+    assert "pwtdown: cannot reach pwtdownd" in report.skipped
+    assert report.items == ()  # the live attachment is not garbage
