@@ -7,7 +7,7 @@ manager, file locks (not the shared-memory segment in /dev/shm), a file
 events log, and the rlimits this sandbox accepts (``default_ulimits``;
 Podman's defaults are refused here). It listens on a socket in that
 directory; the system's Podman storage, sockets and services are never used.
-(support/podman.py is the CNI tests' Podman, run as a command instead.)
+(support/cni_podman.py is the CNI tests' Podman, run as a command instead.)
 
 ``stop()`` removes every container, stops the service, kills what it left
 (conmon, cleanup processes: found by our directory in their command line),
