@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -117,6 +118,12 @@ class Daemon:
         if self.runtime == "docker":
             return "is dockerd running? set DOCKER_HOST to its socket"
         return f"is the {self.label} service running? see `pipework plugins`"
+
+
+def _docker_here() -> bool:
+    """Is there a Docker daemon to ask? A host without one (no DOCKER_HOST,
+    no socket) has no helpers there, and gc need not say it could not look."""
+    return bool(os.environ.get("DOCKER_HOST")) or Path(DEFAULT_HOST[len("unix://") :]).exists()
 
 
 def helper_name(guest_key: str, ifname: str) -> str:
@@ -424,7 +431,7 @@ class DhcpHelperProvider:
         Helpers are looked for in Docker and in every other API (Podman) a
         state directory names."""
         found = []
-        daemons = {Daemon.docker()}
+        daemons = {Daemon.docker()} if _docker_here() else set()
         for state in StateDir.all(self.config.run_dir):
             meta = state.meta()
             if meta.get("provider") == self.name:
