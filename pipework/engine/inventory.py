@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -159,13 +160,15 @@ class Scan:
     temp_names: set[str] = field(default_factory=set)
     handles: list[tuple[Netns, int]] = field(default_factory=list)
 
+    @cached_property
     def slots(self) -> set[tuple[str, str]]:
+        """(guest, ifname) of every guest side found (read once the scan is done)."""
         return {(side.marker.guest, side.marker.ifname) for side in self.guest_sides}
 
     def in_use(self, marker: Marker) -> bool:
         """Is the guest side of ``marker``'s attachment (or its attach) somewhere?"""
         temp = "pwt" + short_hash(marker.guest, marker.ifname, "tmp")
-        return (marker.guest, marker.ifname) in self.slots() or temp in self.temp_names
+        return (marker.guest, marker.ifname) in self.slots or temp in self.temp_names
 
 
 def is_guest_side(marker: Marker, link: Link) -> bool:
