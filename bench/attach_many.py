@@ -75,6 +75,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         help="attach_many concurrency; repeat to compare (default: 1 and the engine's default)",
     )
+    parser.add_argument(
+        "--guest-ipv6",
+        choices=("on", "off"),
+        default="on",
+        help="IPv6 in the guests (off: as Docker leaves containers without an IPv6 network)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for the method order")
     parser.add_argument("--cni-dir", default="/usr/lib/cni", help="CNI plugin directory")
     parser.add_argument(
@@ -112,6 +118,7 @@ def supervisor(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "cni_dir": str(cni),
         "bytecode": args.bytecode,
+        "guest_ipv6": args.guest_ipv6,
         "pipework": str(Path(sys.executable).parent / "pipework"),
     }
 
@@ -177,7 +184,8 @@ def render(result: dict[str, Any]) -> str:
             ]
         )
     lines = [
-        f"attach_many, {count} guests, median of {result['config']['rounds']} rounds",
+        f"attach_many, {count} guests, median of {result['config']['rounds']} rounds,"
+        f" IPv6 in the guests {result['config'].get('guest_ipv6', 'on')}",
         format_table(
             ["method", "attach s", "attaches/s", "teardown s", "detaches/s", "breakdown (median)"],
             rows,
@@ -207,6 +215,8 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
     guests: list[str] = plan["guests"]
     addresses = [str(guest_address(k)) for k in range(len(guests))]
     methods: list[str] = plan["methods"]
+    if plan["guest_ipv6"] == "off":
+        disable_ipv6(guests)
     if plan["warmup"]:
         n = min(plan["warmup"], len(guests))
         log(f"warm-up: {n} guests, every method")
@@ -252,7 +262,16 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
         "benchmark": "attach_many",
         "config": {
             k: plan[k]
-            for k in ("count", "rounds", "warmup", "limits", "default_limit", "seed", "bytecode")
+            for k in (
+                "count",
+                "rounds",
+                "warmup",
+                "limits",
+                "default_limit",
+                "seed",
+                "bytecode",
+                "guest_ipv6",
+            )
         },
         "methods": stats,
         "ratios": ratios,
@@ -359,6 +378,21 @@ def write_topology(plan: dict[str, Any], guests: list[str], addresses: list[str]
     path = Path(plan["workdir"]) / "topology.yaml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def disable_ipv6(guests: list[str]) -> None:
+    """IPv6 off in every guest, for interfaces made from now on."""
+    import os
+
+    from pipework.engine.netlink import write_sysctl
+
+    for guest in guests:
+        fd = os.open(f"/run/netns/{guest}", os.O_RDONLY)
+        try:
+            for scope in ("default", "all"):
+                write_sysctl(fd, f"net/ipv6/conf/{scope}/disable_ipv6", "1")
+        finally:
+            os.close(fd)
 
 
 def attach_floor(plan: dict[str, Any], guests: list[str], addresses: list[str]) -> float:

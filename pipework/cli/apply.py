@@ -32,7 +32,7 @@ def _load(file: str, force: bool = False) -> Any:
 
 
 def apply(
-    file: Annotated[str, typer.Argument(help=FILE_HELP)],
+    file: Annotated[str, typer.Argument(metavar="FILE", help=FILE_HELP)],
     plan: Annotated[
         bool, typer.Option("--plan", help="Print what would change; change nothing.")
     ] = False,
@@ -45,7 +45,9 @@ def apply(
     force: Annotated[
         bool, typer.Option("--force", help="Fix bridges and attachments that differ.")
     ] = False,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help=JOBS_HELP)] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP)
+    ] = None,
     all_or_nothing: Annotated[
         bool, typer.Option("--all-or-nothing", help=ALL_OR_NOTHING_HELP)
     ] = False,
@@ -66,8 +68,10 @@ def apply(
 
 
 def destroy(
-    file: Annotated[str, typer.Argument(help=FILE_HELP)],
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help=JOBS_HELP)] = None,
+    file: Annotated[str, typer.Argument(metavar="FILE", help=FILE_HELP)],
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP)
+    ] = None,
 ) -> None:
     """Remove every attachment a topology file names, and the bridges pipework made for it."""
     from .app import Settings
@@ -149,6 +153,16 @@ def _apply(
                         if o.job.spec is not None and o.attachment is not None
                     } | {(s.guest, s.ifname) for s in all_specs if s.ifname}
                     removals = await prune_jobs(engine, loaded, declared, limit=limit)
+                    # A failed attachment of the default interface: which one the
+                    # file names there is unknown, so its guest is not pruned.
+                    unsure = {
+                        o.job.spec.guest
+                        for o in report.outcomes
+                        if o.job.spec is not None
+                        and o.attachment is None
+                        and o.job.spec.ifname is None
+                    }
+                    removals = [job for job in removals if job.guest not in unsure]
                     if removals:
                         pruned = await runner.run(removals)
                         report.outcomes += pruned.outcomes

@@ -60,9 +60,14 @@ def parse_batch(text: str, label: str) -> list[Job]:
 
 def batch(
     file: Annotated[
-        str, typer.Argument(help="File of command lines, one attach per line; - for stdin.")
+        str,
+        typer.Argument(
+            metavar="FILE", help="File of command lines, one attach per line; - for stdin."
+        ),
     ] = "-",
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help=JOBS_HELP)] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP)
+    ] = None,
     all_or_nothing: Annotated[
         bool, typer.Option("--all-or-nothing", help=ALL_OR_NOTHING_HELP)
     ] = False,

@@ -380,3 +380,31 @@ def test_apply_and_destroy_with_containers(host_ns, make_container, run_pipework
     assert f"removed: eth1 in {web.name}" in proc.stdout
     assert f"absent: eth1 in {db.name} (nothing to remove)" in proc.stdout
     assert "eth1" not in links(web) and set(links(host_ns)) == {"lo"}
+
+
+def test_prune_spares_a_guest_whose_attachment_failed(host_ns, make_netns, run_pipework, tmp_path):
+    a = make_netns("a")
+    first = topology(
+        tmp_path,
+        f"""\
+        defaults: {{host: brpwtp}}
+        attachments:
+          - {{guest: netns:{a.name}, address: 198.18.38.2/24}}
+          - {{guest: netns:{a.name}, ifname: eth2, address: 198.18.39.2/24}}
+        """,
+    )
+    assert run_pipework("apply", first, netns=host_ns.name).returncode == 0
+    # eth1 now differs (refused without --force) and eth2 is no longer named.
+    second = topology(
+        tmp_path,
+        f"defaults: {{host: brpwtp}}\nattachments:\n  - {{guest: netns:{a.name}, address: 198.18.38.9/24}}\n",
+        "second.yaml",
+    )
+    proc = run_pipework("apply", second, "--prune", netns=host_ns.name)
+    assert proc.returncode == 7
+    # Which interface the failed attachment meant is unknown: nothing of that guest is pruned.
+    assert {"eth1", "eth2"} <= set(links(a))
+    assert addresses(a, "eth1") == ["198.18.38.2/24"]
+    proc = run_pipework("apply", second, "--prune", "--force", netns=host_ns.name)
+    assert proc.returncode == 0, proc.stderr
+    assert "eth2" not in links(a) and addresses(a, "eth1") == ["198.18.38.9/24"]
