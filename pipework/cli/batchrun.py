@@ -93,7 +93,7 @@ class RichProgress:
         self.bar.start()
 
     def line(self, text: str, *, failure: bool = False) -> None:
-        self.console.print(f"pipework: {text}" if failure else text, markup=False)
+        self.console.print(f"pipework: {text}" if failure else text, markup=False, soft_wrap=True)
 
     def finished(self, outcome: Outcome) -> None:
         failure = outcome.state == "failed"
