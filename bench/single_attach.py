@@ -338,7 +338,9 @@ def measure_phases(
         marks.update(spawn=spawn, done=done)
         totals.append(done - spawn)
         for name, begin, end in PHASES:
-            durations[name].append(marks[end] - marks[begin])
+            # pyroute2 is loaded only when a request needs it (none for a
+            # static attach on a bridge): a phase that did not happen is 0.
+            durations[name].append(marks[end] - marks[begin] if begin in marks else 0.0)
         # pyroute2's import happens inside the attach: count it once.
         durations["attach: netlink work"][-1] -= durations["import pyroute2.iproute.linux"][-1]
     total = statistics.median(totals) * 1000

@@ -1,5 +1,7 @@
 """The engine: everything backends may import lives in this namespace."""
 
+from typing import TYPE_CHECKING
+
 from .dockerapi import ContainerAPI, ContainerResolver
 from .engine import Engine, require_privileges
 from .errors import (
@@ -58,7 +60,6 @@ from .netlink import (
     socket_in_netns,
     unsupported_kind,
 )
-from .runner import BatchRunner, Job, Outcome, Report
 from .specs import (
     AddressSpec,
     Attachment,
@@ -72,6 +73,21 @@ from .specs import (
     validate_ifname,
 )
 from .sublinks import create_child, create_veth, detach_child
+
+if TYPE_CHECKING:
+    from .runner import BatchRunner, Job, Outcome, Report
+
+_RUNNER_NAMES = frozenset({"BatchRunner", "Job", "Outcome", "Report"})
+
+
+def __getattr__(name: str) -> object:
+    """The batch runner is imported on first use: a single attach never needs it."""
+    if name in _RUNNER_NAMES:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'pipework.engine' has no attribute {name!r}")
+
 
 __all__ = [
     "ARPHRD_INFINIBAND",
