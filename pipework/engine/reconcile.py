@@ -194,20 +194,33 @@ async def release_bridges(
     engine: Engine, loaded: TopologyFile, *, only: Sequence[str] | None = None
 ) -> list[str]:
     """Remove the file's bridges (declared, or named as a host) that pipework
-    created and that have no ports left; return their names."""
-    names: dict[str, str] = {b.name: b.kind for b in loaded.topology.bridges}
+    created and that have no ports left; return their names.
+
+    A host named by an attachment without a ``kind`` is offered to every
+    backend that has ``release_host``: each removes only what it marked.
+    """
+    names: dict[str, str | None] = {b.name: b.kind for b in loaded.topology.bridges}
     for spec in specs(loaded):
-        if spec.kind is not None or spec.host.startswith("br"):
-            names.setdefault(spec.host, spec.kind or "bridge")
+        names.setdefault(spec.host, spec.kind)
     removed = []
     for name, kind in names.items():
         if only is not None and name not in only:
             continue
-        release = getattr(engine.backends.get(kind), "release_host", None)
-        if release is None:
-            continue
-        if await release(host_context(engine, name, {}, force=False, dry_run=False)):
-            removed.append(name)
+        kinds = [kind] if kind is not None else sorted(engine.backends)
+        for each in kinds:
+            release = getattr(engine.backends.get(each), "release_host", None)
+            if release is None:
+                continue
+            ctx = host_context(engine, name, {}, force=False, dry_run=False)
+            try:
+                released = await release(ctx)
+            except PipeworkError:
+                if kind is not None:
+                    raise
+                continue  # a guess (Open vSwitch not running, say): not ours to remove
+            if released:
+                removed.append(name)
+                break
     return removed
 
 

@@ -37,6 +37,7 @@ from pipework.engine import (
     DetachContext,
     EngineConfig,
     GuestLink,
+    HostContext,
     HostInterfaceError,
     HostRequest,
     LinkContext,
@@ -72,11 +73,14 @@ from .ovsplan import (
     PortRow,
     add_port_ops,
     applied_ops,
+    bridge_ops,
     check_datapath,
     choose_mtu,
+    drop_bridge_ops,
     holder_ops,
     is_conflict,
     may_drop,
+    may_release,
     owns,
     parse_view,
     plan_attach,
@@ -348,6 +352,37 @@ class OvsBackend:
         veth = await ctx.host.link(marker.hostif)
         if veth is not None and marker.same_attachment(Marker.parse(veth.alias)):
             await ctx.host.delete(veth.index)
+
+    async def release_host(self, ctx: HostContext) -> bool:
+        """Remove an OVS bridge pipework created, once no port but its own
+        internal one is left (``pipework destroy``, ``detach --prune-bridges``).
+        A port is removed without its bridge (``detach`` never drops it), so
+        attachments removed concurrently cannot each leave it to the other."""
+        if self._setup_error is not None:
+            raise self._setup_error
+        for attempt in range(RETRIES):
+            results = await self.client.transact(
+                bridge_ops(ctx.name), what=f"looking up bridge {ctx.name}"
+            )
+            bridges, internal = (result_rows(r) for r in results)
+            if not bridges:
+                return False
+            bridge = BridgeRow.from_row(bridges[0])
+            if not may_release(bridge, frozenset(uuid_str(r["_uuid"]) for r in internal)):
+                return False
+            if ctx.dry_run:
+                return True
+            try:
+                done = await self.client.transact(
+                    drop_bridge_ops(bridge), what=f"removing bridge {ctx.name}"
+                )
+            except OvsdbError as exc:
+                if is_conflict(exc) and attempt < RETRIES - 1:
+                    continue  # a port joined or left meanwhile: look again
+                raise
+            await self._applied(_next_cfg(done), port=ctx.name, bridge=ctx.name)
+            return True
+        return False
 
     async def healthy(self, ctx: DetachContext) -> bool:
         """Is the OVS side of an existing attachment still whole: our port, with

@@ -417,6 +417,31 @@ def holder_ops(port_uuid: str) -> list[Op]:
     return [select_op("Bridge", [["ports", "includes", uuid(port_uuid)]], BRIDGE_COLUMNS)]
 
 
+def bridge_ops(bridge: str) -> list[Op]:
+    """A bridge and its own internal port (for ``release_host``)."""
+    return [
+        select_op("Bridge", [["name", "==", bridge]], BRIDGE_COLUMNS),
+        select_op("Port", [["name", "==", bridge]], ["_uuid"]),
+    ]
+
+
+def may_release(bridge: BridgeRow, internal: frozenset[str]) -> bool:
+    """Remove the bridge? Only one pipework created, with no port but its own."""
+    return bridge.auto_created and bridge.ports <= internal
+
+
+def drop_bridge_ops(bridge: BridgeRow) -> list[Op]:
+    """One transaction: remove ``bridge``, provided its ports are still exactly
+    those we looked at (no port joined meanwhile)."""
+    where = [["_uuid", "==", uuid(bridge.uuid)]]
+    ports = oset(uuid(u) for u in sorted(bridge.ports))
+    return [
+        _wait("Bridge", where, ["ports"], [{"ports": ports}]),
+        _mutate("Open_vSwitch", [], "bridges", "delete", oset([uuid(bridge.uuid)])),
+        *BUMP,
+    ]
+
+
 def may_drop(bridge: BridgeRow, port: PortRow, internal: frozenset[str]) -> bool:
     """Remove the bridge with the port? Only one pipework created, and only
     when nothing but its own internal port would remain."""
