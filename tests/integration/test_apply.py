@@ -441,3 +441,42 @@ def test_an_open_vswitch_bridge_in_a_topology(ovs, host_ns, make_netns, run_pipe
     assert gone.returncode == 0, gone.stderr
     # The OVS backend removes a bridge it made with its last port.
     assert ovs.bridges() == [] and only_loopback(a) and only_loopback(b)
+
+
+def test_a_terminal_gets_a_progress_bar(host_ns, make_netns):
+    """stdout a terminal: rich's bar (cursor control, the count), results above it."""
+    import pty
+
+    a = make_netns("a")
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", host_ns.name, sys.executable, "-m", "pipework", "batch", "-"],
+            input=f"brpwtt netns:{a.name} 198.18.75.2/24\n".encode(),
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            cwd=infra.REPO_ROOT,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+            timeout=60,
+            check=False,
+        )
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the other side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if secondary >= 0:
+            os.close(secondary)
+        os.close(primary)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b[" in shown and "1/1" in shown and "100%" in shown
+    assert f"created: eth1 in netns:{a.name} on bridge brpwtt" in shown
+    assert b"1 attachment: 1 created" in proc.stderr
