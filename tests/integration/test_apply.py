@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -375,7 +376,11 @@ def test_apply_and_destroy_with_containers(host_ns, make_container, run_pipework
     again = run_pipework("apply", path, "--json", netns=host_ns.name)
     assert [r["attachment"]["status"] for r in results(again)] == ["unchanged", "unchanged"]
     # A container removed meanwhile took its interface with it: nothing to remove there.
+    # (The kernel dismantles its namespace, and the veth's host end, asynchronously.)
     db.remove()
+    deadline = time.monotonic() + 10
+    while len(host_ports(host_ns, "brpwtk")) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc = run_pipework("destroy", path, netns=host_ns.name)
     assert proc.returncode == 0, proc.stderr
     assert f"removed: eth1 in {web.name}" in proc.stdout
