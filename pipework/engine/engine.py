@@ -331,11 +331,15 @@ class Engine:
         )
 
     # -- attach ---------------------------------------------------------------------
-    async def attach(self, spec: AttachSpec) -> Attachment:
-        """Attach one interface; all or nothing."""
-        require_privileges()
-        # Everything that can refuse the request comes before the guest
-        # lookup: bad input fails fast, even when Docker is slow or down.
+    async def _prepare(
+        self, spec: AttachSpec
+    ) -> tuple[Link | None, LinkBackend, AddressProvider, Guest]:
+        """Everything ``attach`` and ``examine`` decide before touching anything.
+
+        What can refuse the request comes before the guest lookup: bad input
+        fails fast, even when Docker is slow or down. The caller closes the
+        guest it gets back.
+        """
         host_link = await self._host_link(spec)
         backend = await self.choose_backend(spec, host_link)
         backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
@@ -346,6 +350,16 @@ class Engine:
             check = getattr(provider, "check", None)
             if check is not None:
                 check(spec, guest.info)
+        except BaseException:
+            guest.close()
+            raise
+        return host_link, backend, provider, guest
+
+    async def attach(self, spec: AttachSpec) -> Attachment:
+        """Attach one interface; all or nothing."""
+        require_privileges()
+        host_link, backend, provider, guest = await self._prepare(spec)
+        try:
             return await self._attach(spec, guest, host_link, backend, provider)
         finally:
             guest.close()
@@ -477,16 +491,8 @@ class Engine:
         Raises what ``attach`` would raise before creating anything (bad
         input, no such guest, unknown host interface...).
         """
-        host_link = await self._host_link(spec)
-        backend = await self.choose_backend(spec, host_link)
-        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
-        provider = self.choose_provider(spec)
-        guest = await self.resolve(spec.guest)
+        host_link, backend, provider, guest = await self._prepare(spec)
         try:
-            _apply_key(guest, spec)
-            check = getattr(provider, "check", None)
-            if check is not None:
-                check(spec, guest.info)
             marker = self._marker(spec, guest, host_link, backend)
             gns = self._pool.acquire(guest.fd, guest.name)
             try:
