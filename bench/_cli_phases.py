@@ -28,7 +28,8 @@ def main() -> int:
     import pipework.cli.legacy  # what the console script's fast path imports next
 
     marks["cli_imported"] = time.monotonic()
-    from pipework.engine import engine, netlink
+    from pipework.engine import engine
+    from pipework.engine.kernel import netlink
 
     instrument(engine.Engine, netlink, marks)
     code: int = pipework.cli.run(args)

@@ -344,7 +344,7 @@ def detach_pipework(plan: dict[str, Any], guests: list[str], limit: int) -> dict
     import anyio
 
     from pipework import Engine
-    from pipework.engine.teardown import deferred_deletes
+    from pipework.engine.kernel.teardown import deferred_deletes
 
     async def detach() -> dict[str, float]:
         removed: list[int] = []
@@ -384,7 +384,7 @@ def disable_ipv6(guests: list[str]) -> None:
     """IPv6 off in every guest, for interfaces made from now on."""
     import os
 
-    from pipework.engine.netlink import write_sysctl
+    from pipework.engine.kernel.netlink import write_sysctl
 
     for guest in guests:
         fd = os.open(f"/run/netns/{guest}", os.O_RDONLY)
@@ -404,8 +404,8 @@ def attach_floor(plan: dict[str, Any], guests: list[str], addresses: list[str]) 
     import os
     import socket
 
-    from pipework.engine.netlink import socket_in_netns
-    from pipework.engine.rtnl import LinkRequests
+    from pipework.engine.kernel.netlink import socket_in_netns
+    from pipework.engine.kernel.rtnl import LinkRequests
 
     def requests(fd: int | None) -> LinkRequests:
         return LinkRequests(socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_RAW, 0))

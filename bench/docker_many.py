@@ -311,7 +311,7 @@ def detach_pipework(plan: dict[str, Any], names: list[str], limit: int) -> float
     import anyio
 
     from pipework import Engine
-    from pipework.engine.teardown import deferred_deletes
+    from pipework.engine.kernel.teardown import deferred_deletes
 
     async def detach() -> float:
         async with Engine(limit=limit) as engine:

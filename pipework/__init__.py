@@ -18,30 +18,27 @@ The public, async API::
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import (
+    from pipework.apps.grammar import parse_legacy
+    from pipework.apps.runner import BatchRunner, Job, Outcome, Report
+    from pipework.engine import (
         AddressSpec,
         AmbiguousGuestError,
         Attachment,
         AttachSpec,
-        BatchRunner,
         ConflictError,
         Engine,
         GuestInfo,
         GuestNotFoundError,
         GuestNotRunningError,
         HostInterfaceError,
-        Job,
         NotPermittedError,
-        Outcome,
         PipeworkError,
-        Report,
         RouteSpec,
         RuntimeUnavailableError,
         UnsupportedError,
         UsageError,
         hookimpl,
     )
-    from .engine.grammar import parse_legacy
 
 __version__ = "0.1.0"
 
@@ -71,18 +68,23 @@ __all__ = [
     "parse_legacy",
 ]
 
-_ENGINE_NAMES = frozenset(__all__) - {"__version__", "parse_legacy"}
+_RUNNER_NAMES = frozenset({"BatchRunner", "Job", "Outcome", "Report"})
+_ENGINE_NAMES = frozenset(__all__) - {"__version__", "parse_legacy"} - _RUNNER_NAMES
 
 
 def __getattr__(name: str) -> object:
     """The API is imported on first use, so that light entry points (the CNI
     plugin's VERSION, ``pipework --version``) do not load the engine."""
     if name == "parse_legacy":
-        from .engine.grammar import parse_legacy
+        from pipework.apps.grammar import parse_legacy
 
         return parse_legacy
+    if name in _RUNNER_NAMES:
+        from pipework.apps import runner
+
+        return getattr(runner, name)
     if name in _ENGINE_NAMES:
-        from . import engine
+        from pipework import engine
 
         return getattr(engine, name)
     raise AttributeError(f"module 'pipework' has no attribute {name!r}")

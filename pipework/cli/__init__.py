@@ -33,9 +33,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def run(args: list[str]) -> int:
     if any(a.startswith(("--podman-host", "--lxcpath", "-P")) for a in args):
+        from pipework.cli.runtime_options import take_runtime_options
         from pipework.engine.errors import UsageError
-
-        from .runtime_options import take_runtime_options
 
         try:
             args = take_runtime_options(args)
@@ -47,13 +46,13 @@ def run(args: list[str]) -> int:
         lead += 1
     word, rest = (args[lead], args[lead + 1 :]) if lead < len(args) else ("", [])
     if word in ("route", "rule", "tc") and rest[:1] not in (["-h"], ["--help"]):
-        from .fastpath import run_passthrough
+        from pipework.cli.fastpath import run_passthrough
 
         return run_passthrough(word, rest, debug="--debug" in args[:lead])
     words = [a for a in args if a not in GLOBAL_FLAGS]
     first = words[0] if words else ""
     if "--wait" in words and first not in SUBCOMMANDS:
-        from .fastpath import run_wait_legacy
+        from pipework.cli.fastpath import run_wait_legacy
 
         return run_wait_legacy(words, json_output="--json" in args, debug="--debug" in args)
     if "--version" in args:
@@ -62,20 +61,20 @@ def run(args: list[str]) -> int:
         print(f"pipework {__version__}")
         return 0
     if not words:
-        from .app import run_app
+        from pipework.cli.app import run_app
 
         run_app(["--help"])
         return 2  # like the original: no arguments is a usage error
     if first and first not in SUBCOMMANDS and (not first.startswith("-") or _legacy_option(first)):
-        from .legacy import run_legacy
+        from pipework.cli.legacy import run_legacy
 
         return run_legacy(words, json_output="--json" in args, debug="--debug" in args)
-    from .app import run_app
+    from pipework.cli.app import run_app
 
     return run_app(args)
 
 
 def _legacy_option(word: str) -> bool:
-    from pipework.engine.grammar import OPTIONS
+    from pipework.apps.grammar import OPTIONS
 
     return word.split("=", 1)[0] in OPTIONS or word[:2] in ("-i", "-l", "-a")

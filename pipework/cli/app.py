@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from pipework.apps.grammar import USAGE, parse_backend_options
+from pipework.cli import GLOBAL_FLAGS
+from pipework.cli.render import emit, error, setup_logging
 from pipework.engine.errors import PipeworkError
-from pipework.engine.grammar import USAGE, parse_backend_options
 from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
-
-from . import GLOBAL_FLAGS
-from .render import emit, error, setup_logging
 
 HELP = f"""Plumb extra network interfaces into containers and network namespaces.
 
@@ -160,7 +159,7 @@ def attach(
     ] = None,
 ) -> None:
     """Attach an interface to a guest (long-option form of the legacy grammar)."""
-    from .legacy import run_attach
+    from pipework.cli.legacy import run_attach
 
     def build() -> AttachSpec:
         mac_value, tag = parse_macspec(mac) if mac is not None else (None, None)
@@ -194,7 +193,7 @@ def attach(
 @app.command()
 def plugins() -> None:
     """List the loaded plugins, what they provide, and their distributions."""
-    from pipework.engine.hookspecs import EngineConfig
+    from pipework.engine.contract import EngineConfig
     from pipework.engine.plugins import describe, detect_runtimes, make_plugin_manager
 
     try:
@@ -233,21 +232,21 @@ def demo(
     ] = False,
 ) -> None:
     """Attach two throwaway guests to a bridge and prove they reach each other."""
-    from .demo import run_demo
+    from pipework.cli.demo import run_demo
 
     raise typer.Exit(run_demo(docker=docker, image=image, keep=keep, debug=Settings.debug))
 
 
-from .watch import watch as _watch  # noqa: E402  (its own module; registered here)
+from pipework.cli.watch import watch as _watch  # noqa: E402  (its own module; registered here)
 
 app.command(name="watch")(_watch)
 
-from .ops import register as _register_ops  # noqa: E402  (detach, ls, gc, wait, route, rule, tc)
+from pipework.cli.ops import register as _register_ops  # noqa: E402  (detach, ls, gc, wait, route, rule, tc)
 
 _register_ops(app)
 
-from . import apply as _apply_cli  # noqa: E402  (own modules)
-from . import batch as _batch_cli  # noqa: E402
+from pipework.cli import apply as _apply_cli  # noqa: E402  (own modules)
+from pipework.cli import batch as _batch_cli  # noqa: E402
 
 app.command(name="apply")(_apply_cli.apply)
 app.command(name="destroy")(_apply_cli.destroy)

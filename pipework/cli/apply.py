@@ -12,19 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
+from pipework.apps.runner import BatchRunner, Report
+from pipework.cli.batch import ALL_OR_NOTHING_HELP, JOBS_HELP, show
+from pipework.cli.batchrun import make_progress, with_interrupts
+from pipework.cli.render import error, run_async
 from pipework.engine.errors import PipeworkError
-from pipework.engine.runner import BatchRunner, Report
-
-from .batch import ALL_OR_NOTHING_HELP, JOBS_HELP, show
-from .batchrun import make_progress, with_interrupts
-from .render import error, run_async
 
 FILE_HELP = "Topology file, YAML or JSON (see docs/CLI.md); - for stdin."
 
 
 def _load(file: str, force: bool = False) -> Any:
-    from pipework.engine.reconcile import specs
-    from pipework.engine.topofile import load
+    from pipework.apps.topology.loader import load
+    from pipework.apps.topology.reconcile import specs
 
     loaded = load(file)
     specs(loaded, force=force)  # every attachment is checked before anything runs
@@ -53,7 +52,7 @@ def apply(
     ] = False,
 ) -> None:
     """Make the bridges and attachments of a topology file exist, as declared."""
-    from .app import Settings
+    from pipework.cli.app import Settings
 
     try:
         loaded = _load(file, force)
@@ -74,7 +73,7 @@ def destroy(
     ] = None,
 ) -> None:
     """Remove every attachment a topology file names, and the bridges pipework made for it."""
-    from .app import Settings
+    from pipework.cli.app import Settings
 
     try:
         loaded = _load(file)
@@ -88,8 +87,8 @@ def _plan(
     loaded: Any, force: bool, prune: bool, jobs: int | None, json_output: bool, debug: bool
 ) -> int:
     async def main() -> int:
+        from pipework.apps.topology.reconcile import plan
         from pipework.engine import Engine, require_privileges
-        from pipework.engine.reconcile import plan
 
         require_privileges()
         async with Engine() as engine:
@@ -118,14 +117,14 @@ def _apply(
     debug: bool,
 ) -> int:
     async def main() -> int:
-        from pipework.engine import Engine, require_privileges
-        from pipework.engine.reconcile import (
+        from pipework.apps.topology.reconcile import (
             attach_jobs,
             prepare_bridges,
             prune_jobs,
             release_bridges,
             specs,
         )
+        from pipework.engine import Engine, require_privileges
 
         require_privileges()
         progress = make_progress("applying", json_output)
@@ -192,8 +191,8 @@ def _bridge_line(item: Any) -> str:
 
 def _destroy(loaded: Any, jobs: int | None, json_output: bool, debug: bool) -> int:
     async def main() -> int:
+        from pipework.apps.topology.reconcile import destroy_jobs, release_bridges
         from pipework.engine import Engine, require_privileges
-        from pipework.engine.reconcile import destroy_jobs, release_bridges
 
         require_privileges()
         progress = make_progress("destroying", json_output)

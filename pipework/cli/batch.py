@@ -16,13 +16,12 @@ from typing import Annotated
 
 import typer
 
+from pipework.apps.grammar import parse_legacy
+from pipework.apps.runner import BatchRunner, Job, Report
+from pipework.apps.topology.loader import read
+from pipework.cli.batchrun import make_progress, print_summary, with_interrupts
+from pipework.cli.render import error, run_async
 from pipework.engine.errors import PipeworkError, UsageError
-from pipework.engine.grammar import parse_legacy
-from pipework.engine.runner import BatchRunner, Job, Report
-from pipework.engine.topofile import read
-
-from .batchrun import make_progress, print_summary, with_interrupts
-from .render import error, run_async
 
 JOBS_HELP = "How many attachments run at once [16]."
 ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
@@ -73,7 +72,7 @@ def batch(
     ] = False,
 ) -> None:
     """Run many original-style attach lines concurrently (see docs/CLI.md)."""
-    from .app import Settings
+    from pipework.cli.app import Settings
 
     try:
         text, label = read(file)

@@ -20,9 +20,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from pipework.engine.runner import BatchRunner, Outcome, Progress, Report
-
-from .render import describe
+from pipework.apps.runner import BatchRunner, Outcome, Progress, Report
+from pipework.cli.render import describe
 
 
 def outcome_line(outcome: Outcome) -> str:

@@ -16,11 +16,10 @@ import time
 from contextlib import AsyncExitStack
 from typing import Any
 
+from pipework.cli.render import describe, run_async
 from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError, require_privileges
 from pipework.engine.errors import ExternalCommandError, RuntimeUnavailableError
-from pipework.engine.netlink import new_netns, socket_in_netns
-
-from .render import describe, run_async
+from pipework.engine.kernel.netlink import new_netns, socket_in_netns
 
 BRIDGE = "brdemo0"
 ADDRESSES = ("198.18.0.2/24", "198.18.0.3/24")

@@ -14,10 +14,9 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from pipework.cli.render import emit, error, run_async, setup_logging
 from pipework.engine.errors import ExternalCommandError, UnsupportedError, UsageError
 from pipework.engine.specs import DEFAULT_IFNAME, validate_ifname
-
-from .render import emit, error, run_async, setup_logging
 
 PASSTHROUGH = {"route": ("ip", "route"), "rule": ("ip", "rule"), "tc": ("tc",)}
 """``pipework WORD GUEST ARGS...`` runs this argv + ARGS inside the guest."""
@@ -116,7 +115,7 @@ def run_passthrough(word: str, args: Sequence[str], *, debug: bool) -> int:
     code = run_async(resolve, debug)
     if code != 0:
         return code
-    from pipework.engine.netlink import enter_netns
+    from pipework.engine.kernel.netlink import enter_netns
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -145,8 +144,8 @@ def run_wait_legacy(args: Sequence[str], *, json_output: bool, debug: bool) -> i
         return exc.exit_code
 
     async def wait() -> int:
-        from pipework.engine.netlink import NetlinkPool
-        from pipework.engine.waiting import wait_for_link
+        from pipework.engine.kernel.netlink import NetlinkPool
+        from pipework.engine.kernel.waiting import wait_for_link
 
         pool = NetlinkPool()
         try:

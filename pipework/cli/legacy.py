@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import difflib
 
+from pipework.apps.grammar import parse_legacy
+from pipework.cli import SUBCOMMANDS
+from pipework.cli.render import emit_attachment, error, run_async, setup_logging
 from pipework.engine.errors import UnknownHostInterfaceError, UsageError
-from pipework.engine.grammar import parse_legacy
 from pipework.engine.specs import AttachSpec
-
-from . import SUBCOMMANDS
-from .render import emit_attachment, error, run_async, setup_logging
 
 
 def did_you_mean(word: str) -> str | None:

@@ -8,11 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from pipework.cli.fastpath import parse_seconds, run_passthrough
+from pipework.cli.render import emit, error, one_line, run_async
 from pipework.engine.errors import PipeworkError, UsageError
 from pipework.engine.specs import DEFAULT_IFNAME, validate_ifname
-
-from .fastpath import parse_seconds, run_passthrough
-from .render import emit, error, one_line, run_async
 
 TABLE_COLUMNS = (
     "GUEST",
@@ -29,7 +28,7 @@ TABLE_COLUMNS = (
 
 
 def _settings() -> tuple[bool, bool]:
-    from .app import Settings
+    from pipework.cli.app import Settings
 
     return Settings.json, Settings.debug
 

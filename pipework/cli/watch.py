@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .render import emit, error, run_async
+from pipework.cli.render import emit, error, run_async
 
 STATUS_FILE = "watch/status.json"
 
@@ -73,7 +73,7 @@ def watch(
     ] = False,
 ) -> None:
     """Attach what guests' labels declare whenever they start; clean up when they die."""
-    from .app import Settings
+    from pipework.cli.app import Settings
 
     if log_format not in ("text", "json"):
         error(f"--log-format takes 'text' or 'json', not {log_format!r}")
@@ -82,9 +82,9 @@ def watch(
         raise typer.Exit(show_status(Settings.json))
     declare = None
     if file is not None:
+        from pipework.apps.topology.loader import load
+        from pipework.apps.watch import topology_declarations
         from pipework.engine.errors import PipeworkError
-        from pipework.engine.topofile import load
-        from pipework.engine.watch import topology_declarations
 
         try:
             loaded = load(file)
@@ -103,8 +103,8 @@ async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
 
     import anyio
 
+    from pipework.apps.watch import Watcher
     from pipework.engine import Engine
-    from pipework.engine.watch import Watcher
 
     async with Engine() as engine:
         hook = engine.plugin_manager.hook
@@ -145,8 +145,8 @@ async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
 def show_status(json_output: bool) -> int:
     import os
 
+    from pipework.apps.watch import read_status
     from pipework.engine.engine import DEFAULT_RUN_DIR
-    from pipework.engine.watch import read_status
 
     run_dir = os.environ.get("PIPEWORK_RUN_DIR") or DEFAULT_RUN_DIR
     data = read_status(status_path(run_dir))

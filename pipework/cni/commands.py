@@ -13,6 +13,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from pipework.cni.config import Invocation, NetConf, network_prefix
+from pipework.cni.ipam import Delegate, IpamPlugin, IpamProvider
+from pipework.cni.protocol import INVALID_CONFIG, NOT_AVAILABLE, CniError, error_for
+from pipework.cni.result import Result, from_attachment
 from pipework.engine import (
     AddressSpec,
     AttachSpec,
@@ -21,11 +25,6 @@ from pipework.engine import (
     PipeworkError,
     require_privileges,
 )
-
-from .config import Invocation, NetConf, network_prefix
-from .ipam import Delegate, IpamPlugin, IpamProvider
-from .protocol import INVALID_CONFIG, NOT_AVAILABLE, CniError, error_for
-from .result import Result, from_attachment
 
 AUTO_CREATED = frozenset({"bridge", "ovs", "dummy"})
 """Built-in backends that need no existing host interface (they make their own)."""
@@ -171,7 +170,7 @@ def _exists(path: str) -> bool:
 
 def _dhcp_states(run_dir: str, prefix: str) -> list[tuple[str, str, str]]:
     """(guest key, ifname, provider) of the DHCP state kept for this network."""
-    from pipework.engine.dhcp import StateDir
+    from pipework.backends.addresses.dhcp.toolbox import StateDir
 
     found = []
     for state in StateDir.all(run_dir):

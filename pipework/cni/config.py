@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .protocol import (
+from pipework.cni.protocol import (
     COMMANDS,
     DECODING_FAILURE,
     INVALID_CONFIG,

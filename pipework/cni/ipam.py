@@ -19,6 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipework.cni.config import IPAM_METHOD, Invocation, NetConf
+from pipework.cni.protocol import INTERNAL, INVALID_CONFIG, CniError
+from pipework.cni.result import Result
 from pipework.engine import (
     AddressContext,
     AddressResult,
@@ -27,10 +30,6 @@ from pipework.engine import (
     EngineConfig,
     hookimpl,
 )
-
-from .config import IPAM_METHOD, Invocation, NetConf
-from .protocol import INTERNAL, INVALID_CONFIG, CniError
-from .result import Result
 
 DELEGATE_TIMEOUT = 60.0
 """Seconds a delegated plugin may take (the dhcp IPAM plugin waits for a lease)."""

@@ -21,7 +21,14 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
-from .protocol import INTERNAL, IO_FAILURE, LATEST, SUPPORTED_VERSIONS, CniError, version_info
+from pipework.cni.protocol import (
+    INTERNAL,
+    IO_FAILURE,
+    LATEST,
+    SUPPORTED_VERSIONS,
+    CniError,
+    version_info,
+)
 
 PROGRAM = "pipework-cni"
 
@@ -39,7 +46,7 @@ def main() -> None:
 def run(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:
     version = LATEST
     try:
-        from .config import Invocation
+        from pipework.cni.config import Invocation
 
         invocation = Invocation.from_env(env)
         data = _read(stdin)
@@ -47,7 +54,7 @@ def run(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[st
         if invocation.command == "VERSION":
             _write(stdout, version_info(_requested(data)))
             return 0
-        from .config import load
+        from pipework.cni.config import load
 
         conf = load(data, invocation.command)
         invocation.require()
@@ -57,7 +64,7 @@ def run(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[st
         return 0
     except BaseException as exc:  # every failure becomes the spec's error object
         if isinstance(exc, Exception):
-            from .protocol import error_for
+            from pipework.cni.protocol import error_for
 
             error = error_for(exc)
         else:  # KeyboardInterrupt, SystemExit: the engine has rolled back
@@ -76,7 +83,7 @@ def _dispatch(invocation: Any, conf: Any, env: Mapping[str, str]) -> Any:
 
     import anyio
 
-    from .commands import COMMANDS
+    from pipework.cni.commands import COMMANDS
 
     logging.basicConfig(
         level=logging.DEBUG if env.get("PIPEWORK_DEBUG") else logging.WARNING,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .protocol import DECODING_FAILURE, CniError, version_key
+from pipework.cni.protocol import DECODING_FAILURE, CniError, version_key
 
 if TYPE_CHECKING:
     from pipework.engine.specs import Attachment

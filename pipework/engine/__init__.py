@@ -1,35 +1,6 @@
 """The engine: everything backends may import lives in this namespace."""
 
-from typing import TYPE_CHECKING
-
-from .dockerapi import ContainerAPI, ContainerResolver
-from .engine import Engine, require_privileges
-from .errors import (
-    EXIT_INTERRUPTED,
-    AmbiguousGuestError,
-    ConflictError,
-    ExternalCommandError,
-    GuestNotFoundError,
-    GuestNotRunningError,
-    HostInterfaceError,
-    NotPermittedError,
-    PipeworkError,
-    RuntimeUnavailableError,
-    TimeoutExpiredError,
-    UnknownHostInterfaceError,
-    UnsupportedError,
-    UsageError,
-)
-from .firewall import (
-    FORWARD_FLAG,
-    check_bridge_name,
-    forward_intact,
-    release_forward,
-    settle_forward,
-    stale_forward_rules,
-)
-from .guests import Guest, open_netns, proc_netns
-from .hookspecs import (
+from pipework.engine.contract import (
     AddressContext,
     AddressProvider,
     AddressResult,
@@ -45,9 +16,26 @@ from .hookspecs import (
     hookimpl,
     hookspec,
 )
-from .journal import Journal
-from .marker import BRIDGE_MARKER, Marker
-from .netlink import (
+from pipework.engine.engine import Engine, require_privileges
+from pipework.engine.errors import (
+    EXIT_INTERRUPTED,
+    AmbiguousGuestError,
+    ConflictError,
+    ExternalCommandError,
+    GuestNotFoundError,
+    GuestNotRunningError,
+    HostInterfaceError,
+    NotPermittedError,
+    PipeworkError,
+    RuntimeUnavailableError,
+    TimeoutExpiredError,
+    UnknownHostInterfaceError,
+    UnsupportedError,
+    UsageError,
+)
+from pipework.engine.guests import Guest, open_netns, proc_netns
+from pipework.engine.journal import Journal
+from pipework.engine.kernel.netlink import (
     ARPHRD_INFINIBAND,
     ARPHRD_LOOPBACK,
     Link,
@@ -60,7 +48,8 @@ from .netlink import (
     socket_in_netns,
     unsupported_kind,
 )
-from .specs import (
+from pipework.engine.marker import BRIDGE_MARKER, Marker
+from pipework.engine.specs import (
     AddressSpec,
     Attachment,
     AttachSpec,
@@ -72,29 +61,13 @@ from .specs import (
     parse_pkey,
     validate_ifname,
 )
-from .sublinks import create_child, create_veth, detach_child
-
-if TYPE_CHECKING:
-    from .runner import BatchRunner, Job, Outcome, Report
-
-_RUNNER_NAMES = frozenset({"BatchRunner", "Job", "Outcome", "Report"})
-
-
-def __getattr__(name: str) -> object:
-    """The batch runner is imported on first use: a single attach never needs it."""
-    if name in _RUNNER_NAMES:
-        from . import runner
-
-        return getattr(runner, name)
-    raise AttributeError(f"module 'pipework.engine' has no attribute {name!r}")
-
+from pipework.engine.sublinks import create_child, create_veth, detach_child
 
 __all__ = [
     "ARPHRD_INFINIBAND",
     "ARPHRD_LOOPBACK",
     "BRIDGE_MARKER",
     "EXIT_INTERRUPTED",
-    "FORWARD_FLAG",
     "AddressContext",
     "AddressProvider",
     "AddressResult",
@@ -102,10 +75,7 @@ __all__ = [
     "AmbiguousGuestError",
     "AttachSpec",
     "Attachment",
-    "BatchRunner",
     "ConflictError",
-    "ContainerAPI",
-    "ContainerResolver",
     "DetachContext",
     "Engine",
     "EngineConfig",
@@ -120,7 +90,6 @@ __all__ = [
     "HostContext",
     "HostInterfaceError",
     "HostRequest",
-    "Job",
     "Journal",
     "Link",
     "LinkBackend",
@@ -131,22 +100,18 @@ __all__ = [
     "Netns",
     "NoSuchLink",
     "NotPermittedError",
-    "Outcome",
     "PipeworkError",
-    "Report",
     "RouteSpec",
     "RuntimeUnavailableError",
     "TimeoutExpiredError",
     "UnknownHostInterfaceError",
     "UnsupportedError",
     "UsageError",
-    "check_bridge_name",
     "create_child",
     "create_veth",
     "current_netns_fd",
     "derive_mac",
     "detach_child",
-    "forward_intact",
     "hookimpl",
     "hookspec",
     "open_netns",
@@ -155,11 +120,8 @@ __all__ = [
     "parse_pkey",
     "pick_mtu",
     "proc_netns",
-    "release_forward",
     "require_privileges",
-    "settle_forward",
     "socket_in_netns",
-    "stale_forward_rules",
     "unsupported_kind",
     "validate_ifname",
 ]

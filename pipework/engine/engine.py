@@ -28,22 +28,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from .announce import announce
-from .errors import (
-    ConflictError,
-    GuestNotFoundError,
-    GuestNotRunningError,
-    HostInterfaceError,
-    NotPermittedError,
-    PipeworkError,
-    TimeoutExpiredError,
-    UnknownHostInterfaceError,
-    UnsupportedError,
-    UsageError,
-)
-from .firewall import once_per_batch
-from .guests import Guest, still_there
-from .hookspecs import (
+from pipework.engine.batch import batch_scope
+from pipework.engine.contract import (
     AddressContext,
     AddressProvider,
     AddressResult,
@@ -56,15 +42,29 @@ from .hookspecs import (
     LinkBackend,
     LinkContext,
 )
-from .journal import Journal
-from .marker import Marker
-from .netlink import Link, NetlinkPool, Netns, NoSuchLink
-from .plugins import make_plugin_manager
-from .resolution import Outcome, choose_guest, guess_order
-from .specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
+from pipework.engine.errors import (
+    ConflictError,
+    GuestNotFoundError,
+    GuestNotRunningError,
+    HostInterfaceError,
+    NotPermittedError,
+    PipeworkError,
+    TimeoutExpiredError,
+    UnknownHostInterfaceError,
+    UnsupportedError,
+    UsageError,
+)
+from pipework.engine.guests import Guest, still_there
+from pipework.engine.journal import Journal
+from pipework.engine.kernel.announce import announce
+from pipework.engine.kernel.netlink import Link, NetlinkPool, Netns, NoSuchLink
+from pipework.engine.marker import Marker
+from pipework.engine.plugins import make_plugin_manager
+from pipework.engine.resolution import Outcome, choose_guest, guess_order
+from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
 
 if TYPE_CHECKING:  # loaded on use: not on the attach path
-    from .inventory import AttachmentRecord, GcReport
+    from pipework.engine.inventory import AttachmentRecord, GcReport
 
 log = logging.getLogger("pipework")
 
@@ -425,7 +425,7 @@ class Engine:
                 except Exception as exc:
                     results[i] = exc
 
-        with once_per_batch():
+        with batch_scope():
             async with anyio.create_task_group() as tg:
                 for i, spec in enumerate(specs):
                     tg.start_soon(one, i, spec)
@@ -778,7 +778,7 @@ class Engine:
     async def list_attachments(self, guest_ref: str | None = None) -> list[AttachmentRecord]:
         """Every attachment pipework made, read from the kernel markers (or
         those of one guest), including host sides whose guest is gone."""
-        from .inventory import list_attachments
+        from pipework.engine.inventory import list_attachments
 
         require_privileges()
         return await list_attachments(self, guest_ref)
@@ -787,7 +787,7 @@ class Engine:
         """Remove what guests that are gone left behind: host sides, NICs that
         came back, OVS ports, VLAN references, forward rules, DHCP clients,
         helpers and state. ``dry_run`` lists without removing."""
-        from .inventory import collect_garbage
+        from pipework.engine.inventory import collect_garbage
 
         require_privileges()
         return await collect_garbage(self, dry_run)
@@ -796,7 +796,7 @@ class Engine:
         """Wait until ``ifname`` exists in the guest (None: this namespace)
         and is operationally up; ``TimeoutExpiredError`` after ``seconds``
         (None: wait for ever)."""
-        from .waiting import wait_for_link
+        from pipework.engine.kernel.waiting import wait_for_link
 
         if guest_ref is None:
             return await wait_for_link(self.host, ifname, seconds, "this namespace")

@@ -6,8 +6,13 @@ import fcntl
 import os
 from dataclasses import dataclass
 
-from .errors import GuestNotFoundError, GuestNotRunningError, NotPermittedError, UsageError
-from .specs import GuestInfo
+from pipework.engine.errors import (
+    GuestNotFoundError,
+    GuestNotRunningError,
+    NotPermittedError,
+    UsageError,
+)
+from pipework.engine.specs import GuestInfo
 
 NS_GET_NSTYPE = 0xB703  # ioctl: which kind of namespace a nsfs file is
 CLONE_NEWNET = 0x40000000

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .errors import PipeworkError
-from .hookspecs import DetachContext
-from .marker import BRIDGE_MARKER, Marker
-from .netlink import Link, Netns, netns_identity
-from .specs import AddressSpec, GuestInfo, short_hash
-from .sublinks import USER_PREFIX, user_name
+from pipework.engine.contract import DetachContext
+from pipework.engine.errors import PipeworkError
+from pipework.engine.kernel.netlink import Link, Netns, netns_identity
+from pipework.engine.marker import BRIDGE_MARKER, Marker
+from pipework.engine.specs import AddressSpec, GuestInfo, short_hash
+from pipework.engine.sublinks import USER_PREFIX, user_name
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pipework.engine.engine import Engine
 
 log = logging.getLogger("pipework")
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pluggy
 
-from . import hookspecs
-from .entrypoints import entry_points
-from .errors import PipeworkError
+from pipework.engine import contract
+from pipework.engine.entrypoints import entry_points
+from pipework.engine.errors import PipeworkError
 
 ENTRY_POINT_GROUP = "pipework"
 
@@ -45,7 +45,7 @@ def make_plugin_manager(
 ) -> PluginManager:
     """A plugin manager with the hook specs, every ``pipework`` entry point and ``extra``."""
     pm = PluginManager()
-    pm.add_hookspecs(hookspecs.PipeworkSpecs)
+    pm.add_hookspecs(contract.PipeworkSpecs)
     if entry_points:
         pm.load_entry_points()
     for plugin in extra:
@@ -67,7 +67,7 @@ class PluginInfo:
     guest_resolvers: tuple[str, ...]
 
 
-def describe(pm: PluginManager, config: hookspecs.EngineConfig) -> list[PluginInfo]:
+def describe(pm: PluginManager, config: contract.EngineConfig) -> list[PluginInfo]:
     infos: list[PluginInfo] = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
@@ -102,10 +102,10 @@ class RuntimeInfo:
     """How it was found (its socket, its program), or what is missing."""
 
 
-def detect_runtimes(pm: PluginManager, config: hookspecs.EngineConfig) -> list[RuntimeInfo]:
+def detect_runtimes(pm: PluginManager, config: contract.EngineConfig) -> list[RuntimeInfo]:
     """Resolvers that can say whether their runtime is here (an optional
     ``detect()``), in the order bare names are tried."""
-    from .resolution import guess_order
+    from pipework.engine.resolution import guess_order
 
     resolvers = [r for found in pm.hook.pipework_guest_resolvers(config=config) for r in found]
     found = []

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import (
+from pipework.engine.errors import (
     AmbiguousGuestError,
     GuestNotFoundError,
     GuestNotRunningError,
     PipeworkError,
 )
-from .guests import Guest
+from pipework.engine.guests import Guest
 
 DEFAULT_GUESS_ORDER = 100
 """``guess_order`` of a resolver that does not set one (the built-ins: docker

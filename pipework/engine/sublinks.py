@@ -21,11 +21,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import HostInterfaceError
-from .hookspecs import DetachContext, GuestLink, LinkContext
-from .marker import BRIDGE_MARKER, Marker
-from .netlink import Link, LinkExists, NetlinkFailure, Netns, pick_mtu
-from .specs import IFNAMSIZ, short_hash
+from pipework.engine.contract import DetachContext, GuestLink, LinkContext
+from pipework.engine.errors import HostInterfaceError
+from pipework.engine.kernel.netlink import Link, LinkExists, NetlinkFailure, Netns, pick_mtu
+from pipework.engine.marker import BRIDGE_MARKER, Marker
+from pipework.engine.specs import IFNAMSIZ, short_hash
 
 USER_PREFIX = "pw-"
 """Alternative names on a shared sub-interface, one per attachment using it."""

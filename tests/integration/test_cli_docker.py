@@ -154,7 +154,7 @@ def docker_over_tcp(docker_daemon, host_ns):
     import socket
     import threading
 
-    from pipework.engine.netlink import socket_in_netns
+    from pipework.engine.kernel.netlink import socket_in_netns
 
     fd = os.open(host_ns.path, os.O_RDONLY)
     try:

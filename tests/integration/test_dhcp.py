@@ -25,8 +25,8 @@ from support.dhcp import (
 from support.faults import attach_with_each_fault
 
 from pipework import AddressSpec, AttachSpec, Engine
+from pipework.backends.addresses.dhcp.toolbox import Lease, StateDir, parse_report
 from pipework.engine import TimeoutExpiredError, UsageError
-from pipework.engine.dhcp import Lease, StateDir, parse_report
 
 pytestmark = [
     pytest.mark.integration,

@@ -14,8 +14,8 @@ from support.dhcp import DNS_SERVER, DOMAIN, client_pids_in
 from support.faults import attach_with_each_fault
 
 from pipework import AddressSpec, AttachSpec, Engine
+from pipework.backends.addresses.dhcp.toolbox import StateDir, last_logged_report
 from pipework.engine import TimeoutExpiredError, UsageError
-from pipework.engine.dhcp import StateDir, last_logged_report
 
 pytestmark = [
     pytest.mark.integration,

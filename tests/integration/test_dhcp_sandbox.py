@@ -16,8 +16,8 @@ import pytest
 from support import infra
 from support.dhcp import host_file_hashes, ip_json
 
-from pipework.backends.addresses import dhcp_clients
-from pipework.engine.dhcp import hook_script, parse_report
+from pipework.backends.addresses.dhcp import clients as dhcp_clients
+from pipework.backends.addresses.dhcp.toolbox import hook_script, parse_report
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("host_files_unchanged")]
 
@@ -216,7 +216,7 @@ def test_hook_prints_its_report_for_the_helper(hook_ns, tmp_path):
         + [f"{k}={v}" for k, v in UDHCPC.items()]
         + ["/bin/sh", str(hook), "bound"]
     ).stdout
-    from pipework.engine.dhcp import LOG_END, last_logged_report
+    from pipework.backends.addresses.dhcp.toolbox import LOG_END, last_logged_report
 
     assert out.splitlines()[-1] == LOG_END
     assert last_logged_report(out) == parse_report((tmp_path / "lease2").read_text())

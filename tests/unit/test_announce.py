@@ -3,7 +3,7 @@
 import ipaddress
 import struct
 
-from pipework.engine.announce import arp_announcement
+from pipework.engine.kernel.announce import arp_announcement
 
 
 def test_frame_layout():

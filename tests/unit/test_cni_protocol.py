@@ -17,7 +17,7 @@ from pipework.cni.config import Invocation
 from pipework.cni.protocol import CniError, check_version, error_for, version_info
 from pipework.cni.result import Interface, IPConfig, Result, Route, from_attachment
 from pipework.engine import errors
-from pipework.engine.netlink import NetlinkFailure
+from pipework.engine.kernel.netlink import NetlinkFailure
 from pipework.engine.specs import Attachment, GuestInfo
 
 # -- versions --------------------------------------------------------------------------

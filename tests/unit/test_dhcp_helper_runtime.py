@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from pipework.backends.addresses.dhcp_container import (
+from pipework.backends.addresses.dhcp.helper import (
     HELPER_REPORT,
     HOOK,
     Daemon,

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from pipework import AddressSpec, AttachSpec
-from pipework.backends.addresses import dhcp_clients, dhcp_container, sandbox
-from pipework.backends.addresses.dhcp_clients import Dhclient, Dhcpcd, HostClientProvider, Run
-from pipework.cli.render import describe
-from pipework.engine import EngineConfig, GuestInfo, UnsupportedError, UsageError
-from pipework.engine.dhcp import (
+from pipework.apps.grammar import parse_legacy
+from pipework.backends.addresses.dhcp import clients as dhcp_clients
+from pipework.backends.addresses.dhcp import helper as dhcp_container
+from pipework.backends.addresses.dhcp import sandbox
+from pipework.backends.addresses.dhcp.clients import Dhclient, Dhcpcd, HostClientProvider, Run
+from pipework.backends.addresses.dhcp.toolbox import (
     LOG_END,
     LOG_PREFIX,
     UDHCPC_OPTIONS,
@@ -33,7 +34,8 @@ from pipework.engine.dhcp import (
     resolv_conf_text,
     udhcpc_args,
 )
-from pipework.engine.grammar import parse_legacy
+from pipework.cli.render import describe
+from pipework.engine import EngineConfig, GuestInfo, UnsupportedError, UsageError
 from pipework.engine.specs import Attachment
 
 NETNS = GuestInfo(name="netns:blue", key="netns:blue", runtime="netns")

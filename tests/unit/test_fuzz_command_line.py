@@ -25,13 +25,13 @@ from typer._click.exceptions import UsageError as ClickUsageError
 from typer.exceptions import Exit
 from typer.main import get_command
 
+from pipework.apps.grammar import OPTIONS, parse_legacy
 from pipework.cli import GLOBAL_FLAGS, SUBCOMMANDS
 from pipework.cli.app import app
 from pipework.cli.fastpath import parse_wait, passthrough_argv
 from pipework.cli.ops import check_detach, check_wait
 from pipework.cli.render import one_line
 from pipework.engine.errors import UsageError
-from pipework.engine.grammar import OPTIONS, parse_legacy
 
 FUZZED_LINES = 10_000
 COMMAND = get_command(app)

@@ -2,8 +2,8 @@
 
 import pytest
 
+from pipework.apps.grammar import parse_legacy
 from pipework.engine import UsageError
-from pipework.engine.grammar import parse_legacy
 
 
 def test_original_form():

@@ -7,18 +7,18 @@ import json
 
 import pytest
 
+from pipework.backends.links.bridge import firewall
+from pipework.backends.links.bridge.firewall import Chain
 from pipework.cli import run
 from pipework.cli.fastpath import parse_seconds, parse_wait, passthrough_argv
 from pipework.cli.ops import check_detach, check_wait, format_table
 from pipework.cli.render import one_line
-from pipework.engine import firewall
 from pipework.engine.errors import UsageError
-from pipework.engine.firewall import Chain
 from pipework.engine.inventory import AttachmentRecord, GcReport, is_guest_side, nsfs_mountpoint
+from pipework.engine.kernel.netlink import Link
+from pipework.engine.kernel.waiting import describe_state, operationally_up
 from pipework.engine.marker import Marker
-from pipework.engine.netlink import Link
 from pipework.engine.specs import AttachSpec, GuestInfo
-from pipework.engine.waiting import describe_state, operationally_up
 
 # -- route / rule / tc ---------------------------------------------------------------------
 

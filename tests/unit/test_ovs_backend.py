@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from pipework.backends.links import ovs, ovsplan
+from pipework.backends.links import ovs
 from pipework.backends.links.ovs import OvsBackend
-from pipework.backends.links.ovsdb import OvsdbError, OvsdbUnavailable
-from pipework.backends.links.ovsplan import (
+from pipework.backends.links.ovs import plan as ovsplan
+from pipework.backends.links.ovs.ovsdb import OvsdbError, OvsdbUnavailable
+from pipework.backends.links.ovs.plan import (
     AttachPlan,
     BridgeRow,
     OvsView,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipework.backends.links.ovsplan import BridgeRow, drop_bridge_ops, may_release
+from pipework.backends.links.ovs.plan import BridgeRow, drop_bridge_ops, may_release
 
 
 def bridge(ports: set[str], auto: bool = True) -> BridgeRow:

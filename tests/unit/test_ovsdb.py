@@ -13,8 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
-from pipework.backends.links import ovsdb
-from pipework.backends.links.ovsdb import (
+from pipework.backends.links.ovs import ovsdb
+from pipework.backends.links.ovs.ovsdb import (
     JsonSplitter,
     OvsdbClient,
     OvsdbError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from pipework.engine import rtnl
+from pipework.engine.kernel import rtnl
 
 
 def test_set_group_request_layout():

@@ -6,9 +6,9 @@ import anyio
 import pytest
 
 from pipework import AddressSpec, Attachment, AttachSpec, ConflictError, GuestInfo
+from pipework.apps.runner import BatchRunner, Job
 from pipework.engine.errors import GuestNotFoundError
 from pipework.engine.marker import Marker
-from pipework.engine.runner import BatchRunner, Job
 
 pytestmark = pytest.mark.anyio
 

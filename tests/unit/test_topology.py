@@ -7,9 +7,9 @@ import textwrap
 import pytest
 
 from pipework import UsageError
-from pipework.engine.reconcile import specs
+from pipework.apps.topology.loader import parse
+from pipework.apps.topology.reconcile import specs
 from pipework.engine.specs import RouteSpec, derive_mac
-from pipework.engine.topofile import parse
 
 
 def load(text: str, name: str = "topo.yaml"):

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import pytest
 
+from pipework.apps.watch import read_status, specs_from_labels, with_stable_mac
 from pipework.cli.watch import JsonLines
 from pipework.engine import AttachSpec
 from pipework.engine.events import GuestEvent
 from pipework.engine.specs import derive_mac
-from pipework.engine.watch import read_status, specs_from_labels, with_stable_mac
 
 CID = "3a55e189703c3f8596828a2b1abac08804d9d5744f12f372bb3a94dd268bbb6f"
 

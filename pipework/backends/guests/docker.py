@@ -1,7 +1,7 @@
 """Docker containers, by name or ID (``web1``, ``docker:web1``).
 
 The attach hot path needs one thing from Docker: ``GET /containers/ID/json``
-for the PID. ``pipework.engine.dockerapi`` makes that request (HTTP/1.0 on
+for the PID. ``pipework.backends.shared.dockerapi`` makes that request (HTTP/1.0 on
 the local unix socket, without importing aiodocker; aiodocker for a
 ``tcp://`` DOCKER_HOST) and turns the container's state into a guest; the
 Podman resolver shares it.
@@ -13,16 +13,10 @@ a fallback that explains ("cannot reach the Docker daemon").
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from pipework.engine import ContainerResolver, EngineConfig, hookimpl
-
-DEFAULT_HOST = "unix:///var/run/docker.sock"
-
-
-def docker_host() -> str:
-    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+from pipework.backends.shared.dockerapi import ContainerResolver, docker_host
+from pipework.engine import EngineConfig, hookimpl
 
 
 class DockerResolver(ContainerResolver):
@@ -50,4 +44,4 @@ def pipework_guest_resolvers(config: EngineConfig) -> list[DockerResolver]:
     return [DockerResolver(config.timeout)]
 
 
-__all__ = ["DockerResolver", "docker_host"]
+__all__ = ["DockerResolver"]

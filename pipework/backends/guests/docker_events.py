@@ -15,10 +15,9 @@ from typing import Any
 
 import anyio
 
+from pipework.backends.shared.dockerapi import docker_host
 from pipework.engine import EngineConfig, RuntimeUnavailableError, hookimpl
 from pipework.engine.events import GuestEvent
-
-from .docker import docker_host
 
 ACTIONS = ("start", "die")
 

@@ -1,7 +1,7 @@
 """Podman containers (``podman:web1``, and bare names where Podman runs).
 
 Podman serves the Docker Engine API on its service socket, so the lookup is
-Docker's (``pipework.engine.dockerapi``: one ``GET /containers/REF/json``,
+Docker's (``pipework.backends.shared.dockerapi``: one ``GET /containers/REF/json``,
 aiodocker for ``tcp://``), made on Podman's socket:
 
 1. ``--podman-host URL`` or ``CONTAINER_HOST`` (Podman's own variable),
@@ -23,7 +23,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipework.engine import ContainerResolver, EngineConfig, RuntimeUnavailableError, hookimpl
+from pipework.backends.shared.dockerapi import ContainerResolver, docker_host
+from pipework.engine import EngineConfig, RuntimeUnavailableError, hookimpl
 
 SOCKETS = ("/run/podman/podman.sock", "/var/run/podman/podman.sock")
 """Where a rootful Podman service listens, in the order they are tried."""
@@ -50,7 +51,7 @@ def podman_host() -> str | None:
 
 
 def _is_dockers(path: str) -> bool:
-    docker = _unix_path(os.environ.get("DOCKER_HOST") or f"unix://{DOCKER_SOCKET}")
+    docker = _unix_path(docker_host())
     return docker is not None and os.path.realpath(path) == os.path.realpath(docker)
 
 

@@ -12,17 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from pipework.engine import (
-    HostInterfaceError,
-    Link,
-    Marker,
-    PipeworkError,
-    UnsupportedError,
-    UsageError,
-    pick_mtu,
-)
-
-from .ovsdb import (
+from pipework.backends.links.ovs.ovsdb import (
     Op,
     OvsdbError,
     OvsdbUnavailable,
@@ -36,6 +26,15 @@ from .ovsdb import (
     uuid,
     uuid_str,
     uuids,
+)
+from pipework.engine import (
+    HostInterfaceError,
+    Link,
+    Marker,
+    PipeworkError,
+    UnsupportedError,
+    UsageError,
+    pick_mtu,
 )
 
 OPTIONS = {"datapath_type": "the datapath of a bridge pipework creates: system or netdev"}

@@ -4,7 +4,7 @@ The helper shares the guest container's network namespace (Docker's
 ``--net container:GUEST``) and nothing else, with only the capabilities
 NET_ADMIN and NET_RAW. It is created and started through aiodocker from
 ``--dhcp-image`` (default ``busybox``), and runs pipework's hook
-(``pipework.engine.dhcp.hook_script``, copied in before it starts), which
+(``pipework.backends.addresses.dhcp.toolbox.hook_script``, copied in before it starts), which
 configures the guest interface and prints the lease on the helper's
 standard output, where pipework reads it.
 
@@ -32,22 +32,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from pipework.engine import (
-    AddressContext,
-    AddressResult,
-    AddressSpec,
-    AttachSpec,
-    DetachContext,
-    EngineConfig,
-    ExternalCommandError,
-    GuestInfo,
-    PipeworkError,
-    RuntimeUnavailableError,
-    UnsupportedError,
-    UsageError,
-    hookimpl,
-)
-from pipework.engine.dhcp import (
+from pipework.backends.addresses.dhcp.toolbox import (
     DEFAULT_TIMEOUT,
     UDHCPC_OPTIONS,
     GuestResolvConf,
@@ -71,6 +56,22 @@ from pipework.engine.dhcp import (
     udhcpc_args,
     write_guest_dns,
 )
+from pipework.backends.shared.dockerapi import DEFAULT_HOST, docker_host
+from pipework.engine import (
+    AddressContext,
+    AddressResult,
+    AddressSpec,
+    AttachSpec,
+    DetachContext,
+    EngineConfig,
+    ExternalCommandError,
+    GuestInfo,
+    PipeworkError,
+    RuntimeUnavailableError,
+    UnsupportedError,
+    UsageError,
+    hookimpl,
+)
 
 T = TypeVar("T")
 
@@ -89,7 +90,6 @@ POLL = 0.1
 LABEL_HELPER = "pipework.helper"
 LABEL_GUEST = "pipework.guest"
 LABEL_IFNAME = "pipework.ifname"
-DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Daemon:
 
     @classmethod
     def docker(cls) -> Daemon:
-        return cls(os.environ.get("DOCKER_HOST") or DEFAULT_HOST)
+        return cls(docker_host())
 
     @classmethod
     def of(cls, api: str | None, runtime: str | None) -> Daemon:
@@ -123,7 +123,8 @@ class Daemon:
 def _docker_here() -> bool:
     """Is there a Docker daemon to ask? A host without one (no DOCKER_HOST,
     no socket) has no helpers there, and gc need not say it could not look."""
-    return bool(os.environ.get("DOCKER_HOST")) or Path(DEFAULT_HOST[len("unix://") :]).exists()
+    host = docker_host()
+    return host != DEFAULT_HOST or Path(DEFAULT_HOST[len("unix://") :]).exists()
 
 
 def helper_name(guest_key: str, ifname: str) -> str:

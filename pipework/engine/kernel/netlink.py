@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 from anyio.lowlevel import checkpoint
 
-from .errors import (
+from pipework.engine.errors import (
     ConflictError,
     HostInterfaceError,
     NotPermittedError,
@@ -46,8 +46,8 @@ from .errors import (
     UnsupportedError,
     UsageError,
 )
-from .rtnl import PEER_KEYS, SET_KEYS, LinkRequests, RtnlError
-from .specs import IPAddress, IPInterface
+from pipework.engine.kernel.rtnl import PEER_KEYS, SET_KEYS, LinkRequests, RtnlError
+from pipework.engine.specs import IPAddress, IPInterface
 
 T = TypeVar("T")
 

@@ -4,7 +4,7 @@ The client runs from the host in the guest's network namespace, with the
 guest's name as DHCP host name, inside ``sandbox.py``: its own mount
 namespace with every file system read-only except the attachment's state
 directory, and its own UTS namespace. Its hook is pipework's
-(``pipework.engine.dhcp.hook_script``), which configures only the guest
+(``pipework.backends.addresses.dhcp.toolbox.hook_script``), which configures only the guest
 interface. So neither the client nor any script can write a host file.
 
 - **One-shot** (``dhclient``, ``udhcpc``, ``dhcpcd``): the client runs until
@@ -18,7 +18,7 @@ interface. So neither the client nor any script can write a host file.
 
 ``CLIENT:OPTS`` adds options (split as a shell would, passed as argv). The
 options pipework sets itself (hook, pidfile, interface...) are refused.
-Files live in ``RUN_DIR/dhcp/HASH/`` (see ``pipework.engine.dhcp.StateDir``).
+Files live in ``RUN_DIR/dhcp/HASH/`` (see ``pipework.backends.addresses.dhcp.toolbox.StateDir``).
 """
 
 from __future__ import annotations
@@ -33,21 +33,7 @@ from typing import Any, ClassVar
 import anyio
 import anyio.abc
 
-from pipework.engine import (
-    AddressContext,
-    AddressResult,
-    AddressSpec,
-    AttachSpec,
-    DetachContext,
-    EngineConfig,
-    ExternalCommandError,
-    GuestInfo,
-    PipeworkError,
-    UnsupportedError,
-    UsageError,
-    hookimpl,
-)
-from pipework.engine.dhcp import (
+from pipework.backends.addresses.dhcp.toolbox import (
     DEFAULT_TIMEOUT,
     REPORT,
     UDHCPC_OPTIONS,
@@ -70,6 +56,20 @@ from pipework.engine.dhcp import (
     read_text,
     udhcpc_args,
     write_guest_dns,
+)
+from pipework.engine import (
+    AddressContext,
+    AddressResult,
+    AddressSpec,
+    AttachSpec,
+    DetachContext,
+    EngineConfig,
+    ExternalCommandError,
+    GuestInfo,
+    PipeworkError,
+    UnsupportedError,
+    UsageError,
+    hookimpl,
 )
 
 SANDBOX = str(Path(__file__).with_name("sandbox.py"))

@@ -13,9 +13,16 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 
+from pipework.backends.links.bridge.firewall import (
+    FORWARD_FLAG,
+    check_bridge_name,
+    forward_intact,
+    release_forward,
+    settle_forward,
+    stale_forward_rules,
+)
 from pipework.engine import (
     BRIDGE_MARKER,
-    FORWARD_FLAG,
     ConflictError,
     DetachContext,
     EngineConfig,
@@ -30,14 +37,9 @@ from pipework.engine import (
     Marker,
     Netns,
     UsageError,
-    check_bridge_name,
     create_veth,
-    forward_intact,
     hookimpl,
     pick_mtu,
-    release_forward,
-    settle_forward,
-    stale_forward_rules,
 )
 
 

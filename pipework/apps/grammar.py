@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import UsageError
-from .specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
+from pipework.engine.errors import UsageError
+from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
 
 USAGE = "pipework [--direct-phys] HOSTIF [-i IF] [-l IF] [-a 4|6] GUEST IPSPEC [MACSPEC]"
 

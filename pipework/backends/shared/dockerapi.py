@@ -16,21 +16,32 @@ plugins make (helper containers, events).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 
-from .errors import (
+from pipework.engine.errors import (
     GuestNotFoundError,
     GuestNotRunningError,
     RuntimeUnavailableError,
     UnsupportedError,
     UsageError,
 )
-from .guests import Guest, proc_netns
-from .specs import GuestInfo
+from pipework.engine.guests import Guest, proc_netns
+from pipework.engine.specs import GuestInfo
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+"""Docker's socket when DOCKER_HOST is not set."""
+
+
+def docker_host() -> str:
+    """The Docker daemon's address: DOCKER_HOST, else its standard socket (the
+    one place that reads DOCKER_HOST)."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
 
 PID_RETRY_SECONDS = 3.0
 """How long to wait for a PID right after ``start`` (State.Pid is 0 briefly)."""

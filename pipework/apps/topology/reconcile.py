@@ -20,21 +20,21 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import (
+from pipework.apps.runner import Job
+from pipework.apps.topology.loader import TopologyFile
+from pipework.apps.topology.schema import bridge_settings
+from pipework.engine.contract import HostContext
+from pipework.engine.errors import (
     ConflictError,
     GuestNotFoundError,
     GuestNotRunningError,
     PipeworkError,
     UnsupportedError,
 )
-from .hookspecs import HostContext
-from .runner import Job
-from .specs import AttachSpec
-from .topofile import TopologyFile
-from .topology import bridge_settings
+from pipework.engine.specs import AttachSpec
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pipework.engine.engine import Engine
 
 ACTION_SIGNS = {
     "create": "+",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import anyio
 
-from .errors import TimeoutExpiredError
-from .netlink import Link, Netns
+from pipework.engine.errors import TimeoutExpiredError
+from pipework.engine.kernel.netlink import Link, Netns
 
 POLL_INTERVAL = 0.05
 """Seconds between two looks (a link lookup is a few microseconds of kernel work)."""

@@ -30,10 +30,10 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .errors import PipeworkError, UsageError
-from .events import EventSource, GuestEvent
-from .grammar import parse_legacy
-from .specs import AttachSpec, derive_mac, validate_ifname
+from pipework.apps.grammar import parse_legacy
+from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.events import EventSource, GuestEvent
+from pipework.engine.specs import AttachSpec, derive_mac, validate_ifname
 
 log = logging.getLogger("pipework.watch")
 

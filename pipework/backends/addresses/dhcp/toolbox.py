@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PipeworkError, TimeoutExpiredError, UsageError
-from .hookspecs import AddressContext, AddressResult, DetachContext
-from .netlink import netns_identity
-from .specs import AttachSpec, GuestInfo, short_hash
+from pipework.engine.contract import AddressContext, AddressResult, DetachContext
+from pipework.engine.errors import PipeworkError, TimeoutExpiredError, UsageError
+from pipework.engine.kernel.netlink import netns_identity
+from pipework.engine.specs import AttachSpec, GuestInfo, short_hash
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a DHCP provider waits for a lease unless ``--dhcp-timeout`` says otherwise."""

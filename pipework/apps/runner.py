@@ -26,14 +26,19 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 
-from .errors import EXIT_INTERRUPTED, GuestNotFoundError, GuestNotRunningError, PipeworkError
-from .firewall import once_per_batch
-from .marker import Marker
-from .specs import Attachment, AttachSpec
-from .teardown import deferred_deletes
+from pipework.engine.batch import batch_scope
+from pipework.engine.errors import (
+    EXIT_INTERRUPTED,
+    GuestNotFoundError,
+    GuestNotRunningError,
+    PipeworkError,
+)
+from pipework.engine.kernel.teardown import deferred_deletes
+from pipework.engine.marker import Marker
+from pipework.engine.specs import Attachment, AttachSpec
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pipework.engine.engine import Engine
 
 log = logging.getLogger("pipework.runner")
 
@@ -188,7 +193,7 @@ class BatchRunner:
         limiter = anyio.CapacityLimiter(self.limit)
         attaches = [o for o in outcomes if o.job.spec is not None]
         detaches = [o for o in outcomes if o.job.spec is None]
-        with anyio.CancelScope() as scope, once_per_batch():
+        with anyio.CancelScope() as scope, batch_scope():
             self._scope = scope
             if self._interrupted:
                 scope.cancel()

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.to_thread
 
-from .netlink import DEFERRED_DELETES, Netns, socket_in_netns
-from .rtnl import Rtnl, RtnlError
+from pipework.engine.kernel.netlink import DEFERRED_DELETES, Netns, socket_in_netns
+from pipework.engine.kernel.rtnl import Rtnl, RtnlError
 
 log = logging.getLogger("pipework.teardown")
 

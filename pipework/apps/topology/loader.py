@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PipeworkError, UsageError
-from .topology import Topology
+from pipework.apps.topology.schema import Topology
+from pipework.engine.errors import PipeworkError, UsageError
 
 Path_ = tuple[str | int, ...]
 

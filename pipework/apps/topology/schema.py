@@ -23,9 +23,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import PipeworkError, UsageError
-from .grammar import parse_backend_options
-from .specs import (
+from pipework.apps.grammar import parse_backend_options
+from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.specs import (
     AddressSpec,
     AttachSpec,
     RouteSpec,

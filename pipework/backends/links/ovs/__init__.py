@@ -33,25 +33,7 @@ from collections.abc import Mapping
 
 import anyio
 
-from pipework.engine import (
-    DetachContext,
-    EngineConfig,
-    GuestLink,
-    HostContext,
-    HostInterfaceError,
-    HostRequest,
-    LinkContext,
-    Marker,
-    Netns,
-    PipeworkError,
-    TimeoutExpiredError,
-    UsageError,
-    create_veth,
-    hookimpl,
-    socket_in_netns,
-)
-
-from .ovsdb import (
+from pipework.backends.links.ovs.ovsdb import (
     OvsdbClient,
     OvsdbError,
     OvsdbUnavailable,
@@ -60,7 +42,7 @@ from .ovsdb import (
     socket_path,
     uuid_str,
 )
-from .ovsplan import (
+from pipework.backends.links.ovs.plan import (
     DATAPATH_ENV,
     EXT_GUEST,
     EXT_IFNAME,
@@ -90,6 +72,23 @@ from .ovsplan import (
     select_op,
     setup_failure,
     view_ops,
+)
+from pipework.engine import (
+    DetachContext,
+    EngineConfig,
+    GuestLink,
+    HostContext,
+    HostInterfaceError,
+    HostRequest,
+    LinkContext,
+    Marker,
+    Netns,
+    PipeworkError,
+    TimeoutExpiredError,
+    UsageError,
+    create_veth,
+    hookimpl,
+    socket_in_netns,
 )
 
 log = logging.getLogger("pipework.ovs")

@@ -47,17 +47,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import pluggy
 
-from .events import EventSource
-from .guests import Guest
-from .journal import Journal
-from .marker import Marker
-from .netlink import Link, Netns
-from .specs import AddressSpec, Attachment, AttachSpec
+from pipework.engine.batch import BatchScope, current_scope
+from pipework.engine.events import EventSource
+from pipework.engine.guests import Guest
+from pipework.engine.journal import Journal
+from pipework.engine.kernel.netlink import Link, Netns
+from pipework.engine.marker import Marker
+from pipework.engine.specs import AddressSpec, Attachment, AttachSpec
 
 hookspec = pluggy.HookspecMarker("pipework")
 hookimpl = pluggy.HookimplMarker("pipework")
@@ -112,6 +113,8 @@ class LinkContext:
     lock: Callable[[str], AbstractAsyncContextManager[None]]
     """``async with ctx.lock("bridge:br1")``: serialise work on a shared resource
     within this engine (other processes are handled by EEXIST-tolerance)."""
+    scope: BatchScope = field(default_factory=current_scope)
+    """Shared by the attaches of one batch: host-wide reads done once (engine/batch.py)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class DetachContext:
     guest_ns: Netns | None
     """The guest's namespace, or None when the guest is already gone."""
     guest_link: Link | None
+    scope: BatchScope = field(default_factory=current_scope)
+    """Shared by the attaches of one batch (a re-run's health check)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 import socket
 import struct
 
-from .netlink import socket_in_netns
+from pipework.engine.kernel.netlink import socket_in_netns
 
 ETH_P_ARP = 0x0806
 SOL_PACKET = 263

@@ -26,19 +26,18 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from .errors import ExternalCommandError, TimeoutExpiredError, UsageError
-from .hookspecs import DetachContext, LinkContext
-from .marker import Marker
-from .netlink import Netns, netns_identity, read_sysctl
+from pipework.engine.batch import BatchScope
+from pipework.engine.contract import DetachContext, LinkContext
+from pipework.engine.errors import ExternalCommandError, TimeoutExpiredError, UsageError
+from pipework.engine.kernel.netlink import Netns, netns_identity, read_sysctl
+from pipework.engine.marker import Marker
 
 log = logging.getLogger("pipework")
 
@@ -237,40 +236,27 @@ async def _allowed(host_fd: int | None, chain: Chain, bridge: str) -> bool:
     return bool(nft_rule_handles(listing, bridge))
 
 
-async def forward_trap(host_fd: int | None, bridge: str) -> list[Chain]:
+async def forward_trap(
+    host_fd: int | None, bridge: str, scope: BatchScope | None = None
+) -> list[Chain]:
     """The chains that would drop traffic across ``bridge`` (empty: no trap).
 
-    Inside ``once_per_batch()`` the firewall is read once per bridge: every
+    Within a batch (``scope``) the firewall is read once per bridge: every
     read runs the firewall tools, a fork and exec each, which would cost a
     batch of a thousand attaches more than their netlink work.
     """
-    cache = FORWARD_CHECKS.get()
-    if cache is None:
+    if scope is None:
         return await _forward_trap(host_fd, bridge)
-    key = (netns_identity(host_fd), bridge)
-    entry = cache.setdefault(key, (anyio.Lock(), []))
-    async with entry[0]:
-        if not entry[1]:
-            entry[1].append(await _forward_trap(host_fd, bridge))
-    return list(entry[1][0])
+    key = (FORWARD_KEY, netns_identity(host_fd), bridge)
+    return list(await scope.once(key, lambda: _forward_trap(host_fd, bridge)))
 
 
 async def _forward_trap(host_fd: int | None, bridge: str) -> list[Chain]:
     return [c for c in await dropping_chains(host_fd) if not await _allowed(host_fd, c, bridge)]
 
 
-_Cache = dict[tuple[tuple[int, int], str], tuple[anyio.Lock, list[list["Chain"]]]]
-FORWARD_CHECKS: ContextVar[_Cache | None] = ContextVar("pipework_forward_checks", default=None)
-
-
-@contextmanager
-def once_per_batch() -> Iterator[None]:
-    """Within the block (a batch of attaches), check each bridge's firewall once."""
-    token = FORWARD_CHECKS.set({})
-    try:
-        yield
-    finally:
-        FORWARD_CHECKS.reset(token)
+FORWARD_KEY = "bridge-forward-trap"
+"""This module's key prefix in a batch scope."""
 
 
 def trap_message(bridge: str, chains: Sequence[Chain]) -> str:
@@ -313,7 +299,9 @@ def iptables_rule(bridge: str) -> list[str]:
     ]  # fmt: skip
 
 
-async def allow_forward(host_fd: int | None, bridge: str) -> list[Chain]:
+async def allow_forward(
+    host_fd: int | None, bridge: str, scope: BatchScope | None = None
+) -> list[Chain]:
     """Accept traffic across ``bridge`` in every chain that would drop it;
     return the chains changed (empty when nothing drops it)."""
     check_bridge_name(bridge)
@@ -324,9 +312,8 @@ async def allow_forward(host_fd: int | None, bridge: str) -> list[Chain]:
         else:
             await run_tool(host_fd, [chain.tool, "-w", "5", "-I", *iptables_rule(bridge)])
         log.info("added a rule accepting traffic across %s to %s", bridge, chain)
-    cache = FORWARD_CHECKS.get()
-    if changed and cache is not None:
-        cache.pop((netns_identity(host_fd), bridge), None)
+    if changed and scope is not None:
+        scope.forget((FORWARD_KEY, netns_identity(host_fd), bridge))
     return changed
 
 
@@ -404,13 +391,13 @@ async def settle_forward(ctx: LinkContext, bridge: str, port: str) -> None:
     host = ctx.host
     if ctx.spec.allow_forward:
         async with ctx.lock(f"forward:{bridge}"):  # one rule, however many attach at once
-            if await allow_forward(host.fd, bridge):
+            if await allow_forward(host.fd, bridge, ctx.scope):
                 ctx.journal.record(
                     f"forward rule for {bridge}",
                     lambda: release_forward(host, bridge, leaving=port),
                 )
         return
-    chains = await forward_trap(host.fd, bridge)
+    chains = await forward_trap(host.fd, bridge, ctx.scope)
     if chains:
         log.warning("%s", trap_message(bridge, chains))
 
@@ -424,7 +411,9 @@ async def release_forward(host: Netns, bridge: str, leaving: str | None = None) 
 
 async def forward_intact(ctx: DetachContext) -> bool:
     """For a re-run: does an ``--allow-forward`` attachment still get through?"""
-    return not has_flag(ctx.marker) or not await forward_trap(ctx.host.fd, ctx.marker.host)
+    return not has_flag(ctx.marker) or not await forward_trap(
+        ctx.host.fd, ctx.marker.host, ctx.scope
+    )
 
 
 async def stale_forward_rules(host: Netns, dry_run: bool) -> list[str]:

@@ -1,0 +1,1 @@
+"""Libraries several built-in plugins share; none of them is a plugin."""
