@@ -26,14 +26,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import anyio
 
-from pipework.engine.batch import batch_scope
 from pipework.engine.errors import (
     EXIT_INTERRUPTED,
     GuestNotFoundError,
     GuestNotRunningError,
     PipeworkError,
 )
-from pipework.engine.kernel.teardown import deferred_deletes
 from pipework.engine.marker import Marker
 from pipework.engine.specs import Attachment, AttachSpec
 
@@ -193,7 +191,7 @@ class BatchRunner:
         limiter = anyio.CapacityLimiter(self.limit)
         attaches = [o for o in outcomes if o.job.spec is not None]
         detaches = [o for o in outcomes if o.job.spec is None]
-        with anyio.CancelScope() as scope, batch_scope():
+        with anyio.CancelScope() as scope, self.engine.batch():
             self._scope = scope
             if self._interrupted:
                 scope.cancel()
@@ -201,7 +199,7 @@ class BatchRunner:
                 for outcome in attaches:
                     tg.start_soon(self._attach, outcome, limiter)
             if detaches and not scope.cancel_called:
-                async with deferred_deletes(), anyio.create_task_group() as tg:
+                async with self.engine.deferred_removal(), anyio.create_task_group() as tg:
                     for outcome in detaches:
                         tg.start_soon(self._detach, outcome, limiter)
         self._scope = None
@@ -264,7 +262,7 @@ class BatchRunner:
             if o.state == "done" and o.attachment is not None and o.attachment.status != "unchanged"
         ]
         with anyio.CancelScope(shield=True):
-            async with deferred_deletes():
+            async with self.engine.deferred_removal():
                 for outcome in made:
                     assert outcome.attachment is not None
                     try:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +28,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from pipework.engine.batch import batch_scope
+from pipework.engine.batch import BatchScope, batch_scope
 from pipework.engine.contract import (
     AddressContext,
     AddressProvider,
@@ -37,6 +37,7 @@ from pipework.engine.contract import (
     EngineConfig,
     GuestLink,
     GuestResolver,
+    HostChange,
     HostContext,
     HostRequest,
     LinkBackend,
@@ -64,7 +65,7 @@ from pipework.engine.resolution import Outcome, choose_guest, guess_order
 from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
 
 if TYPE_CHECKING:  # loaded on use: not on the attach path
-    from pipework.engine.inventory import AttachmentRecord, GcReport
+    from pipework.engine.inventory import AttachmentRecord, GcReport, Inventory
 
 log = logging.getLogger("pipework")
 
@@ -120,6 +121,21 @@ class Examination:
     """The marker found on the guest interface, if any."""
 
 
+@dataclass(frozen=True)
+class Found:
+    """``Engine._classify()``: what an attach finds at its guest interface."""
+
+    action: Action
+    link: Link | None = None
+    """The interface there, if any."""
+    marker: Marker | None = None
+    """Its marker, when it is this attachment's (same guest and name)."""
+    configured: AddressResult | None = None
+    """What the provider holds, when ``unchanged``."""
+    whole: bool = True
+    """False for a ``repair`` of an attachment that is down or lost its host side."""
+
+
 class Engine:
     """Attach interfaces to guests. Use as ``async with Engine() as engine:``.
 
@@ -151,11 +167,50 @@ class Engine:
         self._host: Netns | None = None
         self._locks: dict[str, anyio.Lock] = {}
         self._background: anyio.abc.TaskGroup | None = None
+        self._stack: AsyncExitStack | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def __aenter__(self) -> Engine:
-        self._background = anyio.create_task_group()
-        await self._background.__aenter__()
+        """Load the plugins and open what the engine holds. A failure anywhere
+        here closes again whatever was opened before it."""
+        async with AsyncExitStack() as stack:
+            # Closed in reverse: sockets and the host fd last, after the
+            # plugins, after the pending announcements.
+            stack.callback(self._close_host)
+            stack.callback(self._pool.close)
+            stack.push_async_callback(self._close_plugins)
+            self._collect_plugins()
+            if self.config.host_netns is not None:
+                ref = self.config.host_netns
+                path = ref if "/" in ref else f"/run/netns/{ref}"
+                try:
+                    self._host_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    raise UsageError(f"host namespace {ref}: {exc.strerror}") from None
+            background = anyio.create_task_group()
+            await background.__aenter__()
+            # A background group, not a scope around the caller's block: it
+            # always ends normally, after its announcements (each bounded).
+            stack.push_async_callback(background.__aexit__, None, None, None)
+            self._background = background
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Let pending announcements finish (each bounds its own wait), close
+        the plugins and the sockets; the stack sees the real exception."""
+        stack, self._stack = self._stack, None
+        self._background = None
+        if stack is None:
+            return None
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    def _collect_plugins(self) -> None:
         hook = self.plugin_manager.hook
         for backends in hook.pipework_link_backends(config=self.config):
             for backend in backends:
@@ -164,25 +219,8 @@ class Engine:
             self.providers.extend(providers)
         for resolvers in hook.pipework_guest_resolvers(config=self.config):
             self.resolvers.extend(resolvers)
-        if self.config.host_netns is not None:
-            ref = self.config.host_netns
-            path = ref if "/" in ref else f"/run/netns/{ref}"
-            try:
-                self._host_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                raise UsageError(f"host namespace {ref}: {exc.strerror}") from None
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._background is not None:
-            # Let pending announcements finish (each bounds its own wait).
-            await self._background.__aexit__(None, None, None)
-            self._background = None
+    async def _close_plugins(self) -> None:
         with anyio.CancelScope(shield=True):
             for obj in [*self.backends.values(), *self.providers, *self.resolvers]:
                 aclose = getattr(obj, "aclose", None)
@@ -191,7 +229,8 @@ class Engine:
                         await aclose()
                     except Exception as err:  # pragma: no cover - best effort
                         log.debug("closing %s: %s", obj, err)
-        self._pool.close()
+
+    def _close_host(self) -> None:
         self._host = None
         if self._host_fd is not None:
             os.close(self._host_fd)
@@ -379,28 +418,34 @@ class Engine:
         gns = self._pool.acquire(guest.fd, guest.name)
         try:
             _apply_key(guest, spec)
-            ifname = spec.ifname or backend.default_ifname
-            host_name = host_link.ifname if host_link else spec.host
-            link = await gns.link(ifname)
-            if link is None:
-                raise NoSuchLink(f"{ifname} is missing from {guest.name}", 19)
-            found = Marker.parse(link.alias)
-            if found is None or (found.guest, found.ifname) != (guest.info.key, ifname):
-                raise ConflictError(f"{ifname} in {guest.name} is not this attachment")
-            if found.cfg != spec.fingerprint(backend.name, host_name):
-                raise ConflictError(f"{ifname} in {guest.name} has another configuration")
-            if not await self._healthy(found, link, gns):
+            marker = self._marker(spec, guest, host_link, backend)
+            found = await self._classify(gns, marker, spec, provider)
+            where = f"{marker.ifname} in {guest.name}"
+            if found.action == "create":
+                raise NoSuchLink(f"{marker.ifname} is missing from {guest.name}", 19)
+            if found.action == "conflict":
+                raise ConflictError(f"{where} is not this attachment")
+            if found.action == "update":
+                raise ConflictError(f"{where} has another configuration")
+            assert found.link is not None and found.marker is not None
+            if found.action == "repair" and not found.whole:
                 raise PipeworkError(
-                    f"{ifname} in {guest.name} is not whole: it is down, or its host side "
-                    f"({found.hostif or 'none'}) is missing"
+                    f"{where} is not whole: it is down, or its host side "
+                    f"({found.marker.hostif or 'none'}) is missing"
                 )
-            configured = await self._inspect(provider, found, gns, link, spec)
-            if configured is None:
+            if found.configured is None:
                 raise PipeworkError(
-                    f"the {found.addr} addressing of {ifname} in {guest.name} is no longer intact"
+                    f"the {found.marker.addr} addressing of {where} is no longer intact"
                 )
             return await self._result(
-                guest, gns, link, found, spec, "unchanged", configured, notify=False
+                guest,
+                gns,
+                found.link,
+                found.marker,
+                spec,
+                "unchanged",
+                found.configured,
+                notify=False,
             )
         finally:
             self._pool.release(gns)
@@ -425,7 +470,7 @@ class Engine:
                 except Exception as exc:
                     results[i] = exc
 
-        with batch_scope():
+        with self.batch():
             async with anyio.create_task_group() as tg:
                 for i, spec in enumerate(specs):
                     tg.start_soon(one, i, spec)
@@ -445,26 +490,24 @@ class Engine:
         try:
             async with self.lock(f"guest:{key}:{ifname}"):
                 status: Status = "created"
-                existing = await gns.link(ifname)
-                if existing is not None:
-                    old = Marker.parse(existing.alias)
-                    if old is None:
-                        raise ConflictError(
-                            f"{ifname} already exists in {guest.name} and pipework did not create it",
-                            "choose another guest interface name with -i",
-                        )
-                    if old.cfg == marker.cfg and await self._healthy(old, existing, gns):
-                        found = await self._inspect(provider, old, gns, existing, spec)
-                        if found is not None:
-                            return await self._result(
-                                guest, gns, existing, old, spec, "unchanged", found
-                            )
-                    if old.cfg != marker.cfg and not spec.force:
-                        raise ConflictError(
-                            f"{ifname} in {guest.name} is attached with another configuration",
-                            "add --force to replace it, or choose another name with -i",
-                        )
-                    await self._remove(old, gns, existing)
+                found = await self._classify(gns, marker, spec, provider)
+                if found.action == "unchanged":
+                    assert found.link and found.marker and found.configured
+                    return await self._result(
+                        guest, gns, found.link, found.marker, spec, "unchanged", found.configured
+                    )
+                if found.action == "conflict":
+                    raise ConflictError(
+                        f"{ifname} already exists in {guest.name} and pipework did not create it",
+                        "choose another guest interface name with -i",
+                    )
+                if found.action == "update" and not spec.force:
+                    raise ConflictError(
+                        f"{ifname} in {guest.name} is attached with another configuration",
+                        "add --force to replace it, or choose another name with -i",
+                    )
+                if found.marker is not None:  # update (--force) or repair
+                    await self._remove(found.marker, gns, found.link)
                     status = "replaced"
                 link, final, configured = await self._create(
                     spec, guest, gns, backend, provider, marker, host_link
@@ -476,6 +519,26 @@ class Engine:
                 return result
         finally:
             self._pool.release(gns)
+
+    async def _classify(
+        self, gns: Netns, marker: Marker, spec: AttachSpec, provider: AddressProvider
+    ) -> Found:
+        """What is at ``marker``'s guest interface, against what ``spec`` asks:
+        the one decision that attach, check and examine share."""
+        existing = await gns.link(marker.ifname)
+        if existing is None:
+            return Found("create")
+        old = Marker.parse(existing.alias)
+        if old is None or (old.guest, old.ifname) != (marker.guest, marker.ifname):
+            return Found("conflict", existing)
+        if old.cfg != marker.cfg:
+            return Found("update", existing, old)
+        if not await self._healthy(old, existing, gns):
+            return Found("repair", existing, old, whole=False)
+        configured = await self._inspect(provider, old, gns, existing, spec)
+        if configured is None:
+            return Found("repair", existing, old)
+        return Found("unchanged", existing, old, configured)
 
     @staticmethod
     def _marker(
@@ -492,27 +555,15 @@ class Engine:
         input, no such guest, unknown host interface...).
         """
         host_link, backend, provider, guest = await self._prepare(spec)
+        gns = self._pool.acquire(guest.fd, guest.name)
         try:
             marker = self._marker(spec, guest, host_link, backend)
-            gns = self._pool.acquire(guest.fd, guest.name)
-            try:
-                existing = await gns.link(marker.ifname)
-                old = Marker.parse(existing.alias) if existing is not None else None
-                action: Action = "create"
-                if existing is not None and old is None:
-                    action = "conflict"
-                elif existing is not None and old is not None:
-                    action = "update"
-                    if old.cfg == marker.cfg:
-                        intact = await self._healthy(old, existing, gns) and (
-                            await self._inspect(provider, old, gns, existing, spec) is not None
-                        )
-                        action = "unchanged" if intact else "repair"
-            finally:
-                self._pool.release(gns)
+            found = await self._classify(gns, marker, spec, provider)
         finally:
+            self._pool.release(gns)
             guest.close()
-        return Examination(action=action, guest=guest.info, marker=marker, existing=old)
+        existing = found.marker if found.action != "conflict" else None
+        return Examination(action=found.action, guest=guest.info, marker=marker, existing=existing)
 
     async def owned(self, guest_ref: str) -> tuple[GuestInfo, list[Marker]]:
         """The guest, and the markers of the interfaces pipework made in it."""
@@ -761,36 +812,100 @@ class Engine:
 
     async def _prune(self, removed: Sequence[Marker]) -> None:
         for kind, name in sorted({(m.kind, m.host) for m in removed}):
-            release = getattr(self.backends.get(kind), "release_host", None)
-            if release is not None:
-                ctx = HostContext(
-                    name=name,
-                    host=self.host,
-                    settings={},
-                    force=False,
-                    dry_run=False,
-                    lock=self.lock,
-                )
-                if await release(ctx):
-                    log.info("removed %s %s (pipework created it; it was empty)", kind, name)
+            if await self.release_host(kind, name):
+                log.info("removed %s %s (pipework created it; it was empty)", kind, name)
+
+    # -- shared host resources (bridges a topology file declares) ----------------------
+    def _host_context(
+        self, name: str, settings: Mapping[str, Any], *, force: bool, dry_run: bool
+    ) -> HostContext:
+        return HostContext(
+            name=name,
+            host=self.host,
+            settings=settings,
+            force=force,
+            dry_run=dry_run,
+            lock=self.lock,
+        )
+
+    async def prepare_host(
+        self,
+        kind: str,
+        name: str,
+        settings: Mapping[str, Any],
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> HostChange | None:
+        """Create, check or (``force``) change the shared host resource
+        ``name`` (a bridge) of the backend ``kind``; None when that backend
+        keeps none (its resources are made with the first attachment)."""
+        backend = self.backends.get(kind)
+        if backend is None:
+            raise UnsupportedError(
+                f"no link backend named {kind!r}",
+                f"known kinds: {', '.join(sorted(self.backends))}",
+            )
+        prepare = getattr(backend, "prepare_host", None)
+        if prepare is None:
+            return None
+        ctx = self._host_context(name, settings, force=force, dry_run=dry_run)
+        change: HostChange = await prepare(ctx)
+        return change
+
+    async def release_host(self, kind: str, name: str) -> bool:
+        """Remove the shared host resource ``name`` of the backend ``kind`` if
+        pipework created it and nothing uses it; True if it was removed."""
+        release = getattr(self.backends.get(kind), "release_host", None)
+        if release is None:
+            return False
+        return bool(await release(self._host_context(name, {}, force=False, dry_run=False)))
+
+    # -- batches -------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[BatchScope]:
+        """Within the block, attaches share one ``BatchScope``: plugins do
+        host-wide reads once for all of them (``attach_many`` does this)."""
+        with batch_scope() as scope:
+            yield scope
+
+    @asynccontextmanager
+    async def deferred_removal(self) -> AsyncIterator[None]:
+        """Within the block, interfaces that detaches remove are deleted
+        together when it ends: one group delete per namespace (engine/kernel/teardown.py)."""
+        from pipework.engine.kernel.teardown import deferred_deletes
+
+        async with deferred_deletes():
+            yield
 
     # -- inventory (engine/inventory.py) ---------------------------------------------
     async def list_attachments(self, guest_ref: str | None = None) -> list[AttachmentRecord]:
         """Every attachment pipework made, read from the kernel markers (or
         those of one guest), including host sides whose guest is gone."""
-        from pipework.engine.inventory import list_attachments
-
         require_privileges()
-        return await list_attachments(self, guest_ref)
+        return await self._inventory().list_attachments(guest_ref)
 
     async def gc(self, dry_run: bool = False) -> GcReport:
         """Remove what guests that are gone left behind: host sides, NICs that
         came back, OVS ports, VLAN references, forward rules, DHCP clients,
         helpers and state. ``dry_run`` lists without removing."""
-        from pipework.engine.inventory import collect_garbage
-
         require_privileges()
-        return await collect_garbage(self, dry_run)
+        return await self._inventory().collect_garbage(dry_run)
+
+    def _inventory(self) -> Inventory:
+        from pipework.engine.inventory import Inventory  # loaded on use: not on the attach path
+
+        return Inventory(
+            host=self.host,
+            pool=self._pool,
+            resolve=self.resolve,
+            resolvers=self.resolvers,
+            backends=self.backends,
+            providers=self.providers,
+            provider_of=self._provider_of,
+            remove=self._remove,
+            timeout=self.config.timeout,
+        )
 
     async def wait(self, guest_ref: str | None, ifname: str, seconds: float | None = None) -> Link:
         """Wait until ``ifname`` exists in the guest (None: this namespace)
@@ -857,28 +972,44 @@ class Engine:
                 await self._remove(marker, None, None)
         return sorted(markers, key=str)
 
-    async def _remove(self, marker: Marker, gns: Netns | None, link: Link | None) -> None:
-        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
+    async def _remove(
+        self, marker: Marker, where: Netns | None, link: Link | None, *, moved: bool = False
+    ) -> None:
+        """The one removal path: release the address, let the backend take down
+        what it made, then delete ``link`` (in the namespace ``where``: the
+        guest's, or the host's for a host side whose guest is gone) if it
+        still carries ``marker``. ``moved``: ``link`` is the user's device
+        that came back to the host; only its backend may give it back."""
+        ctx = DetachContext(
+            marker=marker,
+            host=self.host,
+            guest_ns=where if where is not self.host else None,
+            guest_link=link if where is not self.host else None,
+        )
         with anyio.CancelScope(shield=True):
-            for provider in self.providers:
-                if provider.claims(AddressSpec(method=marker.addr or "static")):
-                    await provider.release(ctx)
-                    break
+            provider = self._provider_of(marker)
+            if provider is not None:
+                await provider.release(ctx)
             # The backend goes first: it may take the interface back (a NIC
             # passed through) or must delete it before what it hangs on.
             backend = self.backends.get(marker.kind)
             if backend is not None:
                 await backend.detach(ctx)
-            if gns is None or link is None:
+            if where is None or link is None or moved:
                 return
-            current = await gns.link_by_index(link.index)
+            current = await where.link_by_index(link.index)
             if current is not None and Marker.parse(current.alias) == marker:
-                if self.backends.get(marker.kind) is None and marker.state:
+                if backend is None and marker.state and where is not self.host:
                     raise UnsupportedError(
                         f"the {marker.kind} backend that made {link.ifname} is not installed",
                         "install it to detach; pipework will not delete an interface it moved",
                     )
-                await gns.delete(link.index)
+                await where.delete(link.index)
+
+    def _provider_of(self, marker: Marker) -> AddressProvider | None:
+        """The provider that configured an attachment, by its marker's method."""
+        method = AddressSpec(method=marker.addr or "static")
+        return next((p for p in self.providers if p.claims(method)), None)
 
 
 def _marker_of(spec: AttachSpec, key: str, host_link: Link | None, backend: LinkBackend) -> Marker:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,11 +31,13 @@ from pipework.engine.contract import DetachContext
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
 from pipework.engine.marker import BRIDGE_MARKER, Marker
-from pipework.engine.specs import AddressSpec, GuestInfo, short_hash
+from pipework.engine.specs import GuestInfo, short_hash
 from pipework.engine.sublinks import USER_PREFIX, user_name
 
 if TYPE_CHECKING:
-    from pipework.engine.engine import Engine
+    from pipework.engine.contract import AddressProvider, GuestResolver, LinkBackend
+    from pipework.engine.guests import Guest
+    from pipework.engine.kernel.netlink import NetlinkPool
 
 log = logging.getLogger("pipework")
 
@@ -179,293 +181,290 @@ def is_guest_side(marker: Marker, link: Link) -> bool:
     )
 
 
-async def scan(engine: Engine, only: tuple[int, int] | None = None) -> Scan:
-    """Read the markers of every guest namespace (or of the one ``only`` names)."""
-    result = Scan()
-    host_identity = engine.host.key
-    found = namespaces(skip=[host_identity])
-    if only is not None:
-        found = {k: v for k, v in found.items() if k == only}
-    for identity, (path, pid) in found.items():
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            if netns_identity(fd) != identity:
-                os.close(fd)
-                continue  # the PID was reused meanwhile
-            gns = engine._pool.acquire(fd, path)
-        except BaseException:
-            os.close(fd)
-            raise
-        result.handles.append((gns, fd))
-        try:
-            links = await gns.links()
-        except PipeworkError as exc:
-            log.debug("reading %s: %s", path, exc)
-            continue
-        for link in links:
-            marker = Marker.parse(link.alias)
-            if marker is not None and is_guest_side(marker, link):
-                result.guest_sides.append(GuestSide(marker, link, gns, pid))
-            elif marker is None and TEMP_NAME.match(link.ifname):
-                result.temp_names.add(link.ifname)
-    return result
-
-
-def close_scan(engine: Engine, result: Scan) -> None:
-    for gns, fd in result.handles:
-        engine._pool.release(gns)
-        os.close(fd)
-    result.handles.clear()
-
-
-async def known_guests(engine: Engine, keys: set[str]) -> dict[str, GuestInfo]:
-    """Guest key -> who it is (name, PID), asked of the resolvers, a few at a
-    time. A key no resolver can look up now (a daemon down, a guest gone)
-    is left out: it is then shown as the key itself."""
-    known: dict[str, GuestInfo] = {}
-    limiter = anyio.CapacityLimiter(NAME_LOOKUPS)
-
-    async def look_up(key: str) -> None:
-        async with limiter:
-            try:
-                with anyio.fail_after(engine.config.timeout):
-                    guest = await engine.resolve(key)
-            except (PipeworkError, TimeoutError, OSError) as exc:
-                log.debug("naming %s: %s", key, exc)
-                return
-            guest.close()
-            known[key] = guest.info
-
-    async with anyio.create_task_group() as tg:
-        for key in sorted(keys):
-            tg.start_soon(look_up, key)
-    return known
-
-
-def guest_info(engine: Engine, key: str, known: dict[str, GuestInfo], pid: int | None) -> GuestInfo:
-    """Who the guest ``key`` is: as its resolver lists it, else from the key itself."""
-    info = known.get(key)
-    if info is not None:
-        return info
-    if key.startswith("pid:") and key[4:].isdigit():
-        return GuestInfo(name=key, key=key, runtime="pid", pid=int(key[4:]))
-    if key.startswith("/"):
-        return GuestInfo(name=key, key=key, runtime="path")
-    scored = [(r.claim(key), r.name) for r in engine.resolvers]
-    score, runtime = max(scored, default=(0, "unknown"))
-    runtime = runtime if score > 0 else "unknown"
-    name = key[:12] if re.fullmatch(r"[0-9a-f]{64}", key) else key
-    return GuestInfo(name=name, key=key, runtime=runtime, pid=pid)
-
-
-# -- ls ------------------------------------------------------------------------------
-
-
-async def list_attachments(engine: Engine, guest_ref: str | None = None) -> list[AttachmentRecord]:
-    """Every attachment pipework made (or those of one guest), as it stands."""
-    only_key: str | None = None
-    only: tuple[int, int] | None = None
-    known: dict[str, GuestInfo] = {}
-    if guest_ref is not None:
-        guest = await engine.resolve(guest_ref)
-        try:
-            only, only_key = netns_identity(guest.fd), guest.info.key
-            known[only_key] = guest.info
-        finally:
-            guest.close()
-    host_links = [] if only is not None else await engine.host.links()
-    result = await scan(engine, only)
-    try:
-        if only is None:
-            keys = {side.marker.guest for side in result.guest_sides}
-            known.update(await known_guests(engine, keys))
-        records = []
-        for side in result.guest_sides:
-            if only_key is not None and side.marker.guest != only_key:
-                continue
-            info = guest_info(engine, side.marker.guest, known, side.pid)
-            records.append(await _record(engine, info, side))
-        for link in host_links:
-            marker = Marker.parse(link.alias)
-            if marker is None or result.in_use(marker):
-                continue
-            info = guest_info(engine, marker.guest, known, None)
-            records.append(
-                AttachmentRecord(
-                    guest=info,
-                    ifname=marker.ifname,
-                    kind=marker.kind,
-                    host=marker.host,
-                    host_ifname=link.ifname,
-                    mac=None,
-                    mtu=None,
-                    vlan=_int(marker.vlan),
-                    address_method=marker.addr or "static",
-                    addresses=(),
-                    dhcp=None,
-                    state="orphan",
-                )
-            )
-    finally:
-        close_scan(engine, result)
-    return sorted(records, key=lambda r: (r.guest.name, r.guest.key, r.ifname))
-
-
-async def _record(engine: Engine, info: GuestInfo, side: GuestSide) -> AttachmentRecord:
-    marker, link = side.marker, side.link
-    addresses = await side.netns.addresses(link.index)
-    dhcp: str | None = None
-    provider = _provider(engine, marker)
-    describe = getattr(provider, "describe", None)
-    if describe is not None:
-        ctx = DetachContext(marker=marker, host=engine.host, guest_ns=side.netns, guest_link=link)
-        try:
-            dhcp = await describe(ctx)
-        except PipeworkError as exc:
-            dhcp = f"unknown ({exc.message})"
-    return AttachmentRecord(
-        guest=info,
-        ifname=link.ifname,
-        kind=marker.kind,
-        host=marker.host,
-        host_ifname=marker.hostif or None,
-        mac=link.mac,
-        mtu=link.mtu,
-        vlan=_int(marker.vlan),
-        address_method=marker.addr or "static",
-        addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
-        dhcp=dhcp,
-    )
-
-
-def _provider(engine: Engine, marker: Marker) -> Any:
-    method = AddressSpec(method=marker.addr or "static")
-    return next((p for p in engine.providers if p.claims(method)), None)
-
-
 def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-# -- gc ------------------------------------------------------------------------------
+class Inventory:
+    """Reads the markers of every namespace, for ``Engine.list_attachments``
+    and ``Engine.gc``. It is given what it works with; it knows no engine."""
 
+    def __init__(
+        self,
+        *,
+        host: Netns,
+        pool: NetlinkPool,
+        resolve: Callable[[str], Awaitable[Guest]],
+        resolvers: Sequence[GuestResolver],
+        backends: Mapping[str, LinkBackend],
+        providers: Sequence[AddressProvider],
+        provider_of: Callable[[Marker], AddressProvider | None],
+        remove: Callable[..., Awaitable[None]],
+        timeout: float,
+    ) -> None:
+        self.host = host
+        self.pool = pool
+        self.resolve = resolve
+        self.resolvers = resolvers
+        self.backends = backends
+        self.providers = providers
+        self.provider_of = provider_of
+        self.remove = remove
+        self.timeout = timeout
 
-async def collect_garbage(engine: Engine, dry_run: bool = False) -> GcReport:
-    """Remove what guests that are gone left behind (``dry_run``: only list it).
-
-    The host is read *before* the guests: whatever an attach creates after
-    that first look is not considered, and whatever was there had its guest
-    side (or, mid-attach, its temporary interface) in place already.
-    """
-    items: list[str] = []
-    skipped: list[str] = []
-    host = engine.host
-    host_links = await host.links()
-    result = await scan(engine)
-    try:
-        for link in host_links:
-            marker = Marker.parse(link.alias)
-            if marker is None:
+    async def scan(self, only: tuple[int, int] | None = None) -> Scan:
+        """Read the markers of every guest namespace (or of the one ``only`` names)."""
+        result = Scan()
+        host_identity = self.host.key
+        found = namespaces(skip=[host_identity])
+        if only is not None:
+            found = {k: v for k, v in found.items() if k == only}
+        for identity, (path, pid) in found.items():
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
                 continue
-            came_home = marker.hostif != link.ifname
-            if not came_home and result.in_use(marker):
+            try:
+                if netns_identity(fd) != identity:
+                    os.close(fd)
+                    continue  # the PID was reused meanwhile
+                gns = self.pool.acquire(fd, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            result.handles.append((gns, fd))
+            try:
+                links = await gns.links()
+            except PipeworkError as exc:
+                log.debug("reading %s: %s", path, exc)
                 continue
-            what = (
-                f"{link.ifname}: {marker.ifname} of {marker.guest} came back to the host"
-                if came_home
-                else f"host side {link.ifname} of {marker.ifname} in {marker.guest} (guest gone)"
-            )
-            items.append(what)
-            if not dry_run:
-                await _remove_orphan(engine, marker, link, came_home)
-        items += await _stale_vlan_users(engine, host_links, result, dry_run)
-    finally:
-        close_scan(engine, result)
-    for plugin in [*engine.backends.values(), *engine.providers]:
-        collect = getattr(plugin, "collect_garbage", None)
-        if collect is None:
-            continue
+            for link in links:
+                marker = Marker.parse(link.alias)
+                if marker is not None and is_guest_side(marker, link):
+                    result.guest_sides.append(GuestSide(marker, link, gns, pid))
+                elif marker is None and TEMP_NAME.match(link.ifname):
+                    result.temp_names.add(link.ifname)
+        return result
+
+    def close_scan(self, result: Scan) -> None:
+        for gns, fd in result.handles:
+            self.pool.release(gns)
+            os.close(fd)
+        result.handles.clear()
+
+    async def known_guests(self, keys: set[str]) -> dict[str, GuestInfo]:
+        """Guest key -> who it is (name, PID), asked of the resolvers, a few at a
+        time. A key no resolver can look up now (a daemon down, a guest gone)
+        is left out: it is then shown as the key itself."""
+        known: dict[str, GuestInfo] = {}
+        limiter = anyio.CapacityLimiter(NAME_LOOKUPS)
+
+        async def look_up(key: str) -> None:
+            async with limiter:
+                try:
+                    with anyio.fail_after(self.timeout):
+                        guest = await self.resolve(key)
+                except (PipeworkError, TimeoutError, OSError) as exc:
+                    log.debug("naming %s: %s", key, exc)
+                    return
+                guest.close()
+                known[key] = guest.info
+
+        async with anyio.create_task_group() as tg:
+            for key in sorted(keys):
+                tg.start_soon(look_up, key)
+        return known
+
+    def guest_info(self, key: str, known: dict[str, GuestInfo], pid: int | None) -> GuestInfo:
+        """Who the guest ``key`` is: as its resolver lists it, else from the key itself."""
+        info = known.get(key)
+        if info is not None:
+            return info
+        if key.startswith("pid:") and key[4:].isdigit():
+            return GuestInfo(name=key, key=key, runtime="pid", pid=int(key[4:]))
+        if key.startswith("/"):
+            return GuestInfo(name=key, key=key, runtime="path")
+        scored = [(r.claim(key), r.name) for r in self.resolvers]
+        score, runtime = max(scored, default=(0, "unknown"))
+        runtime = runtime if score > 0 else "unknown"
+        name = key[:12] if re.fullmatch(r"[0-9a-f]{64}", key) else key
+        return GuestInfo(name=name, key=key, runtime=runtime, pid=pid)
+
+    # -- ls ------------------------------------------------------------------------------
+
+    async def list_attachments(self, guest_ref: str | None = None) -> list[AttachmentRecord]:
+        """Every attachment pipework made (or those of one guest), as it stands."""
+        only_key: str | None = None
+        only: tuple[int, int] | None = None
+        known: dict[str, GuestInfo] = {}
+        if guest_ref is not None:
+            guest = await self.resolve(guest_ref)
+            try:
+                only, only_key = netns_identity(guest.fd), guest.info.key
+                known[only_key] = guest.info
+            finally:
+                guest.close()
+        host_links = [] if only is not None else await self.host.links()
+        result = await self.scan(only)
         try:
-            if plugin in engine.providers:
-                items += await collect(dry_run)
-            else:
-                items += await collect(host, dry_run)
-        except PipeworkError as exc:
-            skipped.append(f"{getattr(plugin, 'name', plugin)}: {exc}")
-    return GcReport(items=tuple(items), skipped=tuple(skipped), dry_run=dry_run)
+            if only is None:
+                keys = {side.marker.guest for side in result.guest_sides}
+                known.update(await self.known_guests(keys))
+            records = []
+            for side in result.guest_sides:
+                if only_key is not None and side.marker.guest != only_key:
+                    continue
+                info = self.guest_info(side.marker.guest, known, side.pid)
+                records.append(await self._record(info, side))
+            for link in host_links:
+                marker = Marker.parse(link.alias)
+                if marker is None or result.in_use(marker):
+                    continue
+                info = self.guest_info(marker.guest, known, None)
+                records.append(
+                    AttachmentRecord(
+                        guest=info,
+                        ifname=marker.ifname,
+                        kind=marker.kind,
+                        host=marker.host,
+                        host_ifname=link.ifname,
+                        mac=None,
+                        mtu=None,
+                        vlan=_int(marker.vlan),
+                        address_method=marker.addr or "static",
+                        addresses=(),
+                        dhcp=None,
+                        state="orphan",
+                    )
+                )
+        finally:
+            self.close_scan(result)
+        return sorted(records, key=lambda r: (r.guest.name, r.guest.key, r.ifname))
 
-
-async def _remove_orphan(engine: Engine, marker: Marker, link: Link, came_home: bool) -> None:
-    host = engine.host
-    ctx = DetachContext(marker=marker, host=host, guest_ns=None, guest_link=None)
-    with anyio.CancelScope(shield=True):
-        provider = _provider(engine, marker)
-        if provider is not None:
-            await provider.release(ctx)
-        backend = engine.backends.get(marker.kind)
-        if backend is not None:
-            await backend.detach(ctx)
-        if came_home:
-            return  # the user's device: only its backend may give it back
-        current = await host.link_by_index(link.index)
-        if current is not None and Marker.parse(current.alias) == marker:
-            await host.delete(link.index)
-
-
-async def _stale_vlan_users(
-    engine: Engine, host_links: list[Link], result: Scan, dry_run: bool
-) -> list[str]:
-    """VLAN sub-interfaces pipework made, still counted as used by dead guests."""
-    host = engine.host
-    shared = [link for link in host_links if link.kind == "vlan" and link.alias == BRIDGE_MARKER]
-    if not shared:
-        return []
-    stale: dict[str, list[str]] = {}
-    live = {user_name(side.marker) for side in result.guest_sides}
-    for link in shared:
-        users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
-        if [n for n in users if n not in live]:
-            stale[link.ifname] = users
-    if not stale:
-        return []
-    # An attach names itself a user a moment before its interface exists:
-    # look again before calling a user stale.
-    await anyio.sleep(CONFIRM_DELAY)
-    again = await scan(engine)
-    try:
-        live = {user_name(side.marker) for side in again.guest_sides}
-    finally:
-        close_scan(engine, again)
-    items = []
-    for name, users in stale.items():
-        gone = [n for n in users if n not in live]
-        if not gone:
-            continue
-        last = len(gone) == len(users)
-        items.append(
-            f"VLAN interface {name}: {len(gone)} user(s) gone"
-            + (", removing it (pipework created it)" if last else "")
+    async def _record(self, info: GuestInfo, side: GuestSide) -> AttachmentRecord:
+        marker, link = side.marker, side.link
+        addresses = await side.netns.addresses(link.index)
+        dhcp: str | None = None
+        provider = self.provider_of(marker)
+        describe = getattr(provider, "describe", None)
+        if describe is not None:
+            ctx = DetachContext(marker=marker, host=self.host, guest_ns=side.netns, guest_link=link)
+            try:
+                dhcp = await describe(ctx)
+            except PipeworkError as exc:
+                dhcp = f"unknown ({exc.message})"
+        return AttachmentRecord(
+            guest=info,
+            ifname=link.ifname,
+            kind=marker.kind,
+            host=marker.host,
+            host_ifname=marker.hostif or None,
+            mac=link.mac,
+            mtu=link.mtu,
+            vlan=_int(marker.vlan),
+            address_method=marker.addr or "static",
+            addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
+            dhcp=dhcp,
         )
-        if dry_run:
-            continue
-        current = await host.link(name)
-        if current is None or current.alias != BRIDGE_MARKER:
-            continue
-        for user in gone:
-            await host.del_altname(current.index, user)
-        if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
-            await host.delete(current.index)
-    return items
+
+    # -- gc ------------------------------------------------------------------------------
+
+    async def collect_garbage(self, dry_run: bool = False) -> GcReport:
+        """Remove what guests that are gone left behind (``dry_run``: only list it).
+
+        The host is read *before* the guests: whatever an attach creates after
+        that first look is not considered, and whatever was there had its guest
+        side (or, mid-attach, its temporary interface) in place already.
+        """
+        items: list[str] = []
+        skipped: list[str] = []
+        host = self.host
+        host_links = await host.links()
+        result = await self.scan()
+        try:
+            for link in host_links:
+                marker = Marker.parse(link.alias)
+                if marker is None:
+                    continue
+                came_home = marker.hostif != link.ifname
+                if not came_home and result.in_use(marker):
+                    continue
+                what = (
+                    f"{link.ifname}: {marker.ifname} of {marker.guest} came back to the host"
+                    if came_home
+                    else f"host side {link.ifname} of {marker.ifname} in {marker.guest} (guest gone)"
+                )
+                items.append(what)
+                if not dry_run:
+                    await self.remove(marker, self.host, link, moved=came_home)
+            items += await self._stale_vlan_users(host_links, result, dry_run)
+        finally:
+            self.close_scan(result)
+        for plugin in [*self.backends.values(), *self.providers]:
+            collect = getattr(plugin, "collect_garbage", None)
+            if collect is None:
+                continue
+            try:
+                if plugin in self.providers:
+                    items += await collect(dry_run)
+                else:
+                    items += await collect(host, dry_run)
+            except PipeworkError as exc:
+                skipped.append(f"{getattr(plugin, 'name', plugin)}: {exc}")
+        return GcReport(items=tuple(items), skipped=tuple(skipped), dry_run=dry_run)
+
+    async def _stale_vlan_users(
+        self, host_links: list[Link], result: Scan, dry_run: bool
+    ) -> list[str]:
+        """VLAN sub-interfaces pipework made, still counted as used by dead guests."""
+        host = self.host
+        shared = [
+            link for link in host_links if link.kind == "vlan" and link.alias == BRIDGE_MARKER
+        ]
+        if not shared:
+            return []
+        stale: dict[str, list[str]] = {}
+        live = {user_name(side.marker) for side in result.guest_sides}
+        for link in shared:
+            users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
+            if [n for n in users if n not in live]:
+                stale[link.ifname] = users
+        if not stale:
+            return []
+        # An attach names itself a user a moment before its interface exists:
+        # look again before calling a user stale.
+        await anyio.sleep(CONFIRM_DELAY)
+        again = await self.scan()
+        try:
+            live = {user_name(side.marker) for side in again.guest_sides}
+        finally:
+            self.close_scan(again)
+        items = []
+        for name, users in stale.items():
+            gone = [n for n in users if n not in live]
+            if not gone:
+                continue
+            last = len(gone) == len(users)
+            items.append(
+                f"VLAN interface {name}: {len(gone)} user(s) gone"
+                + (", removing it (pipework created it)" if last else "")
+            )
+            if dry_run:
+                continue
+            current = await host.link(name)
+            if current is None or current.alias != BRIDGE_MARKER:
+                continue
+            for user in gone:
+                await host.del_altname(current.index, user)
+            if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
+                await host.delete(current.index)
+        return items
 
 
 __all__ = [
     "AttachmentRecord",
     "GcReport",
-    "collect_garbage",
-    "list_attachments",
+    "Inventory",
     "namespaces",
     "nsfs_mountpoint",
 ]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
 import anyio
 import pytest
 
 from pipework import AddressSpec, Attachment, AttachSpec, ConflictError, GuestInfo
 from pipework.apps.runner import BatchRunner, Job
+from pipework.engine.batch import BatchScope
 from pipework.engine.errors import GuestNotFoundError
 from pipework.engine.marker import Marker
 
@@ -25,6 +29,16 @@ class FakeEngine:
         self.live: set[str] = set()
         self.detached: list[tuple[str, str | None]] = []
         self.rolled_back: list[str] = []
+        self.batches = 0
+
+    @contextmanager
+    def batch(self) -> Iterator[BatchScope]:
+        self.batches += 1
+        yield BatchScope()
+
+    @asynccontextmanager
+    async def deferred_removal(self) -> AsyncIterator[None]:
+        yield
 
     async def attach(self, spec: AttachSpec) -> Attachment:
         try:

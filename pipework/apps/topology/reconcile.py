@@ -23,7 +23,6 @@ import anyio
 from pipework.apps.runner import Job
 from pipework.apps.topology.loader import TopologyFile
 from pipework.apps.topology.schema import bridge_settings
-from pipework.engine.contract import HostContext
 from pipework.engine.errors import (
     ConflictError,
     GuestNotFoundError,
@@ -130,19 +129,6 @@ def attach_jobs(loaded: TopologyFile, all_specs: Sequence[AttachSpec]) -> list[J
     return [Job.attach(spec, loaded.where(("attachments", i))) for i, spec in enumerate(all_specs)]
 
 
-def host_context(
-    engine: Engine, name: str, settings: Any, *, force: bool, dry_run: bool
-) -> HostContext:
-    return HostContext(
-        name=name,
-        host=engine.host,
-        settings=settings,
-        force=force,
-        dry_run=dry_run,
-        lock=engine.lock,
-    )
-
-
 async def prepare_bridges(
     engine: Engine, loaded: TopologyFile, *, force: bool, dry_run: bool
 ) -> tuple[list[PlanItem], list[str]]:
@@ -155,29 +141,27 @@ async def prepare_bridges(
     created: list[str] = []
     for i, bridge in enumerate(loaded.topology.bridges):
         where = loaded.where(("bridges", i))
-        prepare = getattr(engine.backends.get(bridge.kind), "prepare_host", None)
         if bridge.kind not in engine.backends:
             error = UnsupportedError(
                 f"no link backend named {bridge.kind!r}",
                 f"known kinds: {', '.join(sorted(engine.backends))}",
             )
             raise loaded.error(("bridges", i, "kind"), error)
-        if prepare is None:
-            items.append(
-                PlanItem("bridge", "deferred", bridge.name, where, ("made with its first port",))
-            )
-            continue
-        ctx = host_context(
-            engine, bridge.name, bridge_settings(bridge), force=force, dry_run=dry_run
-        )
         try:
-            change = await prepare(ctx)
+            change = await engine.prepare_host(
+                bridge.kind, bridge.name, bridge_settings(bridge), force=force, dry_run=dry_run
+            )
         except PipeworkError as exc:
             if dry_run:
                 items.append(PlanItem("bridge", "error", bridge.name, where, error=exc))
                 continue
             await release_bridges(engine, loaded, only=created)
             raise loaded.error(("bridges", i), exc) from None
+        if change is None:
+            items.append(
+                PlanItem("bridge", "deferred", bridge.name, where, ("made with its first port",))
+            )
+            continue
         details = tuple(change.details)
         if change.action == "update" and not force:
             details += ("needs --force",)
@@ -208,12 +192,8 @@ async def release_bridges(
             continue
         kinds = [kind] if kind is not None else sorted(engine.backends)
         for each in kinds:
-            release = getattr(engine.backends.get(each), "release_host", None)
-            if release is None:
-                continue
-            ctx = host_context(engine, name, {}, force=False, dry_run=False)
             try:
-                released = await release(ctx)
+                released = await engine.release_host(each, name)
             except PipeworkError:
                 if kind is not None:
                     raise
