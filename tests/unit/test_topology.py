@@ -145,3 +145,46 @@ def test_kind_alone_names_the_host_and_defaults_merge():
 def test_an_empty_file_is_an_empty_topology():
     assert load("").topology.attachments == []
     assert load("# nothing yet\n").topology.bridges == []
+
+
+BILLION_LAUGHS = "\n".join(
+    ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    + ["attachments: *a8"]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("attachments: &a [*a]\n", "attachments[0] contains itself (an alias loop)"),
+        ("bridges: &b\n  - name: br1\n    more: *b\n", "contains itself (an alias loop)"),
+        (BILLION_LAUGHS, "expands to more than"),
+        ("attachments: " + "[" * 100 + "]" * 100 + "\n", "nest too deeply"),
+        ("attachments: " + "[" * 5000 + "]" * 5000 + "\n", "nest too deeply"),
+        ('{"attachments": ' + "[" * 100_000 + "]" * 100_000 + "}", "nest too deeply"),
+    ],
+    ids=["loop", "loop-in-mapping", "bomb", "deep", "deeper-than-the-parser", "deep-json"],
+)
+def test_hostile_yaml_is_one_error_line_quickly(text, expected):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(UsageError) as caught:
+        parse(text, "lab.yaml" if not text.startswith("{") else "lab.json")
+    assert expected in caught.value.message
+    assert "\n" not in caught.value.message
+    assert time.monotonic() - started < 5  # a bound on CPU, not a benchmark
+
+
+def test_an_alias_used_twice_is_still_fine():
+    loaded = parse(
+        textwrap.dedent(
+            """\
+            defaults: {mtu: &m 1400}
+            bridges: [{name: br1, mtu: *m}, {name: br2, mtu: *m}]
+            """
+        ),
+        "lab.yaml",
+    )
+    assert [b.mtu for b in loaded.topology.bridges] == [1400, 1400]

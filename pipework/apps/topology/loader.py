@@ -122,11 +122,20 @@ def _check_unique(loaded: TopologyFile) -> None:
         interfaces[key] = i
 
 
+MAX_NODES = 100_000
+"""Values a topology file may hold once its aliases are expanded (a real
+file has a few thousand; an alias bomb would have billions)."""
+MAX_DEPTH = 64
+"""How deeply values may nest (the schema needs four levels)."""
+
+
 def _json(text: str, label: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{label}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise UsageError(f"{label}: values nest too deeply (at most {MAX_DEPTH} levels)") from None
 
 
 def _yaml(text: str, label: str) -> tuple[Any, dict[Path_, int]]:
@@ -141,36 +150,65 @@ def _yaml(text: str, label: str) -> tuple[Any, dict[Path_, int]]:
         raise UsageError(f"{label}{line}: not valid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"{label}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{label}: values nest too deeply (at most {MAX_DEPTH} levels)") from None
     finally:
         loader.dispose()
     lines: dict[Path_, int] = {}
     if node is None:
         return None, lines
-    return _build(loader, node, (), lines, label), lines
+    return _Builder(loader, label, lines).build(node, ()), lines
 
 
-def _build(loader: Any, node: Any, path: Path_, lines: dict[Path_, int], label: str) -> Any:
-    import yaml
+class _Builder:
+    """Values from YAML nodes, with every value's line, and with bounds: an
+    alias that contains itself, an alias bomb or a too deep nesting is one
+    ``UsageError`` instead of a ``RecursionError`` or minutes of CPU."""
 
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _build(loader, key_node, (*path, "?"), {}, label)
-            if not isinstance(key, str | int):
-                raise UsageError(f"{label}:{key_node.start_mark.line + 1}: a key must be a name")
-            if key in result:
-                raise UsageError(
-                    f"{label}:{key_node.start_mark.line + 1}: {dotted((*path, key))} is given twice"
-                )
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _build(loader, value_node, (*path, key), lines, label)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(loader, item, (*path, i), lines, label) for i, item in enumerate(node.value)]
-    if node.tag.endswith((":int", ":float")) and ":" in node.value:
-        return node.value  # YAML 1.1 base 60: 02:12:34:56:58:10 is a MAC address here
-    return loader.construct_object(node, deep=True)
+    def __init__(self, loader: Any, label: str, lines: dict[Path_, int]) -> None:
+        self.loader = loader
+        self.label = label
+        self.lines = lines
+        self.count = 0
+        self.open: set[int] = set()  # ids of the collections being built (the ancestors)
+
+    def build(self, node: Any, path: Path_, lines: dict[Path_, int] | None = None) -> Any:
+        import yaml
+
+        lines = self.lines if lines is None else lines
+        where = f"{self.label}:{node.start_mark.line + 1}"
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise UsageError(
+                f"{where}: the file expands to more than {MAX_NODES} values",
+                "is an alias (*name) repeated inside another one?",
+            )
+        if len(path) > MAX_DEPTH:
+            raise UsageError(f"{where}: values nest too deeply (at most {MAX_DEPTH} levels)")
+        lines.setdefault(path, node.start_mark.line + 1)
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            if node.tag.endswith((":int", ":float")) and ":" in node.value:
+                return node.value  # YAML 1.1 base 60: 02:12:34:56:58:10 is a MAC address here
+            return self.loader.construct_object(node, deep=True)
+        if id(node) in self.open:
+            raise UsageError(f"{where}: {dotted(path)} contains itself (an alias loop)")
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.build(key_node, (*path, "?"), {})
+                line = key_node.start_mark.line + 1
+                if not isinstance(key, str | int):
+                    raise UsageError(f"{self.label}:{line}: a key must be a name")
+                if key in result:
+                    raise UsageError(f"{self.label}:{line}: {dotted((*path, key))} is given twice")
+                lines[(*path, key)] = line
+                result[key] = self.build(value_node, (*path, key))
+            return result
+        finally:
+            self.open.discard(id(node))
 
 
 def _validation_error(exc: Any, label: str, lines: dict[Path_, int]) -> UsageError:
