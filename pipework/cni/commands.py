@@ -21,7 +21,6 @@ from pipework.engine import (
     AddressSpec,
     AttachSpec,
     Engine,
-    Marker,
     PipeworkError,
     require_privileges,
 )
@@ -134,19 +133,18 @@ async def status(invocation: Invocation, conf: NetConf) -> None:
 async def gc(invocation: Invocation, conf: NetConf) -> None:
     """Remove this network's attachments that are not in ``cni.dev/valid-attachments``.
 
-    Found by their markers on the host side (a veth, a NIC that came home)
-    and by kept DHCP clients' state; then the IPAM delegate gets its GC.
+    Found by their markers, as ``pipework ls`` finds them (guest sides in
+    every namespace, host sides whose guest is gone); then the IPAM delegate
+    gets its GC.
     """
     valid = {(conf.key(cid), ifname) for cid, ifname in conf.valid_attachments or ()}
     prefix = network_prefix(conf.name)
     async with open_engine(invocation, conf, None) as (engine, provider):
         orphans: dict[tuple[str, str], tuple[str, str, str]] = {}
-        for link in await engine.host.links():
-            marker = Marker.parse(link.alias)
-            if marker is not None and marker.guest.startswith(prefix):
-                orphans[marker.guest, marker.ifname] = (marker.kind, marker.host, marker.addr)
-        for key, ifname, addr in _dhcp_states(engine.config.run_dir, prefix):
-            orphans.setdefault((key, ifname), (conf.backend, conf.host, addr))
+        for record in await engine.list_attachments():
+            key = record.guest.key
+            if key.startswith(prefix):
+                orphans[key, record.ifname] = (record.kind, record.host, record.address_method)
         for (key, ifname), (kind, host, addr) in sorted(orphans.items()):
             if (key, ifname) in valid:
                 continue
@@ -166,19 +164,6 @@ async def gc(invocation: Invocation, conf: NetConf) -> None:
 def _exists(path: str) -> bool:
     """Is the namespace file still there? (A runtime may DEL after removing it.)"""
     return bool(path) and Path(path).exists()
-
-
-def _dhcp_states(run_dir: str, prefix: str) -> list[tuple[str, str, str]]:
-    """(guest key, ifname, provider) of the DHCP state kept for this network."""
-    from pipework.backends.addresses.dhcp.toolbox import StateDir
-
-    found = []
-    for state in StateDir.all(run_dir):
-        meta = state.meta()
-        key, ifname, provider = meta.get("guest"), meta.get("ifname"), meta.get("provider")
-        if isinstance(key, str) and key.startswith(prefix) and ifname and provider:
-            found.append((key, str(ifname), str(provider)))
-    return found
 
 
 COMMANDS = {"ADD": add, "DEL": delete, "CHECK": check, "STATUS": status, "GC": gc}

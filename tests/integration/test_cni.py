@@ -289,6 +289,28 @@ def test_gc_removes_only_attachments_not_listed(
     assert runner.call("GC", {**conf, "cniVersion": "1.0.0"}).error["code"] == 1
 
 
+def test_gc_stops_a_kept_dhcp_client_whose_namespace_the_runtime_removed(
+    runner: CniRunner,
+    host_ns: NetNS,
+    make_netns: MakeNetNS,
+    dhcp_server: Callable[..., DhcpServer],
+    dhcp_run_dir: Path,
+    host_files_unchanged: None,
+) -> None:
+    server = dhcp_server()
+    guest, container = make_netns(), cid()
+    conf = net("1.1.0", bridge=server.bridge, address="udhcpc-f", dhcpTimeout=20)
+    added = runner.call("ADD", conf, netns=guest.path, container_id=container)
+    assert added.code == 0, added.stderr
+    host_side = added.data["interfaces"][0]["name"]
+    infra.run(["ip", "netns", "del", guest.name])  # the kept client keeps it alive
+    assert list((dhcp_run_dir / "dhcp").iterdir())
+    reply = runner.call("GC", {**conf, "cni.dev/valid-attachments": []})
+    assert (reply.code, reply.data) == (0, None), reply.stderr
+    assert host_side not in links(host_ns)
+    assert list((dhcp_run_dir / "dhcp").iterdir()) == []
+
+
 # -- STATUS ---------------------------------------------------------------------------------
 
 
