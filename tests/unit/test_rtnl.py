@@ -29,8 +29,10 @@ def test_messages_and_group_attribute_are_parsed():
     done = struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 0, 9, 0) + b"\0\0\0\0"
     parsed = list(rtnl._messages(one + done))
     assert [(kind, seq) for kind, seq, _ in parsed] == [(rtnl.RTM_NEWLINK, 9), (rtnl.NLMSG_DONE, 9)]
-    assert rtnl._group(parsed[0][2][16:]) == 5
-    assert rtnl._group(b"") == 0
+    assert (
+        rtnl.u32_attr(rtnl.IFLA_GROUP, 5)[4:] == rtnl.attributes(parsed[0][2][16:])[rtnl.IFLA_GROUP]
+    )
+    assert rtnl.attributes(b"") == {}
 
 
 def test_fresh_groups_avoid_used_and_small_numbers():
