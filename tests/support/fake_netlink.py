@@ -380,6 +380,8 @@ class FakeKernel:
         self.fds: dict[int, str] = {}
         self.log: list[Request] = []
         self.sockets: list[FakeSocket] = []
+        self.datagrams: list[tuple[str, int]] = []
+        """(namespace, messages in it) of each datagram sent."""
         self._faults: list[_Fault] = []
         self._index = itertools.count(1)
 
@@ -430,11 +432,13 @@ class FakeKernel:
     def handle(self, ns: str, data: bytes) -> bytes:
         """Every message of one datagram; the answers, in one datagram."""
         out = b""
-        offset = 0
+        offset = count = 0
         while offset + 16 <= len(data):
             length = struct.unpack_from("=I", data, offset)[0]
             out += self._one(ns, data[offset : offset + length])
             offset += (length + 3) & ~3
+            count += 1
+        self.datagrams.append((ns, count))
         return out
 
     def _one(self, ns: str, data: bytes) -> bytes:
@@ -715,17 +719,19 @@ class FakeKernel:
         )
 
     def _reachable(self, ns: str, route: FakeRoute) -> bool:
+        """Is the gateway on a subnet of the route's interface (an address, or
+        an on-link route there)?"""
         gateway = ipaddress.ip_address(route.gateway)  # type: ignore[arg-type]
         link = self.namespaces[ns][route.oif]
-        if any(
-            gateway in ipaddress.ip_interface(f"{a.address}/{a.prefixlen}").network
-            for a in link.addresses
-        ):
-            return True
-        return any(
-            x.oif == route.oif and x.scope == RT_SCOPE_LINK and x.dst == route.gateway
+        subnets = [
+            ipaddress.ip_interface(f"{a.address}/{a.prefixlen}").network for a in link.addresses
+        ]
+        subnets += [
+            ipaddress.ip_network(f"{x.dst}/{x.dst_len}")
             for x in self.routes[ns]
-        )
+            if x.oif == route.oif and x.scope == RT_SCOPE_LINK and x.dst is not None
+        ]
+        return any(gateway.version == net.version and gateway in net for net in subnets)
 
     def _add_route(self, ns: str, r: Request) -> None:
         assert r.flags & NLM_F_CREATE, r
