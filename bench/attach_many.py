@@ -404,11 +404,11 @@ def attach_floor(plan: dict[str, Any], guests: list[str], addresses: list[str]) 
     import os
     import socket
 
-    from pipework.engine.kernel.netlink import socket_in_netns
-    from pipework.engine.kernel.rtnl import LinkRequests
+    from pipework.engine.kernel.netlink import open_rtnl
+    from pipework.engine.kernel.rtnl import Rtnl
 
-    def requests(fd: int | None) -> LinkRequests:
-        return LinkRequests(socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_RAW, 0))
+    def requests(fd: int | None) -> Rtnl:
+        return Rtnl(open_rtnl(fd))
 
     host = requests(None)
     fds = [os.open(f"/run/netns/{g}", os.O_RDONLY) for g in guests]
@@ -416,7 +416,7 @@ def attach_floor(plan: dict[str, Any], guests: list[str], addresses: list[str]) 
         start = time.perf_counter()
         bridge = host.get_link(ifname=plan["bridge"])["index"]
         for i, (fd, address) in enumerate(zip(fds, addresses, strict=True)):
-            host.create_link(host_veth(i), "veth", None, {"ifname": "eth1", "net_ns_fd": fd})
+            host.create_link(host_veth(i), "veth", {"peer": {"ifname": "eth1", "net_ns_fd": fd}})
             veth = host.get_link(ifname=host_veth(i))["index"]
             host.set_link(int(veth), {"master": bridge, "state": "up"})
             guest = requests(fd)

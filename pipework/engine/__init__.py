@@ -35,6 +35,7 @@ from pipework.engine.errors import (
 )
 from pipework.engine.guests import Guest, open_netns, proc_netns
 from pipework.engine.journal import Journal
+from pipework.engine.kernel.mtu import pick_mtu
 from pipework.engine.kernel.netlink import (
     ARPHRD_INFINIBAND,
     ARPHRD_LOOPBACK,
@@ -44,7 +45,6 @@ from pipework.engine.kernel.netlink import (
     Netns,
     NoSuchLink,
     current_netns_fd,
-    pick_mtu,
     socket_in_netns,
     unsupported_kind,
 )

@@ -23,7 +23,8 @@ from typing import Any
 
 from pipework.engine.contract import DetachContext, GuestLink, LinkContext
 from pipework.engine.errors import HostInterfaceError
-from pipework.engine.kernel.netlink import Link, LinkExists, NetlinkFailure, Netns, pick_mtu
+from pipework.engine.kernel.mtu import pick_mtu
+from pipework.engine.kernel.netlink import Link, LinkExists, NetlinkFailure, Netns
 from pipework.engine.marker import BRIDGE_MARKER, Marker
 from pipework.engine.specs import IFNAMSIZ, short_hash
 

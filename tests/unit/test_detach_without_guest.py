@@ -7,8 +7,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_DELLINKPROP
-from support.fake_netlink import IFLA_ALT_IFNAME, IFLA_PROP_LIST, FakeNet
+from support.fake_netlink import (
+    IFLA_ALT_IFNAME,
+    IFLA_PROP_LIST,
+    RTM_DELLINK,
+    RTM_DELLINKPROP,
+    FakeNet,
+)
 
 from pipework.backends.links.macvlan import MacvlanBackend
 from pipework.engine import BRIDGE_MARKER, DetachContext, Marker

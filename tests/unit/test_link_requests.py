@@ -1,40 +1,48 @@
-"""The netlink requests each link backend builds, checked as the bytes pyroute2 sends.
+"""The netlink requests pipework sends, checked as the bytes production sends.
 
-The backends run against ``support.fake_netlink``: pyroute2's real
-``AsyncIPRoute.link``/``vlan_filter`` and ``NetlinkRequest`` over a fake
-socket, whose fake kernel decodes every request, applies it to a table of
-links per namespace and answers with real ``ifinfmsg`` messages. So these
-tests check message types, flags and attributes on the wire (numbers read
-from the raw bytes, by the kernel's attribute numbers), what the fake kernel
-holds afterwards, and what rolling back the journal does. No root needed.
+Everything here runs the production code, ``Netns`` and ``rtnl`` (and the
+backends, the bridge's VLAN requests, the static address provider, the
+batched teardown above them), against ``support.fake_netlink``: a fake
+kernel behind the socket ``Netns`` writes to. It decodes every request with
+pyroute2's message classes (``Request.msg``) and by the kernel's attribute
+numbers (``Request.wire``/``number``/``string``), applies it to tables of
+links, addresses and routes per namespace, and answers with messages
+pyroute2 encodes, which production decodes. So these tests check message
+types, flags and attributes on the wire, what the fake kernel holds
+afterwards, and what rolling back the journal does. No root needed.
+
+No request of a built-in backend may need pyroute2's compiler (the
+``allow_pyroute2`` fixture allows it, for the tests of the fallback).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import ipaddress
 import itertools
+import os
+import socket
 import struct
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
 import pytest
-from pyroute2.netlink import NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL
-from pyroute2.netlink.rtnl import (
-    RTM_DELLINK,
-    RTM_DELLINKPROP,
-    RTM_GETLINK,
-    RTM_NEWLINK,
-    RTM_NEWLINKPROP,
-    RTM_SETLINK,
-)
 from support.fake_netlink import (
     AF_BRIDGE,
+    IFA_ADDRESS,
+    IFA_BROADCAST,
+    IFA_F_NODAD,
+    IFA_FLAGS,
+    IFA_LOCAL,
     IFF_UP,
+    IFLA_ADDRESS,
     IFLA_AF_SPEC,
     IFLA_ALT_IFNAME,
     IFLA_BR_VLAN_FILTERING,
     IFLA_BRIDGE_VLAN_INFO,
+    IFLA_EXT_MASK,
+    IFLA_GROUP,
     IFLA_IFALIAS,
     IFLA_IFNAME,
     IFLA_INFO_DATA,
@@ -50,11 +58,45 @@ from support.fake_netlink import (
     IFLA_NET_NS_FD,
     IFLA_PROP_LIST,
     IFLA_VLAN_ID,
+    LOOKUPS,
+    NLM_F_ACK,
+    NLM_F_APPEND,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NLM_F_REQUEST,
+    RT_SCOPE_LINK,
+    RT_SCOPE_UNIVERSE,
+    RT_TABLE_MAIN,
+    RTA_DST,
+    RTA_GATEWAY,
+    RTA_OIF,
+    RTA_PRIORITY,
+    RTEXT_FILTER_SKIP_STATS,
+    RTM_DELLINK,
+    RTM_DELLINKPROP,
+    RTM_DELROUTE,
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETROUTE,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWLINKPROP,
+    RTM_NEWROUTE,
+    RTM_SETLINK,
+    RTN_UNICAST,
+    RTPROT_STATIC,
+    VETH_INFO_PEER,
+    FakeAddress,
     FakeNet,
+    FakeRoute,
     Request,
 )
 
+from pipework.backends.addresses.static import StaticProvider
 from pipework.backends.links.bridge import BridgeBackend
+from pipework.backends.links.bridge.vlans import disable_vlan_filtering, vlan_filtering
 from pipework.backends.links.dummy import DummyBackend
 from pipework.backends.links.ipoib import IpoibBackend
 from pipework.backends.links.ipvlan import IpvlanBackend
@@ -62,7 +104,10 @@ from pipework.backends.links.macvlan import MacvlanBackend
 from pipework.backends.links.phys import PhysBackend
 from pipework.engine import (
     BRIDGE_MARKER,
+    AddressContext,
+    AddressSpec,
     AttachSpec,
+    ConflictError,
     DetachContext,
     Guest,
     GuestInfo,
@@ -70,17 +115,24 @@ from pipework.engine import (
     HostInterfaceError,
     HostRequest,
     Journal,
+    Link,
     LinkContext,
+    LinkExists,
     Marker,
+    NetlinkFailure,
+    NoSuchLink,
+    NotPermittedError,
     PipeworkError,
     UnsupportedError,
     UsageError,
 )
+from pipework.engine.kernel.teardown import deferred_deletes
 
 pytestmark = pytest.mark.anyio
 
 GUEST = "netns:blue"
 CREATE = NLM_F_CREATE | NLM_F_EXCL
+REQ_ACK = NLM_F_REQUEST | NLM_F_ACK
 PVID_UNTAGGED = 0x2 | 0x4  # BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED
 ARPHRD_INFINIBAND = 32
 ARPHRD_LOOPBACK = 772
@@ -107,6 +159,24 @@ def net():
     net = FakeNet()
     yield net
     net.close()
+
+
+@pytest.fixture(autouse=True)
+def no_pyroute2(request, monkeypatch):
+    """Every request is encoded by rtnl.py: pyroute2's compiler is never asked
+    (unless the test asks for ``allow_pyroute2``)."""
+    if "allow_pyroute2" in request.fixturenames:
+        return
+
+    def refuse(*args):
+        raise AssertionError(f"pyroute2 asked to compile {args}")
+
+    monkeypatch.setattr("pipework.engine.kernel.netlink._pyroute2_compile", refuse)
+
+
+@pytest.fixture
+def allow_pyroute2():
+    """The test exercises pyroute2's compiler (the fallback for unknown attributes)."""
 
 
 def hash10(*parts: str) -> str:
@@ -847,7 +917,7 @@ async def test_a_refused_change_at_any_step_leaves_nothing_behind(name):
             before = net.kernel.snapshot()
             changes = itertools.count(1)
             net.kernel.fail(
-                errno.EBUSY, when=lambda r, c=changes, n=n: r.type != RTM_GETLINK and next(c) == n
+                errno.EBUSY, when=lambda r, c=changes, n=n: r.type not in LOOKUPS and next(c) == n
             )
             try:
                 await BACKENDS[ctx.marker.kind].attach(ctx)
@@ -879,3 +949,521 @@ async def test_a_failed_lookup_right_after_a_create_leaves_nothing_behind(net, n
         await BACKENDS[ctx.marker.kind].attach(ctx)
     assert await ctx.journal.rollback() == []
     assert net.kernel.snapshot() == before
+
+
+# -- lookups --------------------------------------------------------------------------
+
+
+async def test_lookups_by_name_and_index_leave_statistics_out(net):
+    eth0 = net.kernel.add("host", "eth0", up=True, mtu=9000, mac="52:54:00:12:34:56")
+    link = await net.host.link("eth0")
+    assert await net.host.link_by_index(eth0.index) == link
+    assert await net.host.link("eth9") is None
+    assert await net.host.link_by_index(999) is None
+
+    by_name, by_index, missing, missing_index = net.kernel.log
+    for r in net.kernel.log:
+        assert (r.type, r.flags) == (RTM_GETLINK, NLM_F_REQUEST)  # one answer, no ACK
+        assert r.number(IFLA_EXT_MASK) == RTEXT_FILTER_SKIP_STATS
+    assert (by_name.index, by_name.string(IFLA_IFNAME)) == (0, "eth0")
+    assert (by_index.index, by_index.wire(IFLA_IFNAME)) == (eth0.index, None)
+    assert (missing.error, missing_index.error) == (errno.ENODEV, errno.ENODEV)
+    assert link == Link(
+        index=eth0.index, ifname="eth0", kind=None, mtu=9000, mac="52:54:00:12:34:56",
+        alias=None, master=None, up=True, operstate="UNKNOWN", link_type=1, max_mtu=65535,
+    )  # fmt: skip
+
+
+async def test_a_lookup_finds_an_alternative_name(net):
+    vlan = net.kernel.add("host", "eth0.10", kind="vlan", vlan_id=10, altnames=["pw-0123456789"])
+    found = await net.host.link("pw-0123456789")
+    assert (found.index, found.ifname, found.kind, found.vlan_id) == (
+        vlan.index,
+        "eth0.10",
+        "vlan",
+        10,
+    )
+
+
+async def test_links_is_one_dump(net):
+    br0 = net.kernel.add("host", "br0", kind="bridge", up=True)
+    port = net.kernel.add("host", "pwport", kind="veth", master=br0.index, alias="marker")
+    vlan = net.kernel.add("host", "eth0.10", kind="vlan", vlan_id=10, parent=port.index)
+    links = await net.host.links()
+    (dump,) = net.kernel.log
+    assert (dump.type, dump.flags, dump.index) == (RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 0)
+    assert dump.number(IFLA_EXT_MASK) == RTEXT_FILTER_SKIP_STATS
+    assert [(x.index, x.ifname, x.kind, x.master, x.alias, x.parent, x.vlan_id) for x in links] == [
+        (br0.index, "br0", "bridge", None, None, None, None),
+        (port.index, "pwport", "veth", br0.index, "marker", None, None),
+        (vlan.index, "eth0.10", "vlan", None, None, port.index, 10),
+    ]
+    assert [x.ifname for x in await net.host.ports(br0.index)] == ["pwport"]
+
+
+# -- link set: the engine's final request, and errors -------------------------------
+
+
+async def test_the_engines_final_set_is_one_request(net):
+    """Rename, marker, MAC, MTU and up at once, as Engine._attach sends it."""
+    temp = net.kernel.add("guest", "pwt0123456789", mtu=1500)
+    await net.guest_ns.set(
+        temp.index, ifname="eth1", ifalias="marker", state="up",
+        address="02:aa:bb:cc:dd:ee", mtu=1400,
+    )  # fmt: skip
+    (r,) = net.kernel.log
+    assert (r.ns, r.type, r.flags, r.index) == ("guest", RTM_NEWLINK, REQ_ACK, temp.index)
+    assert r.ifi == (IFF_UP, IFF_UP)
+    assert r.string(IFLA_IFNAME) == "eth1"
+    assert r.string(IFLA_IFALIAS) == "marker"
+    assert r.wire(IFLA_ADDRESS) == bytes.fromhex("02aabbccddee")
+    assert r.msg.get("IFLA_ADDRESS") == "02:aa:bb:cc:dd:ee"  # pyroute2 reads the same
+    assert r.number(IFLA_MTU) == 1400
+    assert r.wire(IFLA_LINKINFO) is None
+    assert (temp.ifname, temp.alias, temp.up, temp.mac, temp.mtu) == (
+        "eth1", "marker", True, "02:aa:bb:cc:dd:ee", 1400,
+    )  # fmt: skip
+
+
+async def test_down_and_an_empty_alias(net):
+    link = net.kernel.add("host", "eth2", up=True, alias="old")
+    await net.host.set(link.index, state="down", ifalias="")
+    (r,) = net.kernel.log
+    assert r.ifi == (0, IFF_UP)
+    assert r.wire(IFLA_IFALIAS) == b"\0"
+    assert (link.up, link.alias) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (errno.EEXIST, LinkExists),
+        (errno.ENODEV, NoSuchLink),
+        (errno.EPERM, NotPermittedError),
+        (errno.EOPNOTSUPP, UnsupportedError),
+        (errno.ERANGE, HostInterfaceError),
+        (errno.EBUSY, NetlinkFailure),
+    ],
+)
+async def test_refusals_are_translated(net, code, error):
+    link = net.kernel.add("guest", "eth1")
+    net.kernel.fail(code)
+    with pytest.raises(error) as err:
+        await net.guest_ns.set(link.index, state="up")
+    assert type(err.value) is error
+    assert err.value.message == (
+        f"configuring interface #{link.index} in blue failed: {os.strerror(code)}"
+    )
+    if isinstance(err.value, NetlinkFailure):
+        assert err.value.code == code
+
+
+async def test_veth_create_layout(net):
+    await net.host.create(
+        "pwx", "veth", mtu=1400, peer={"ifname": "pwt", "net_ns_fd": net.guest_fd, "mtu": 1400}
+    )
+    (r,) = net.kernel.log
+    assert (r.type, r.flags, r.index, r.ifi) == (RTM_NEWLINK, REQ_ACK | CREATE, 0, (0, 0))
+    assert r.nested(IFLA_LINKINFO) and r.nested(IFLA_LINKINFO, IFLA_INFO_DATA)
+    assert r.string(IFLA_LINKINFO, IFLA_INFO_KIND) == "veth"
+    peer = r.peer()
+    assert peer.index == 0 and peer.ifi == (0, 0)
+    assert (peer.string(IFLA_IFNAME), peer.number(IFLA_NET_NS_FD), peer.number(IFLA_MTU)) == (
+        "pwt", net.guest_fd, 1400,
+    )  # fmt: skip
+    assert peer.wire(IFLA_LINKINFO) is None
+    assert r.wire(IFLA_LINKINFO, IFLA_INFO_DATA, VETH_INFO_PEER) is not None
+    assert net.kernel.names("host") == ["pwx"] and net.kernel.names("guest") == ["pwt"]
+
+
+# -- deletes ------------------------------------------------------------------------
+
+
+async def test_delete_and_delete_named(net):
+    link = net.kernel.add("host", "pwa")
+    assert await net.host.delete(link.index) is True
+    assert await net.host.delete(link.index) is False  # ENODEV: already gone
+    assert await net.host.delete_named("pwa") is False
+    first, again, lookup = net.kernel.log
+    assert (first.type, first.flags, first.index) == (RTM_DELLINK, REQ_ACK, link.index)
+    assert first.attrs == b""
+    assert again.error == errno.ENODEV
+    assert (lookup.type, lookup.string(IFLA_IFNAME)) == (RTM_GETLINK, "pwa")
+
+
+async def test_deferred_deletes_become_one_group_delete_per_namespace(net):
+    net.kernel.add("host", "eth0", group=7)
+    first = net.kernel.add("host", "pwa")
+    second = net.kernel.add("host", "pwb")
+    child = net.kernel.add("guest", "eth1")
+    sockets = len(net.kernel.sockets)
+    async with deferred_deletes() as batch:
+        assert await net.host.delete(first.index)
+        assert await net.host.delete(second.index)
+        assert await net.guest_ns.delete(child.index)
+        assert net.kernel.log == []  # only recorded so far
+    assert (batch.deleted, batch.failures) == (3, [])
+
+    dump, join_a, join_b, group_delete, guest_delete = net.kernel.log
+    assert (dump.ns, dump.type, dump.flags) == ("host", RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP)
+    group = join_a.number(IFLA_GROUP)
+    assert group >= 1 << 24 and group != 7  # fresh, far above hand-picked numbers
+    for join, link in ((join_a, first), (join_b, second)):
+        assert (join.ns, join.type, join.flags, join.index) == (
+            "host", RTM_NEWLINK, REQ_ACK, link.index,
+        )  # fmt: skip
+        assert join.number(IFLA_GROUP) == group and join.wire(IFLA_IFNAME) is None
+    assert ("host", 2) in net.kernel.datagrams  # both joins in one datagram
+    assert (group_delete.ns, group_delete.type, group_delete.flags) == (
+        "host", RTM_DELLINK, REQ_ACK,
+    )  # fmt: skip
+    assert (group_delete.index, group_delete.number(IFLA_GROUP)) == (0, group)
+    assert (guest_delete.ns, guest_delete.type, guest_delete.index) == (
+        "guest", RTM_DELLINK, child.index,
+    )  # fmt: skip
+    assert guest_delete.wire(IFLA_GROUP) is None  # one interface: a plain delete
+    assert net.kernel.names("host") == ["eth0"] and net.kernel.names("guest") == []
+    opened = net.kernel.sockets[sockets:]
+    assert len(opened) == 2 and all(s.closed for s in opened)  # the batch's own sockets
+
+
+async def test_a_deferred_delete_of_an_interface_already_gone(net):
+    first = net.kernel.add("host", "pwa")
+    second = net.kernel.add("host", "pwb")
+    net.kernel.fail(errno.ENODEV, when=lambda r: r.index == first.index and r.type == RTM_NEWLINK)
+    async with deferred_deletes() as batch:
+        await net.host.delete(first.index)
+        await net.host.delete(second.index)
+    assert (batch.deleted, batch.failures) == (1, [])
+    assert net.kernel.names("host") == ["pwa"]  # the fault kept it: it was "gone"
+
+
+# -- alternative names ----------------------------------------------------------------
+
+
+async def test_altname_requests(net):
+    link = net.kernel.add("host", "eth0.10", kind="vlan", vlan_id=10)
+    assert await net.host.add_altname(link.index, "pw-0123456789") is True
+    assert await net.host.add_altname(link.index, "pw-0123456789") is False  # EEXIST
+    assert await net.host.add_altname(link.index, "pw-abcdefabcd") is True
+    assert await net.host.altnames(link.index) == ["pw-0123456789", "pw-abcdefabcd"]
+    await net.host.del_altname(link.index, "pw-0123456789")
+    await net.host.del_altname(link.index, "pw-0123456789")  # ENOENT: nothing to do
+    add, again, _, lookup, drop, drop_again = net.kernel.log
+    assert (add.type, add.flags, add.index) == (
+        RTM_NEWLINKPROP, REQ_ACK | NLM_F_CREATE | NLM_F_APPEND, link.index,
+    )  # fmt: skip
+    assert add.nested(IFLA_PROP_LIST)
+    assert add.string(IFLA_PROP_LIST, IFLA_ALT_IFNAME) == "pw-0123456789"
+    assert again.error == errno.EEXIST
+    assert (lookup.type, lookup.index) == (RTM_GETLINK, link.index)
+    assert (drop.type, drop.flags, drop.index) == (RTM_DELLINKPROP, REQ_ACK, link.index)
+    assert drop.string(IFLA_PROP_LIST, IFLA_ALT_IFNAME) == "pw-0123456789"
+    assert drop_again.error == errno.ENOENT
+    assert link.altnames == ["pw-abcdefabcd"]
+
+
+# -- bridge VLAN filtering (backends/links/bridge/vlans.py) ---------------------------
+
+
+async def test_bridge_vlan_filtering_read_and_turned_off(net):
+    br0 = net.kernel.add("host", "br0", kind="bridge", vlan_filtering=1)
+    assert await vlan_filtering(net.host, br0.index) is True
+    await disable_vlan_filtering(net.host, br0.index)
+    assert await vlan_filtering(net.host, br0.index) is False
+    lookup, off, _ = net.kernel.log
+    assert (lookup.type, lookup.flags, lookup.index) == (RTM_GETLINK, NLM_F_REQUEST, br0.index)
+    assert (off.type, off.flags, off.index, off.ifi) == (RTM_NEWLINK, REQ_ACK, br0.index, (0, 0))
+    assert off.kind == "bridge" and off.nested(IFLA_LINKINFO)
+    assert off.wire(IFLA_LINKINFO, IFLA_INFO_DATA, IFLA_BR_VLAN_FILTERING) == b"\0"
+    assert br0.vlan_filtering == 0
+
+
+async def test_a_kernel_without_bridge_vlan_filtering(net):
+    net.kernel.add("host", "br0", kind="bridge", up=True)
+    before = net.kernel.snapshot()
+    net.kernel.fail(
+        errno.EOPNOTSUPP,
+        when=lambda r: r.wire(IFLA_LINKINFO, IFLA_INFO_DATA, IFLA_BR_VLAN_FILTERING) is not None,
+    )
+    ctx = await context(net, "bridge", spec("br0", tag="10"))
+    with pytest.raises(UnsupportedError) as err:
+        await BACKENDS["bridge"].attach(ctx)
+    assert err.value.message == (
+        "this kernel has no bridge VLAN filtering support (CONFIG_BRIDGE_VLAN_FILTERING)"
+    )
+    assert err.value.hint == "attach without a VLAN, or use Open vSwitch (an ovs* bridge)"
+    assert ctx.journal.steps == []
+    assert net.kernel.snapshot() == before
+
+
+# -- addresses ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sysctls(monkeypatch):
+    """IPv6 addresses enable IPv6 on their interface; the fake namespaces'
+    fds are no namespaces to enter: record the writes."""
+    written = []
+
+    def write(fd, key, value):
+        written.append((fd, key, value))
+        return True
+
+    monkeypatch.setattr("pipework.engine.kernel.netlink.write_sysctl", write)
+    return written
+
+
+@pytest.mark.parametrize(
+    ("address", "broadcast", "flags"),
+    [
+        ("198.18.0.2/24", "198.18.0.255", 0),
+        ("198.18.0.2/31", None, IFA_F_NODAD),
+        ("198.18.0.2/32", None, IFA_F_NODAD),
+        ("2001:db8::2/64", None, IFA_F_NODAD),
+    ],
+)
+async def test_add_address(net, sysctls, address, broadcast, flags):
+    eth1 = net.kernel.add("guest", "eth1")
+    iface = ipaddress.ip_interface(address)
+    await net.guest_ns.add_address(eth1.index, iface)
+    await net.guest_ns.add_address(eth1.index, iface)  # EEXIST: already there
+    first, again = [r for r in net.kernel.log if r.type == RTM_NEWADDR]
+    assert (first.ns, first.flags) == ("guest", REQ_ACK | CREATE)
+    family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+    assert struct.unpack("=BBBBI", first.body) == (
+        family, iface.network.prefixlen, flags, 0, eth1.index,
+    )  # fmt: skip
+    assert first.wire(IFA_LOCAL) == first.wire(IFA_ADDRESS) == iface.ip.packed
+    assert first.msg.get("IFA_ADDRESS") == str(iface.ip)  # pyroute2 reads the same
+    assert first.wire(IFA_BROADCAST) == (
+        ipaddress.ip_address(broadcast).packed if broadcast else None
+    )
+    assert first.number(IFA_FLAGS) == (flags or None)
+    assert again.error == errno.EEXIST
+    if iface.version == 6:
+        assert sysctls == [(net.guest_fd, "net/ipv6/conf/eth1/disable_ipv6", "0")] * 2
+    else:
+        assert sysctls == []
+
+    net.kernel.log.clear()
+    assert await net.guest_ns.addresses(eth1.index) == [iface]
+    (dump,) = net.kernel.log
+    assert (dump.type, dump.flags, dump.family) == (RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 0)
+    assert dump.index == eth1.index
+
+
+async def test_addresses_are_those_of_the_interface(net, sysctls):
+    eth1 = net.kernel.add("guest", "eth1")
+    eth2 = net.kernel.add("guest", "eth2")
+    await net.guest_ns.add_address(eth2.index, ipaddress.ip_interface("198.18.1.2/24"))
+    await net.guest_ns.add_address(eth1.index, ipaddress.ip_interface("198.18.0.2/24"))
+    await net.guest_ns.add_address(eth1.index, ipaddress.ip_interface("2001:db8::2/64"))
+    assert await net.guest_ns.addresses(eth1.index) == [
+        ipaddress.ip_interface("198.18.0.2/24"),
+        ipaddress.ip_interface("2001:db8::2/64"),
+    ]
+
+
+# -- routes (the static provider; add_route) ------------------------------------------
+
+
+def rtmsg_of(r: Request) -> tuple[int, ...]:
+    """(family, dst_len, src_len, tos, table, protocol, scope, type)."""
+    return struct.unpack_from("=BBBBBBBB", r.body)
+
+
+def address_context(net: FakeNet, index: int, address: str, gateway: str | None) -> AddressContext:
+    return AddressContext(
+        address=AddressSpec(
+            address=ipaddress.ip_interface(address),
+            gateway=ipaddress.ip_address(gateway) if gateway else None,
+        ),
+        spec=AttachSpec(host="br0", guest=GUEST),
+        guest=Guest(GuestInfo(name="blue", key=GUEST, runtime="netns"), net.guest_fd),
+        guest_ns=net.guest_ns,
+        index=index,
+        ifname="eth1",
+        journal=Journal(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "gateway"), [("198.18.0.2/24", "198.18.0.1"), ("2001:db8::2/64", "2001:db8::1")]
+)
+async def test_static_gateway_on_the_subnet(net, sysctls, address, gateway):
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    ctx = address_context(net, eth1.index, address, gateway)
+    result = await StaticProvider().configure(ctx)
+    assert (result.addresses, result.gateway) == ((address,), gateway)
+
+    family = socket.AF_INET if ":" not in address else socket.AF_INET6
+    newaddr, dump, route = [r for r in net.kernel.log if r.type != RTM_GETLINK]
+    assert newaddr.type == RTM_NEWADDR
+    assert (dump.type, dump.flags, dump.family) == (
+        RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, family,
+    )  # fmt: skip
+    assert (route.type, route.flags) == (RTM_NEWROUTE, REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE)
+    assert rtmsg_of(route) == (
+        family, 0, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_UNIVERSE, RTN_UNICAST,
+    )  # fmt: skip
+    assert route.wire(RTA_DST) is None
+    assert route.wire(RTA_GATEWAY) == ipaddress.ip_address(gateway).packed
+    assert route.msg.get("RTA_GATEWAY") == gateway  # pyroute2 reads the same
+    assert route.number(RTA_OIF) == eth1.index and route.wire(RTA_PRIORITY) is None
+    defaults = [x for x in net.kernel.routes["guest"] if x.dst_len == 0]
+    assert defaults == [FakeRoute(family, None, 0, eth1.index, gateway=gateway)]
+
+    # Rolled back, with no default route before: the one made is deleted.
+    net.kernel.log.clear()
+    assert await ctx.journal.rollback() == []
+    (delete,) = net.kernel.log
+    assert (delete.type, delete.flags) == (RTM_DELROUTE, REQ_ACK)
+    assert rtmsg_of(delete) == (family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0)
+    assert delete.attrs == b""
+    assert not [x for x in net.kernel.routes["guest"] if x.dst_len == 0]
+
+
+async def test_static_gateway_off_the_subnet_gets_an_onlink_route_first(net):
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    ctx = address_context(net, eth1.index, "198.18.0.2/32", "198.19.0.1")
+    await StaticProvider().configure(ctx)
+    onlink, default = [r for r in net.kernel.log if r.type == RTM_NEWROUTE]
+    assert onlink.flags == REQ_ACK | CREATE
+    assert rtmsg_of(onlink) == (
+        socket.AF_INET, 32, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_LINK, RTN_UNICAST,
+    )  # fmt: skip
+    assert onlink.wire(RTA_DST) == ipaddress.ip_address("198.19.0.1").packed
+    assert (onlink.number(RTA_OIF), onlink.wire(RTA_GATEWAY)) == (eth1.index, None)
+    assert default.flags & NLM_F_REPLACE and default.number(RTA_OIF) == eth1.index
+    assert default.wire(RTA_GATEWAY) == ipaddress.ip_address("198.19.0.1").packed
+
+
+async def test_a_replaced_default_route_is_put_back_on_rollback(net):
+    eth0 = net.kernel.add(
+        "guest", "eth0", up=True, addresses=[FakeAddress(socket.AF_INET, "198.18.1.2", 24)]
+    )
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    dhcp = FakeRoute(socket.AF_INET, None, 0, eth0.index, gateway="198.18.1.1", proto=16)
+    net.kernel.routes["guest"].append(dhcp)
+    ctx = address_context(net, eth1.index, "198.18.0.2/24", "198.18.0.1")
+    await StaticProvider().configure(ctx)
+    assert [x.gateway for x in net.kernel.routes["guest"] if x.dst_len == 0] == ["198.18.0.1"]
+
+    net.kernel.log.clear()
+    assert await ctx.journal.rollback() == []
+    (restore,) = net.kernel.log
+    assert (restore.type, restore.flags) == (RTM_NEWROUTE, REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE)
+    assert rtmsg_of(restore)[:6] == (socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, 16)  # its proto
+    assert restore.wire(RTA_GATEWAY) == ipaddress.ip_address("198.18.1.1").packed
+    assert restore.number(RTA_OIF) == eth0.index
+    assert [x for x in net.kernel.routes["guest"] if x.dst_len == 0] == [dhcp]
+
+
+async def test_default_route_reads_the_main_tables_unicast_default(net):
+    eth0 = net.kernel.add("guest", "eth0", up=True)
+    net.kernel.routes["guest"] += [
+        FakeRoute(socket.AF_INET, "198.18.0.0", 24, eth0.index, proto=2, scope=RT_SCOPE_LINK),
+        FakeRoute(socket.AF_INET, None, 0, eth0.index, gateway="198.18.0.254", table=100),
+        FakeRoute(socket.AF_INET, None, 0, eth0.index, type=7),  # unreachable default
+        FakeRoute(
+            socket.AF_INET, None, 0, eth0.index, gateway="198.18.0.1", priority=100, proto=16
+        ),
+        FakeRoute(socket.AF_INET6, None, 0, eth0.index, gateway="2001:db8::1", priority=1024),
+    ]
+    v4 = await net.guest_ns.default_route(4)
+    assert v4 == {
+        "family": socket.AF_INET, "dst": "0.0.0.0/0", "proto": 16,
+        "gateway": "198.18.0.1", "oif": eth0.index, "priority": 100,
+    }  # fmt: skip
+    assert await net.guest_ns.default_route(6) == {
+        "family": socket.AF_INET6, "dst": "::/0", "proto": RTPROT_STATIC,
+        "gateway": "2001:db8::1", "oif": eth0.index, "priority": 1024,
+    }  # fmt: skip
+    net.kernel.log.clear()
+    await net.guest_ns.restore_route(v4)
+    (restore,) = net.kernel.log
+    assert rtmsg_of(restore) == (
+        socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, 16, RT_SCOPE_UNIVERSE, RTN_UNICAST,
+    )  # fmt: skip
+    assert restore.number(RTA_PRIORITY) == 100
+
+
+async def test_deleting_a_default_route_that_is_not_there(net):
+    await net.guest_ns.delete_default_route(6)
+    (delete,) = net.kernel.log
+    assert delete.error == errno.ESRCH  # tolerated
+    assert rtmsg_of(delete)[0] == socket.AF_INET6
+
+
+@pytest.mark.parametrize(
+    ("dst", "via", "metric", "scope"),
+    [
+        ("198.19.0.0/16", None, None, RT_SCOPE_LINK),
+        ("198.19.0.0/16", "198.18.0.1", 5, RT_SCOPE_UNIVERSE),
+        ("2001:db8:1::/48", None, 1024, RT_SCOPE_LINK),
+        ("2001:db8:1::/48", "2001:db8::1", None, RT_SCOPE_UNIVERSE),
+    ],
+)
+async def test_add_route(net, sysctls, dst, via, metric, scope):
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    await net.guest_ns.add_address(eth1.index, ipaddress.ip_interface("198.18.0.2/24"))
+    await net.guest_ns.add_address(eth1.index, ipaddress.ip_interface("2001:db8::2/64"))
+    net.kernel.log.clear()
+    network = ipaddress.ip_network(dst)
+    gateway = ipaddress.ip_address(via) if via else None
+    await net.guest_ns.add_route(eth1.index, network, gateway, metric)
+    (r,) = net.kernel.log
+    family = socket.AF_INET if network.version == 4 else socket.AF_INET6
+    assert (r.type, r.flags) == (RTM_NEWROUTE, REQ_ACK | CREATE)
+    assert rtmsg_of(r) == (
+        family, network.prefixlen, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, scope, RTN_UNICAST,
+    )  # fmt: skip
+    assert r.wire(RTA_DST) == network.network_address.packed
+    assert r.msg.get("RTA_DST") == str(network.network_address)  # pyroute2 reads the same
+    assert r.number(RTA_OIF) == eth1.index
+    assert r.wire(RTA_GATEWAY) == (gateway.packed if gateway else None)
+    assert r.number(RTA_PRIORITY) == metric
+
+    with pytest.raises(ConflictError) as err:
+        await net.guest_ns.add_route(eth1.index, network, gateway, metric)
+    assert err.value.message == f"a route to {dst} already exists in blue"
+
+
+async def test_a_route_via_an_unreachable_gateway(net):
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    with pytest.raises(UsageError) as err:
+        await net.guest_ns.add_route(
+            eth1.index, ipaddress.ip_network("198.19.0.0/16"), ipaddress.ip_address("198.18.9.1")
+        )
+    assert err.value.message == (
+        "route 198.19.0.0/16 via 198.18.9.1: the gateway is not reachable in blue"
+    )
+    assert err.value.hint == "the gateway must be on the interface's subnet"
+
+
+# -- what rtnl.py does not encode: pyroute2 compiles it, the same socket sends it -------
+
+
+async def test_attributes_rtnl_does_not_know_are_compiled_by_pyroute2(net, allow_pyroute2):
+    eth0 = net.kernel.add("host", "eth0", up=True)
+    await net.host.create("vx0", "vxlan", vxlan_id=42, vxlan_link=eth0.index)
+    (add,) = net.kernel.log
+    assert is_create(add) and add.flags & NLM_F_ACK
+    assert struct.unpack_from("=I", add.data, 12)[0] == 0  # our header, not pyroute2's
+    assert (add.string(IFLA_IFNAME), add.kind) == ("vx0", "vxlan")
+    assert add.number(IFLA_LINKINFO, IFLA_INFO_DATA, 1) == 42  # IFLA_VXLAN_ID
+    assert add.number(IFLA_LINKINFO, IFLA_INFO_DATA, 3) == eth0.index  # IFLA_VXLAN_LINK
+    vx0 = net.kernel.find("host", "vx0")
+    assert vx0.kind == "vxlan"
+
+    await net.host.set(vx0.index, txqlen=500)
+    (_, txqlen) = net.kernel.log
+    assert plain_set(txqlen) and txqlen.index == vx0.index
+    assert txqlen.number(13) == 500  # IFLA_TXQLEN
+
+    net.kernel.fail(errno.EOPNOTSUPP)
+    with pytest.raises(
+        UnsupportedError, match=r"^this kernel has no vxlan support \(module vxlan\)"
+    ):
+        await net.host.create("vx1", "vxlan", vxlan_id=43)

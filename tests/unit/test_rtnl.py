@@ -1,8 +1,10 @@
-"""The raw rtnetlink messages of the batched teardown, byte for byte."""
+"""The raw rtnetlink codec: message layout, byte for byte."""
 
 from __future__ import annotations
 
 import struct
+
+import pytest
 
 from pipework.engine.kernel import rtnl
 
@@ -29,8 +31,10 @@ def test_messages_and_group_attribute_are_parsed():
     done = struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 0, 9, 0) + b"\0\0\0\0"
     parsed = list(rtnl._messages(one + done))
     assert [(kind, seq) for kind, seq, _ in parsed] == [(rtnl.RTM_NEWLINK, 9), (rtnl.NLMSG_DONE, 9)]
-    assert rtnl._group(parsed[0][2][16:]) == 5
-    assert rtnl._group(b"") == 0
+    assert (
+        rtnl.u32_attr(rtnl.IFLA_GROUP, 5)[4:] == rtnl.attributes(parsed[0][2][16:])[rtnl.IFLA_GROUP]
+    )
+    assert rtnl.attributes(b"") == {}
 
 
 def test_fresh_groups_avoid_used_and_small_numbers():
@@ -49,3 +53,72 @@ def test_acknowledgement_codes():
         assert exc.errno == 1
     else:  # pragma: no cover
         raise AssertionError("EPERM must raise")
+
+
+# -- the link codec: what it encodes, and what it leaves to pyroute2 ----------------
+
+
+def test_link_attributes_under_pyroute2s_names():
+    flags, change, body = rtnl.encode_link(
+        {"ifname": "x", "kind": "macvlan", "link": 2, "net_ns_fd": 5, "macvlan_mode": "vepa"}
+    )
+    assert (flags, change) == (0, 0)
+    attrs = rtnl.attributes(body)
+    assert attrs[rtnl.IFLA_IFNAME] == b"x\0"
+    assert struct.unpack("=I", attrs[rtnl.IFLA_LINK]) == (2,)
+    assert struct.unpack("=I", attrs[rtnl.IFLA_NET_NS_FD]) == (5,)
+    info = rtnl.attributes(attrs[rtnl.IFLA_LINKINFO])
+    assert info[rtnl.IFLA_INFO_KIND] == b"macvlan\0"
+    assert rtnl.attributes(info[rtnl.IFLA_INFO_DATA]) == {1: struct.pack("=I", 2)}  # VEPA
+
+
+@pytest.mark.parametrize(
+    ("kind", "attrs", "data"),
+    [
+        ("ipvlan", {"ipvlan_mode": 1}, {1: struct.pack("=H", 1)}),
+        ("ipvlan", {"ipvlan_mode": "l3s"}, {1: struct.pack("=H", 2)}),
+        ("ipoib", {"pkey": 0x8001, "mode": "connected"}, {1: b"\x01\x80", 2: b"\x01\x00"}),
+        ("vlan", {"vlan_id": 4094}, {1: struct.pack("=H", 4094)}),
+        ("macvlan", {"macvlan_mode": "passthru"}, {1: struct.pack("=I", 8)}),
+    ],
+)
+def test_kind_data(kind, attrs, data):
+    _flags, _change, body = rtnl.encode_link({"kind": kind, **attrs})
+    info = rtnl.attributes(rtnl.attributes(body)[rtnl.IFLA_LINKINFO])
+    assert rtnl.attributes(info[rtnl.IFLA_INFO_DATA]) == data
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"txqlen": 500},
+        {"kind": "vxlan", "vxlan_id": 42},
+        {"kind": "macvlan", "macvlan_mode": "source"},
+        {"kind": "bridge", "peer": {"ifname": "y"}},
+        {"kind": "veth", "peer": {"ifname": "y", "kind": "veth"}},
+        {"kind": "veth", "peer": {"ifname": "y", "txqlen": 1}},
+        {"state": "dormant"},
+        {"mode": "l2"},
+    ],
+)
+def test_what_the_codec_does_not_know_is_refused(attrs):
+    with pytest.raises(rtnl.UnknownAttribute):
+        rtnl.encode_link(attrs)
+
+
+def test_kinds_without_data_need_no_info_data():
+    _flags, _change, body = rtnl.encode_link({"ifname": "d", "kind": "dummy"})
+    info = rtnl.attributes(rtnl.attributes(body)[rtnl.IFLA_LINKINFO])
+    assert info == {rtnl.IFLA_INFO_KIND: b"dummy\0"}
+
+
+def test_route_layout():
+    body = rtnl.encode_route(
+        2, 16, bytes([198, 19, 0, 0]), gateway=bytes([198, 18, 0, 1]), oif=3, priority=5
+    )
+    assert struct.unpack_from("=BBBBBBBBI", body) == (2, 16, 0, 0, 254, 4, 0, 1, 0)
+    route = rtnl.route_fields(body)
+    assert (route["dst"], route["gateway"], route["oif"], route["priority"]) == (
+        bytes([198, 19, 0, 0]), bytes([198, 18, 0, 1]), 3, 5,
+    )  # fmt: skip
+    assert rtnl.attributes(rtnl.encode_route(2, 0, b"\0\0\0\0")[12:]) == {}  # a default: no RTA_DST

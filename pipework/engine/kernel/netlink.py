@@ -1,41 +1,39 @@
-"""The only module that imports pyroute2.
+"""Netlink in plain values: one ``Netns`` handle per network namespace.
 
-One ``Netns`` handle per network namespace, cached by the namespace's inode,
-wraps a pyroute2 ``AsyncIPRoute`` and speaks in plain values (names, indexes,
-``ipaddress`` objects), translating netlink errors into ``PipeworkError``.
+``Netns`` speaks in names, indexes and ``ipaddress`` objects, and translates
+the kernel's errors into ``PipeworkError``. Every request goes out through
+one raw NETLINK_ROUTE socket per namespace, encoded by ``rtnl.py``: one
+production path per request, and the bytes the unit tests check
+(tests/unit/test_link_requests.py, against ``tests/support/fake_netlink``).
 
-Two costs are engineered away here (measurements in docs/ARCHITECTURE.md):
+pyroute2 earns its place in one spot: ``create()`` and ``set()`` take
+pyroute2's attribute names, and a link attribute ``rtnl.py`` does not
+encode (a link kind no built-in backend makes, say a third-party plugin's
+``vxlan_id=``) is compiled by pyroute2's request compiler and sent through
+the same socket. pyroute2 is imported there, on first use: importing the
+package costs 100 ms or more, and no built-in backend's request needs it.
 
-* ``import pyroute2`` runs a package ``__init__`` that imports every
-  submodule. We import only ``pyroute2.iproute.linux`` by pre-seeding
-  ``sys.modules["pyroute2"]`` with a *lazy* package module: the real
-  ``__init__`` still runs, in full, the first time anyone touches an
-  attribute of ``pyroute2`` itself, so other code that does
-  ``from pyroute2 import IPRoute`` keeps working.
-* ``AsyncIPRoute(netns=...)`` forks a helper to create the socket inside the
-  namespace. We instead ``setns()`` the calling thread into the namespace,
-  create the netlink socket (a socket stays bound to the namespace it was
-  created in) and ``setns()`` back: microseconds, no fork.
+Sockets are created inside a namespace with ``setns()`` on the calling
+thread (a socket stays bound to the namespace it was created in), then the
+thread moves back: microseconds, no fork.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import importlib
-import importlib.util
+import functools
 import ipaddress
 import os
 import socket
-import sys
-import types
-from collections.abc import Awaitable, Iterator
+import struct
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import anyio
+import anyio.to_thread
 from anyio.lowlevel import checkpoint
 
 from pipework.engine.errors import (
@@ -46,7 +44,8 @@ from pipework.engine.errors import (
     UnsupportedError,
     UsageError,
 )
-from pipework.engine.kernel.rtnl import PEER_KEYS, SET_KEYS, LinkRequests, RtnlError
+from pipework.engine.kernel import rtnl
+from pipework.engine.kernel.rtnl import Rtnl, RtnlError, UnknownAttribute
 from pipework.engine.specs import IPAddress, IPInterface
 
 T = TypeVar("T")
@@ -54,14 +53,11 @@ T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
 IFA_F_NODAD = 0x02
-RT_SCOPE_LINK = 253
 
 #: Kernel modules that provide a link kind, for "this kernel has no X support".
 KIND_MODULES = {"vlan": "8021q", "ipoib": "ib_ipoib", "veth": "veth"}
 ARPHRD_INFINIBAND = 32
 ARPHRD_LOOPBACK = 772
-BRIDGE_VLAN_INFO_PVID = 0x2
-BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 
 
 class _DeleteRecorder(Protocol):
@@ -88,53 +84,6 @@ class LinkExists(NetlinkFailure):
 
 class NoSuchLink(NetlinkFailure):
     """ENODEV: the interface is gone (also expected in races)."""
-
-
-class _LazyPackage(types.ModuleType):
-    """A package module whose ``__init__`` runs on first attribute access."""
-
-    def __getattr__(self, name: str) -> Any:
-        if not name.startswith("__"):
-            # ``from pyroute2 import config`` asks the package for a submodule
-            # first: import just that submodule.
-            sub = importlib.util.find_spec(f"{self.__name__}.{name}")
-            if sub is not None:
-                return importlib.import_module(f"{self.__name__}.{name}")
-        spec = self.__spec__
-        assert spec is not None and spec.loader is not None
-        self.__class__ = types.ModuleType  # type: ignore[assignment]  # run __init__ once
-        spec.loader.exec_module(self)
-        return getattr(self, name)
-
-
-_ipr_module: Any = None
-
-
-def _pyroute2() -> Any:
-    """``pyroute2.iproute.linux``, loaded without the package's eager ``__init__``."""
-    global _ipr_module
-    if _ipr_module is None:
-        if "pyroute2" not in sys.modules:
-            spec = importlib.util.find_spec("pyroute2")
-            if spec is None or spec.submodule_search_locations is None:
-                raise UnsupportedError("pyroute2 is not installed", "pip install pyroute2")
-            pkg = _LazyPackage("pyroute2")
-            pkg.__spec__ = spec
-            pkg.__path__ = list(spec.submodule_search_locations)
-            pkg.__file__ = spec.origin
-            pkg.__loader__ = spec.loader
-            pkg.__package__ = "pyroute2"
-            sys.modules["pyroute2"] = pkg
-        import pyroute2.iproute.linux as linux
-
-        _ipr_module = linux
-    return _ipr_module
-
-
-def _netlink_error_type() -> Any:
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return NetlinkError
 
 
 _libc_handle: ctypes.CDLL | None = None
@@ -237,6 +186,18 @@ def socket_in_netns(fd: int | None, family: int, type_: int, proto: int) -> sock
         return socket.socket(family, type_, proto)
 
 
+def open_rtnl(fd: int | None) -> socket.socket:
+    """A NETLINK_ROUTE socket inside the namespace ``fd``.
+
+    Not bound to any multicast group: subscribing makes bind() and close()
+    wait for RCU grace periods (~30 ms measured) and floods the socket with
+    notifications nobody reads.
+    """
+    sock = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return sock
+
+
 @dataclass(frozen=True)
 class Link:
     """What we need to know about one interface."""
@@ -256,32 +217,36 @@ class Link:
     """IFLA_LINK: the interface this one is stacked on (VLAN, macvlan...)."""
     vlan_id: int | None = None
 
-    @classmethod
-    def from_msg(cls, msg: Any) -> Link:
-        kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
-        return cls(
-            index=msg["index"],
-            ifname=msg.get("ifname"),
-            kind=kind,
-            mtu=msg.get("mtu") or 0,
-            mac=msg.get("address"),
-            alias=msg.get("ifalias"),
-            master=msg.get("master"),
-            up=bool(msg["flags"] & 1),
-            operstate=msg.get("operstate") or "UNKNOWN",
-            link_type=msg["ifi_type"],
-            max_mtu=msg.get("max_mtu"),
-            parent=msg.get("link"),
-            vlan_id=(
-                msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_VLAN_ID")
-                if kind == "vlan"
-                else None
-            ),
-        )
 
-
-def _family(addr: IPAddress | IPInterface) -> int:
+def _family(addr: IPAddress | IPInterface | ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
     return socket.AF_INET if addr.version == 4 else socket.AF_INET6
+
+
+def _default(version: int) -> tuple[int, str]:
+    return (socket.AF_INET, "0.0.0.0/0") if version == 4 else (socket.AF_INET6, "::/0")
+
+
+def _pyroute2_compile(method: str, command: str, attrs: dict[str, Any]) -> tuple[int, int, bytes]:
+    """(type, flags, body) of the message pyroute2 builds for ``method(command, **attrs)``.
+
+    pyroute2's ``IPBatch`` compiles requests without sending them. It runs
+    its own event loop: call this in a worker thread.
+    """
+    try:
+        from pyroute2 import IPBatch
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise UnsupportedError(
+            f"encoding {sorted(attrs)} needs pyroute2, which is not installed",
+            "pip install pyroute2",
+        ) from None
+    batch = IPBatch()
+    try:
+        getattr(batch, method)(command, **attrs)
+        data = bytes(batch.batch)
+    finally:
+        batch.close()
+    length, kind, flags = struct.unpack_from("=IHH", data)
+    return kind, flags & ~rtnl.NLM_F_REQUEST, data[16:length]
 
 
 class Netns:
@@ -289,117 +254,108 @@ class Netns:
 
     def __init__(
         self,
-        ipr: Any,
         label: str,
         fd: int | None,
         key: tuple[int, int],
         *,
-        lean: LinkRequests | None = None,
+        connect: Callable[[int | None], socket.socket] = open_rtnl,
+        own_fd: bool = False,
     ) -> None:
-        self._raw = ipr
-        """The pyroute2 socket; None until a request the lean path lacks needs it."""
-        self._lean = lean
-        """Raw requests for the attach's hot path (``rtnl.py``), if given."""
-        self._ready = False
-        self._ready_lock: Any = None
         self.label = label
         self.fd = fd
         self.key = key
-        self._own_fd = False
+        self._connect = connect
+        self.rtnl = Rtnl(connect(fd))
+        """The socket every request of this handle goes through."""
+        self._own_fd = own_fd
 
-    async def _api(self) -> Any:
-        """The pyroute2 socket, its asyncio endpoint set up exactly once.
+    def new_rtnl(self) -> Rtnl:
+        """Another socket in this namespace, for work in another thread."""
+        return Rtnl(self._connect(self.fd))
 
-        pyroute2 sets the endpoint up lazily on the first request; two
-        concurrent first requests would each create one on the same socket
-        and lose each other's answers.
-        """
-        if not self._ready:
-            if self._ready_lock is None:
-                self._ready_lock = anyio.Lock()
-            async with self._ready_lock:
-                if not self._ready:
-                    if self._raw is None:
-                        self._raw = _open_pyroute2(self.fd)
-                    await self._raw.setup_endpoint()
-                    self._ready = True
-        return self._raw
-
-    async def _call(self, what: str, coro: Awaitable[T]) -> T:
+    async def _ask(self, what: str, call: Callable[..., T], *args: Any) -> T:
+        """Run one raw request; each stays a cancellation point."""
+        await checkpoint()
         try:
-            return await coro
-        except _netlink_error_type() as exc:
+            return call(*args)
+        except RtnlError as exc:
             raise _translate(exc, what, self.label) from None
 
-    # -- links ---------------------------------------------------------------
-    async def link(self, ifname: str) -> Link | None:
-        if self._lean is not None:
-            await checkpoint()  # each request stays a cancellation point, as with pyroute2
-            try:
-                return Link(**self._lean.get_link(ifname=ifname))  # type: ignore[arg-type]
-            except RtnlError as exc:
-                if exc.code in (errno.ENODEV, errno.EINVAL):
-                    return None
-                raise _translate(exc, f"looking up {ifname}", self.label) from None
+    async def request(
+        self, what: str, kind: int, flags: int, body: bytes, *, ignore: Collection[int] = ()
+    ) -> list[bytes]:
+        """Any rtnetlink request, built with ``rtnl``'s primitives: the payloads
+        of the answers ([] once an NLM_F_ACK request is acknowledged, or when
+        the kernel answers with an errno in ``ignore``). ``what`` names it in
+        errors: "``what`` failed: <reason>"."""
+        await checkpoint()
         try:
-            msgs = await (await self._api()).link("get", ifname=ifname)
-        except _netlink_error_type() as exc:
+            return self.rtnl.request(kind, flags, body)
+        except RtnlError as exc:
+            if exc.code in ignore:
+                return []
+            raise _translate(exc, what, self.label) from None
+
+    async def _compiled(self, method: str, command: str, attrs: Mapping[str, Any]) -> None:
+        """A request pyroute2 compiles (attributes ``rtnl`` does not encode),
+        sent through this handle's socket; raises ``RtnlError``."""
+        kind, flags, body = await anyio.to_thread.run_sync(
+            functools.partial(_pyroute2_compile, method, command, dict(attrs))
+        )
+        self.rtnl.request(kind, flags, body)
+
+    # -- links ---------------------------------------------------------------------------
+    async def link(self, ifname: str) -> Link | None:
+        await checkpoint()
+        try:
+            return Link(**self.rtnl.get_link(ifname=ifname))  # type: ignore[arg-type]
+        except RtnlError as exc:
             if exc.code in (errno.ENODEV, errno.EINVAL):
                 return None
             raise _translate(exc, f"looking up {ifname}", self.label) from None
-        return Link.from_msg(msgs[0])
 
     async def link_by_index(self, index: int) -> Link | None:
-        if self._lean is not None:
-            await checkpoint()
-            try:
-                return Link(**self._lean.get_link(index=index))  # type: ignore[arg-type]
-            except RtnlError as exc:
-                if exc.code == errno.ENODEV:
-                    return None
-                raise _translate(exc, f"looking up interface #{index}", self.label) from None
+        await checkpoint()
         try:
-            msgs = await (await self._api()).link("get", index=index)
-        except _netlink_error_type() as exc:
+            return Link(**self.rtnl.get_link(index=index))  # type: ignore[arg-type]
+        except RtnlError as exc:
             if exc.code == errno.ENODEV:
                 return None
             raise _translate(exc, f"looking up interface #{index}", self.label) from None
-        return Link.from_msg(msgs[0])
 
     async def links(self) -> list[Link]:
-        if self._lean is not None:
-            await checkpoint()
-            try:
-                return [Link(**fields) for fields in self._lean.links()]  # type: ignore[arg-type]
-            except RtnlError as exc:
-                raise _translate(exc, "listing interfaces", self.label) from None
-        result = await self._call("listing interfaces", (await self._api()).link("dump"))
-        return [Link.from_msg(m) async for m in result]
+        found = await self._ask("listing interfaces", self.rtnl.links)
+        return [Link(**fields) for fields in found]  # type: ignore[arg-type]
 
     async def create(self, ifname: str, kind: str, **attrs: Any) -> None:
-        """``ip link add``; raises ``LinkExists`` on EEXIST and says which
-        kernel module is missing on EOPNOTSUPP."""
-        peer = attrs.get("peer")
-        if (
-            self._lean is not None
-            and kind in ("veth", "bridge")
-            and set(attrs) <= {"mtu", "peer"}
-            and (peer is None or set(peer) <= PEER_KEYS)
-        ):
-            await checkpoint()
-            try:
-                self._lean.create_link(ifname, kind, attrs.get("mtu"), peer)
-            except RtnlError as exc:
-                if exc.code == errno.EOPNOTSUPP:
-                    raise unsupported_kind(kind) from None
-                raise _translate(exc, f"creating {kind} interface {ifname}", self.label) from None
-            return
+        """``ip link add``, attributes under pyroute2's names (``mtu=``, ``link=``,
+        ``net_ns_fd=``, ``peer={...}``, ``macvlan_mode=``...); raises
+        ``LinkExists`` on EEXIST and says which kernel module is missing on
+        EOPNOTSUPP."""
+        what = f"creating {kind} interface {ifname}"
+        await checkpoint()
         try:
-            await (await self._api()).link("add", ifname=ifname, kind=kind, **attrs)
-        except _netlink_error_type() as exc:
+            try:
+                self.rtnl.create_link(ifname, kind, attrs)
+            except UnknownAttribute:
+                await self._compiled("link", "add", {"ifname": ifname, "kind": kind, **attrs})
+        except RtnlError as exc:
             if exc.code == errno.EOPNOTSUPP:
                 raise unsupported_kind(kind) from None
-            raise _translate(exc, f"creating {kind} interface {ifname}", self.label) from None
+            raise _translate(exc, what, self.label) from None
+
+    async def set(self, index: int, **attrs: Any) -> None:
+        """``ip link set``: ``master=``, ``ifalias=``, ``state="up"``, ``mtu=``,
+        ``address=``, ``ifname=``, ``net_ns_fd=``... (pyroute2's names)."""
+        what = f"configuring interface #{index}"
+        await checkpoint()
+        try:
+            try:
+                self.rtnl.set_link(index, attrs)
+            except UnknownAttribute:
+                await self._compiled("link", "set", {"index": index, **attrs})
+        except RtnlError as exc:
+            raise _translate(exc, what, self.label) from None
 
     async def move(self, index: int, fd: int, ifname: str) -> None:
         """Move an interface into the namespace ``fd``, renaming it on the way
@@ -408,92 +364,30 @@ class Netns:
 
     async def add_altname(self, index: int, altname: str) -> bool:
         """Add an alternative name; False if this interface already has it."""
+        await checkpoint()
         try:
-            await (await self._api()).link("property_add", index=index, altname=altname)
-        except _netlink_error_type() as exc:
+            self.rtnl.add_altname(index, altname)
+        except RtnlError as exc:
             if exc.code == errno.EEXIST:
                 return False
             raise _translate(exc, f"adding name {altname} to #{index}", self.label) from None
         return True
 
     async def del_altname(self, index: int, altname: str) -> None:
+        await checkpoint()
         try:
-            await (await self._api()).link("property_del", index=index, altname=altname)
-        except _netlink_error_type() as exc:
+            self.rtnl.del_altname(index, altname)
+        except RtnlError as exc:
             if exc.code not in (errno.ENOENT, errno.ENODEV, errno.ENOMSG, errno.EINVAL):
                 raise _translate(
                     exc, f"removing name {altname} from #{index}", self.label
                 ) from None
 
     async def altnames(self, index: int) -> list[str]:
-        msgs = await self._call(
-            f"looking up interface #{index}", (await self._api()).link("get", index=index)
+        payload = await self._ask(
+            f"looking up interface #{index}", functools.partial(self.rtnl.link_message, index=index)
         )
-        props = msgs[0].get("IFLA_PROP_LIST") if msgs else None
-        return list(props.altnames()) if props is not None else []
-
-    async def vlan_filtering(self, index: int) -> bool:
-        """Is VLAN filtering on on the bridge ``index``?"""
-        msgs = await self._call(
-            f"looking up interface #{index}", (await self._api()).link("get", index=index)
-        )
-        return bool(msgs[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_BR_VLAN_FILTERING"))
-
-    async def enable_vlan_filtering(self, bridge: Link) -> bool:
-        """Turn on VLAN filtering on a bridge; False if it was on already."""
-        msgs = await self._call(
-            f"looking up {bridge.ifname}", (await self._api()).link("get", index=bridge.index)
-        )
-        if msgs[0].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA", "IFLA_BR_VLAN_FILTERING"):
-            return False
-        try:
-            await (await self._api()).link(
-                "set", index=bridge.index, kind="bridge", br_vlan_filtering=1
-            )
-        except _netlink_error_type() as exc:
-            if exc.code == errno.EOPNOTSUPP:
-                raise UnsupportedError(
-                    "this kernel has no bridge VLAN filtering support"
-                    " (CONFIG_BRIDGE_VLAN_FILTERING)",
-                    "attach without a VLAN, or use Open vSwitch (an ovs* bridge)",
-                ) from None
-            raise _translate(
-                exc, f"turning on VLAN filtering on {bridge.ifname}", self.label
-            ) from None
-        return True
-
-    async def disable_vlan_filtering(self, index: int) -> None:
-        await self._call(
-            f"turning off VLAN filtering on #{index}",
-            (await self._api()).link("set", index=index, kind="bridge", br_vlan_filtering=0),
-        )
-
-    async def set_port_vlan(self, index: int, vid: int) -> None:
-        """Make ``vid`` the bridge port's only VLAN: untagged, and its PVID."""
-        api = await self._api()
-        flags = BRIDGE_VLAN_INFO_PVID | BRIDGE_VLAN_INFO_UNTAGGED
-        await self._call(
-            f"putting port #{index} on VLAN {vid}",
-            api.vlan_filter("add", index=index, vlan_info={"vid": vid, "flags": flags}),
-        )
-        if vid != 1:  # the bridge's default PVID, which every new port gets
-            try:
-                await api.vlan_filter("del", index=index, vlan_info={"vid": 1})
-            except _netlink_error_type() as exc:
-                if exc.code not in (errno.ENOENT, errno.EINVAL):
-                    raise _translate(exc, f"removing VLAN 1 from #{index}", self.label) from None
-
-    async def set(self, index: int, **attrs: Any) -> None:
-        if self._lean is not None and set(attrs) <= SET_KEYS:
-            await checkpoint()
-            try:
-                self._lean.set_link(index, attrs)
-            except RtnlError as exc:
-                raise _translate(exc, f"configuring interface #{index}", self.label) from None
-            return
-        await self._call(
-            f"configuring interface #{index}", (await self._api()).link("set", index=index, **attrs)
-        )
+        return rtnl.link_altnames(payload)
 
     async def delete(self, index: int) -> bool:
         """Delete a link; False when it was already gone.
@@ -505,18 +399,10 @@ class Netns:
         if batch is not None:
             batch.add(self, index)
             return True
-        if self._lean is not None:
-            await checkpoint()
-            try:
-                self._lean.delete_link(index)
-            except RtnlError as exc:
-                if exc.code == errno.ENODEV:
-                    return False
-                raise _translate(exc, f"deleting interface #{index}", self.label) from None
-            return True
+        await checkpoint()
         try:
-            await (await self._api()).link("del", index=index)
-        except _netlink_error_type() as exc:
+            self.rtnl.delete_link(index)
+        except RtnlError as exc:
             if exc.code == errno.ENODEV:
                 return False
             raise _translate(exc, f"deleting interface #{index}", self.label) from None
@@ -530,7 +416,7 @@ class Netns:
     async def ports(self, master: int) -> list[Link]:
         return [link for link in await self.links() if link.master == master]
 
-    # -- addresses and routes ------------------------------------------------
+    # -- addresses -----------------------------------------------------------------------
     async def add_address(self, index: int, address: IPInterface) -> None:
         if address.version == 6:
             # Docker disables IPv6 in containers without an IPv6 network, and
@@ -539,105 +425,105 @@ class Netns:
             link = await self.link_by_index(index)
             if link is not None:
                 write_sysctl(self.fd, f"net/ipv6/conf/{link.ifname}/disable_ipv6", "0")
-        attrs: dict[str, Any] = {
-            "index": index,
-            "address": str(address.ip),
-            "prefixlen": address.network.prefixlen,
-        }
+        broadcast = None
+        flags = 0
         if address.version == 4 and address.network.prefixlen < 31:
-            attrs["broadcast"] = str(address.network.broadcast_address)
+            broadcast = address.network.broadcast_address.packed
         else:
             # Static IPv6 addresses are the user's choice: skip duplicate address
             # detection so the address is usable as soon as we return.
-            attrs["flags"] = IFA_F_NODAD
-        if self._lean is not None:
-            broadcast = attrs.get("broadcast")
-            await checkpoint()
-            try:
-                self._lean.add_address(
-                    index,
-                    _family(address),
-                    address.ip.packed,
-                    address.network.prefixlen,
-                    ipaddress.ip_address(broadcast).packed if broadcast else None,
-                    attrs.get("flags", 0),
-                )
-            except RtnlError as exc:
-                if exc.code != errno.EEXIST:
-                    raise _translate(exc, f"adding address {address}", self.label) from None
-            return
+            flags = IFA_F_NODAD
+        await checkpoint()
         try:
-            await (await self._api()).addr("add", **attrs)
-        except _netlink_error_type() as exc:
+            self.rtnl.add_address(
+                index,
+                _family(address),
+                address.ip.packed,
+                address.network.prefixlen,
+                broadcast,
+                flags,
+            )
+        except RtnlError as exc:
             if exc.code != errno.EEXIST:
                 raise _translate(exc, f"adding address {address}", self.label) from None
 
     async def addresses(self, index: int) -> list[IPInterface]:
-        if self._lean is not None:
-            await checkpoint()
-            try:
-                found = self._lean.addresses(index)
-            except RtnlError as exc:
-                raise _translate(exc, "listing addresses", self.label) from None
-            return [
-                ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
-                for _family_, raw, prefixlen in found
-            ]
-        result = await self._call(
-            "listing addresses", (await self._api()).addr("dump", index=index)
-        )
-        out: list[IPInterface] = []
-        async for msg in result:
-            if msg.get("index") == index:
-                out.append(ipaddress.ip_interface(f"{msg.get('address')}/{msg['prefixlen']}"))
-        return out
+        found = await self._ask("listing addresses", self.rtnl.addresses, index)
+        return [
+            ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
+            for _family_, raw, prefixlen in found
+        ]
 
+    # -- routes --------------------------------------------------------------------------
     async def default_route(self, version: int) -> dict[str, Any] | None:
-        """The main table's default route, as attributes ``restore_route`` takes."""
-        family = socket.AF_INET if version == 4 else socket.AF_INET6
-        api = await self._api()
-        result = await self._call("listing routes", api.route("dump", family=family))
-        async for msg in result:
-            if msg["dst_len"] == 0 and msg.get("table") == 254 and msg["type"] == 1:
-                attrs = {"family": family, "dst": "0.0.0.0/0" if version == 4 else "::/0"}
-                attrs["proto"] = msg["proto"]
-                for key in ("gateway", "oif", "priority"):
-                    if msg.get(key) is not None:
-                        attrs[key] = msg.get(key)
+        """The main table's default route, as attributes ``restore_route`` takes
+        (pyroute2's names: ``family dst proto`` and ``gateway oif priority``)."""
+        family, dst = _default(version)
+        for route in await self._ask("listing routes", self.rtnl.routes, family):
+            if (
+                route["dst_len"] == 0
+                and route["table"] == rtnl.RT_TABLE_MAIN
+                and route["type"] == rtnl.RTN_UNICAST
+            ):
+                attrs: dict[str, Any] = {"family": family, "dst": dst, "proto": route["proto"]}
+                gateway = route["gateway"]
+                if isinstance(gateway, bytes):
+                    attrs["gateway"] = str(ipaddress.ip_address(gateway))
+                for key in ("oif", "priority"):
+                    if route[key] is not None:
+                        attrs[key] = route[key]
                 return attrs
         return None
 
     async def restore_route(self, attrs: dict[str, Any]) -> None:
-        await self._call("restoring a route", (await self._api()).route("replace", **attrs))
+        """Put back a route ``default_route`` returned."""
+        known = {"family", "dst", "proto", "gateway", "oif", "priority"}
+        if not set(attrs) <= known:
+            await checkpoint()
+            try:
+                await self._compiled("route", "replace", attrs)
+            except RtnlError as exc:
+                raise _translate(exc, "restoring a route", self.label) from None
+            return
+        dst = ipaddress.ip_network(attrs["dst"])
+        gateway = attrs.get("gateway")
+        body = rtnl.encode_route(
+            attrs.get("family", _family(dst)),
+            dst.prefixlen,
+            dst.network_address.packed,
+            proto=attrs.get("proto", rtnl.RTPROT_STATIC),
+            gateway=ipaddress.ip_address(gateway).packed if gateway else None,
+            oif=attrs.get("oif"),
+            priority=attrs.get("priority"),
+        )
+        await self._ask(
+            "restoring a route", functools.partial(self.rtnl.add_route, replace=True), body
+        )
 
     async def set_default_route(self, gateway: IPAddress, oif: int) -> None:
-        await self._call(
-            "setting the default route",
-            (await self._api()).route(
-                "replace",
-                dst="0.0.0.0/0" if gateway.version == 4 else "::/0",
-                gateway=str(gateway),
-                family=_family(gateway),
-                oif=oif,
-            ),
+        body = rtnl.encode_route(_family(gateway), 0, None, gateway=gateway.packed, oif=oif)
+        await self._ask(
+            "setting the default route", functools.partial(self.rtnl.add_route, replace=True), body
         )
 
     async def delete_default_route(self, version: int) -> None:
-        dst = "0.0.0.0/0" if version == 4 else "::/0"
-        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        family, _dst = _default(version)
+        body = rtnl.encode_route(family, 0, None, proto=0, type_=0)
+        await checkpoint()
         try:
-            await (await self._api()).route("del", dst=dst, family=family)
-        except _netlink_error_type() as exc:
+            self.rtnl.delete_route(body)
+        except RtnlError as exc:
             if exc.code != errno.ESRCH:
                 raise _translate(exc, "removing the default route", self.label) from None
 
     async def add_onlink_route(self, index: int, dest: IPAddress) -> None:
-        prefix = 32 if dest.version == 4 else 128
+        body = rtnl.encode_route(
+            _family(dest), dest.max_prefixlen, dest.packed, scope=rtnl.RT_SCOPE_LINK, oif=index
+        )
+        await checkpoint()
         try:
-            await (await self._api()).route(
-                "add", dst=f"{dest}/{prefix}", oif=index, scope=RT_SCOPE_LINK, family=_family(dest)
-            )
-        except _netlink_error_type() as exc:
+            self.rtnl.add_route(body)
+        except RtnlError as exc:
             if exc.code != errno.EEXIST:
                 raise _translate(exc, f"adding an on-link route to {dest}", self.label) from None
 
@@ -649,21 +535,20 @@ class Netns:
         metric: int | None = None,
     ) -> None:
         """``ip route add DST [via GW] [metric N] dev #index`` (on-link without ``via``)."""
-        attrs: dict[str, Any] = {
-            "dst": str(dst),
-            "oif": index,
-            "family": socket.AF_INET if dst.version == 4 else socket.AF_INET6,
-        }
-        if via is not None:
-            attrs["gateway"] = str(via)
-        else:
-            attrs["scope"] = RT_SCOPE_LINK
-        if metric is not None:
-            attrs["priority"] = metric
+        body = rtnl.encode_route(
+            _family(dst),
+            dst.prefixlen,
+            dst.network_address.packed,
+            scope=rtnl.RT_SCOPE_UNIVERSE if via is not None else rtnl.RT_SCOPE_LINK,
+            gateway=via.packed if via is not None else None,
+            oif=index,
+            priority=metric,
+        )
         where = "" if self.label == "host" else f" in {self.label}"
+        await checkpoint()
         try:
-            await (await self._api()).route("add", **attrs)
-        except _netlink_error_type() as exc:
+            self.rtnl.add_route(body)
+        except RtnlError as exc:
             if exc.code == errno.EEXIST:
                 raise ConflictError(
                     f"a route to {dst} already exists{where}",
@@ -677,10 +562,7 @@ class Netns:
             raise _translate(exc, f"adding a route to {dst}", self.label) from None
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-        if self._lean is not None:
-            self._lean.close()
+        self.rtnl.close()
         if self._own_fd and self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -704,38 +586,12 @@ def _translate(exc: Any, what: str, label: str) -> PipeworkError:
     return NetlinkFailure(msg, code)
 
 
-def _open_pyroute2(fd: int | None) -> Any:
-    """A pyroute2 socket in the namespace ``fd``, for what the lean path lacks."""
-    sock = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    # groups=0: no multicast subscriptions. Subscribing makes bind() and
-    # close() wait for RCU grace periods (~30 ms measured) and floods the
-    # socket with notifications we never read.
-    return _pyroute2().AsyncIPRoute(use_socket=sock, groups=0)
-
-
 def unsupported_kind(kind: str) -> UnsupportedError:
     module = KIND_MODULES.get(kind, kind)
     return UnsupportedError(
         f"this kernel has no {kind} support (module {module})",
         f"load it with `modprobe {module}` or pick another link kind",
     )
-
-
-def pick_mtu(requested: int | None, parent: Link, ceiling: int | None = None) -> int:
-    """The MTU for an interface on ``parent``: ``requested``, or the parent's.
-
-    ``ceiling`` is the most the parent allows its children (a macvlan's
-    parent MTU); by default its own maximum.
-    """
-    mtu = requested or parent.mtu
-    limit = ceiling if ceiling is not None else parent.max_mtu
-    if limit and mtu > limit:
-        raise HostInterfaceError(
-            f"MTU {mtu} is larger than {parent.ifname} allows (at most {limit})",
-            f"choose --mtu {limit} or less, or raise {parent.ifname}'s MTU",
-        )
-    return mtu
 
 
 def current_netns_fd() -> int:
@@ -763,18 +619,16 @@ class NetlinkPool:
         key = netns_identity(fd)
         entry = self._cache.get(key)
         if entry is None:
-            # The hot requests go through a raw socket (rtnl.py); pyroute2 is
-            # loaded and its socket opened only when something else is asked.
-            raw = socket_in_netns(fd, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             # The handle outlives the caller's fd when other attaches to the
             # same guest share it: it keeps its own copy (a closed fd number
             # may be reused for another namespace meanwhile).
-            handle = Netns(
-                None, label, os.dup(fd) if fd is not None else None, key, lean=LinkRequests(raw)
-            )
-            handle._own_fd = fd is not None
-            entry = (handle, 0)
+            own = os.dup(fd) if fd is not None else None
+            try:
+                entry = (Netns(label, own, key, own_fd=own is not None), 0)
+            except BaseException:
+                if own is not None:
+                    os.close(own)
+                raise
         self._cache[key] = (entry[0], entry[1] + 1)
         return entry[0]
 

@@ -16,7 +16,6 @@ backend does (they delete last).
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,12 +23,10 @@ from dataclasses import dataclass, field
 import anyio
 import anyio.to_thread
 
-from pipework.engine.kernel.netlink import DEFERRED_DELETES, Netns, socket_in_netns
+from pipework.engine.kernel.netlink import DEFERRED_DELETES, Netns
 from pipework.engine.kernel.rtnl import Rtnl, RtnlError
 
 log = logging.getLogger("pipework.teardown")
-
-NETLINK_ROUTE = 0
 
 
 @dataclass
@@ -51,11 +48,10 @@ class DeleteBatch:
     def add(self, netns: Netns, index: int) -> None:
         space = self._spaces.get(netns.key)
         if space is None:
-            # The socket is made now, while the namespace's fd is surely open.
-            sock = socket_in_netns(netns.fd, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            # A socket of its own (the deletes run in a worker thread), made
+            # now, while the namespace's fd is surely open.
             space = self._spaces[netns.key] = _Namespace(
-                netns.label, Rtnl(sock), host=netns.label == "host"
+                netns.label, netns.new_rtnl(), host=netns.label == "host"
             )
         space.indexes.add(index)
 

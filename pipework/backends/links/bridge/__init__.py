@@ -21,6 +21,12 @@ from pipework.backends.links.bridge.firewall import (
     settle_forward,
     stale_forward_rules,
 )
+from pipework.backends.links.bridge.vlans import (
+    disable_vlan_filtering,
+    enable_vlan_filtering,
+    set_port_vlan,
+    vlan_filtering,
+)
 from pipework.engine import (
     BRIDGE_MARKER,
     ConflictError,
@@ -69,7 +75,7 @@ class BridgeBackend:
         bridge = await self._ensure_bridge(ctx)
         if vlan is not None:
             async with ctx.lock(f"bridge:{bridge.ifname}"):
-                if await ctx.host.enable_vlan_filtering(bridge):
+                if await enable_vlan_filtering(ctx.host, bridge):
                     ctx.journal.record(
                         f"VLAN filtering on {bridge.ifname}",
                         functools.partial(_filtering_off_if_unused, ctx.host, bridge.ifname),
@@ -87,7 +93,7 @@ class BridgeBackend:
             await host.set(veth.index, master=bridge.index, ifalias=marker.format(), state="up")
         else:  # the port's VLAN is set before it forwards anything
             await host.set(veth.index, master=bridge.index, ifalias=marker.format())
-            await host.set_port_vlan(veth.index, vlan)
+            await set_port_vlan(host, veth.index, vlan)
             await host.set(veth.index, state="up")
         await settle_forward(ctx, bridge.ifname, veth.ifname)
         return GuestLink(
@@ -150,7 +156,7 @@ class BridgeBackend:
             details = []
             if mtu is not None and bridge.mtu != mtu:
                 details.append(f"mtu {bridge.mtu} -> {mtu}")
-            if filtering is not None and await host.vlan_filtering(bridge.index) != filtering:
+            if filtering is not None and await vlan_filtering(host, bridge.index) != filtering:
                 details.append(f"vlan_filtering {not filtering} -> {filtering}".lower())
             if not bridge.up:
                 details.append("down -> up")
@@ -187,9 +193,9 @@ class BridgeBackend:
         host: Netns, bridge: Link, mtu: int | None, filtering: bool | None
     ) -> None:
         if filtering is True:
-            await host.enable_vlan_filtering(bridge)
+            await enable_vlan_filtering(host, bridge)
         elif filtering is False:
-            await host.disable_vlan_filtering(bridge.index)
+            await disable_vlan_filtering(host, bridge.index)
         await host.set(bridge.index, state="up", **({"mtu": mtu} if mtu else {}))
 
     async def release_host(self, ctx: HostContext) -> bool:
@@ -233,7 +239,7 @@ async def _filtering_off_if_unused(host: Netns, name: str) -> None:
         marker = Marker.parse(port.alias)
         if marker is not None and marker.state.startswith("vlan="):
             return
-    await host.disable_vlan_filtering(bridge.index)
+    await disable_vlan_filtering(host, bridge.index)
 
 
 async def _remove_if_empty(host: Netns, name: str) -> None:
