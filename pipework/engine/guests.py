@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from dataclasses import dataclass
 
 from pipework.engine.errors import (
@@ -47,7 +48,13 @@ def open_netns(path: str, info: GuestInfo, *, vanished: type[Exception] | None =
     for guests whose process may exit between lookup and open.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # Only a namespace file is opened: nsfs files are regular files, and
+        # opening a FIFO would block, a device node could act.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UsageError(
+                f"{path} is not a network namespace", "pass /proc/PID/ns/net or netns:NAME"
+            )
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         if vanished is not None:
             raise vanished(f"{info.name} stopped while pipework was looking it up") from None

@@ -182,7 +182,7 @@ def is_guest_side(marker: Marker, link: Link) -> bool:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 class Inventory:

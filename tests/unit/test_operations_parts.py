@@ -282,3 +282,10 @@ def test_table() -> None:
     assert text.splitlines() == ["GUEST  X", "web1   b", "c      dd"]
     odd = format_table([["netns:a\nb", "x"]], header=("GUEST", "X"))
     assert odd.splitlines()[1] == "netns:a\\nb  x"
+
+
+@pytest.mark.parametrize(("text", "value"), [("10", 10), ("", None), ("²", None), ("١٢", None)])
+def test_a_markers_vlan_is_read_as_ascii_digits_only(text, value):
+    from pipework.engine.inventory import _int
+
+    assert _int(text) == value
