@@ -190,6 +190,13 @@ def test_iptables_allows() -> None:
     assert not firewall.iptables_allows("-A FORWARD -i br1 -j DROP", "br1")
     assert firewall._iptables_owner(ours) == "br1"
     assert firewall._iptables_owner('-A FORWARD -m comment --comment "other" -j ACCEPT') is None
+    # Another bridge's rule is not this bridge's, whatever the names share.
+    br10 = ours.replace("br1", "br10")
+    assert not firewall.iptables_allows(br10, "br1")
+    assert firewall.iptables_allows(br10, "br10")
+    assert firewall._iptables_owner(br10) == "br10"
+    unquoted = "-A FORWARD -i br10 -o br10 -m comment --comment pipework-x -j ACCEPT"
+    assert not firewall.iptables_allows(unquoted, "br1")
 
 
 def test_nft_rule_json_keeps_a_hostile_name_a_string() -> None:

@@ -174,7 +174,7 @@ def iptables_allows(listing: str, bridge: str) -> bool:
         words = line.split()
         if len(words) < 3 or words[0] != "-A" or words[1] not in ("FORWARD", "DOCKER-USER"):
             continue
-        if rule_comment(bridge) in line:
+        if _iptables_owner(line, words[1]) == bridge:
             return True
         rest = words[2:]
         if rest[-2:] != ["-j", "ACCEPT"]:
@@ -339,9 +339,11 @@ async def our_rules(host_fd: int | None, bridge: str | None = None) -> list[tupl
     return list(dict.fromkeys(found))
 
 
-def _iptables_owner(line: str) -> str | None:
-    match = re.search(r'--comment "?' + re.escape(COMMENT) + r' ([^" ]+)"?', line)
-    return match.group(1) if match and line.startswith("-A FORWARD ") else None
+def _iptables_owner(line: str, chain: str = "FORWARD") -> str | None:
+    """The bridge whose rule of ours ``line`` (of ``iptables -S``) is: the
+    comment's whole word, never a part of it (br1 is not br10)."""
+    match = re.search(r'--comment "?' + re.escape(COMMENT) + r' ([^" ]+)"?(?:\s|$)', line)
+    return match.group(1) if match and line.startswith(f"-A {chain} ") else None
 
 
 async def remove_forward(host_fd: int | None, bridge: str) -> list[Chain]:
