@@ -17,9 +17,11 @@ a daemon was slow to answer.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import resource
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -123,16 +125,26 @@ def nsfs_mountpoint(line: str) -> str | None:
     return fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
 
 
+GONE_ERRNOS = frozenset({errno.ENOENT, errno.ESRCH})
+"""What opening a namespace file fails with when its process has just exited."""
+
+
 def namespaces(
     skip: Sequence[tuple[int, int]] = (),
+    unreadable: list[str] | None = None,
 ) -> dict[tuple[int, int], tuple[str, int | None]]:
-    """Every network namespace reachable from here: identity -> (a path, a PID in it)."""
+    """Every network namespace reachable from here: identity -> (a path, a PID in it).
+
+    A namespace file that fails otherwise than by vanishing is added to
+    ``unreadable``: what is in it is unknown."""
     found: dict[tuple[int, int], tuple[str, int | None]] = {}
     seen = set(skip)
     for path, pid in [*_proc_namespaces(), *_mounted_namespaces()]:
         try:
             st = os.stat(path)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in GONE_ERRNOS and unreadable is not None:
+                unreadable.append(f"{path}: {exc.strerror}")
             continue  # the process exited meanwhile
         key = (st.st_dev, st.st_ino)
         if key not in seen:
@@ -161,6 +173,9 @@ class Scan:
     guest_sides: list[GuestSide] = field(default_factory=list)
     temp_names: set[str] = field(default_factory=set)
     handles: list[tuple[Netns, int]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    """Namespaces that could not be read (descriptors exhausted...): what
+    they hold is unknown, so nothing may be called gone."""
 
     @cached_property
     def slots(self) -> set[tuple[str, str]]:
@@ -179,6 +194,16 @@ def is_guest_side(marker: Marker, link: Link) -> bool:
     return link.ifname == marker.ifname and (
         marker.hostif != link.ifname or marker.hostif == marker.ifname
     )
+
+
+def raise_descriptor_limit() -> None:
+    """A scan opens every namespace: lift the soft descriptor limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):  # pragma: no cover - a limit we may not raise
+            log.debug("cannot raise the descriptor limit from %s to %s", soft, hard)
 
 
 def _int(text: str) -> int | None:
@@ -212,17 +237,24 @@ class Inventory:
         self.remove = remove
         self.timeout = timeout
 
-    async def scan(self, only: tuple[int, int] | None = None) -> Scan:
-        """Read the markers of every guest namespace (or of the one ``only`` names)."""
+    async def scan(self, only: tuple[int, int] | None = None, *, keep: bool = True) -> Scan:
+        """Read the markers of every guest namespace (or of the one ``only`` names).
+
+        ``keep``: keep each namespace open for the caller (``ls`` reads the
+        addresses); without it each is closed as soon as it is read, so a
+        scan of thousands holds one descriptor at a time."""
+        raise_descriptor_limit()
         result = Scan()
         host_identity = self.host.key
-        found = namespaces(skip=[host_identity])
+        found = namespaces(skip=[host_identity], unreadable=result.unreadable)
         if only is not None:
             found = {k: v for k, v in found.items() if k == only}
         for identity, (path, pid) in found.items():
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
+            except OSError as exc:
+                if exc.errno not in GONE_ERRNOS:
+                    result.unreadable.append(f"{path}: {exc.strerror}")
                 continue
             try:
                 if netns_identity(fd) != identity:
@@ -232,12 +264,18 @@ class Inventory:
             except BaseException:
                 os.close(fd)
                 raise
-            result.handles.append((gns, fd))
             try:
                 links = await gns.links()
             except PipeworkError as exc:
                 log.debug("reading %s: %s", path, exc)
-                continue
+                result.unreadable.append(f"{path}: {exc.message}")
+                links = []
+            finally:
+                if keep:
+                    result.handles.append((gns, fd))
+                else:
+                    self.pool.release(gns)
+                    os.close(fd)
             for link in links:
                 marker = Marker.parse(link.alias)
                 if marker is not None and is_guest_side(marker, link):
@@ -380,7 +418,17 @@ class Inventory:
         skipped: list[str] = []
         host = self.host
         host_links = await host.links()
-        result = await self.scan()
+        result = await self.scan(keep=False)
+        if result.unreadable:
+            # Any of them may hold the guest side of any host side: calling
+            # one gone would be a guess, so nothing is removed.
+            shown = "; ".join(result.unreadable[:3])
+            more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
+            skipped.append(
+                f"{len(result.unreadable)} namespace(s) could not be read ({shown}{more}):"
+                " nothing was removed"
+            )
+            return GcReport(items=(), skipped=tuple(skipped), dry_run=dry_run)
         try:
             for link in host_links:
                 marker = Marker.parse(link.alias)
@@ -434,7 +482,9 @@ class Inventory:
         # An attach names itself a user a moment before its interface exists:
         # look again before calling a user stale.
         await anyio.sleep(CONFIRM_DELAY)
-        again = await self.scan()
+        again = await self.scan(keep=False)
+        if again.unreadable:
+            return []  # who uses them is unknown now: remove nothing
         try:
             live = {user_name(side.marker) for side in again.guest_sides}
         finally:

@@ -164,6 +164,27 @@ def test_gc_removes_what_dead_guests_left(host_ns, make_netns, run_pipework, tmp
         host_ns.exec("ip", "link", "del", "pwtnic0", check=False)
 
 
+def test_gc_under_a_low_descriptor_limit_calls_no_live_guest_gone(
+    host_ns, make_netns, run_pipework
+):
+    """With 40 live guests and 30 descriptors (soft and hard), gc once kept
+    every namespace open until it ran out, then called the rest gone."""
+    guests = [make_netns("fd") for _ in range(40)]
+    lines = "".join(f"brpwtfd netns:{g.name} 198.18.66.{i + 2}/24\n" for i, g in enumerate(guests))
+    ok(run_pipework("batch", "-", netns=host_ns.name, input=lines))
+    argv = ["prlimit", "--nofile=30:30", "ip", "netns", "exec", host_ns.name,
+            sys.executable, "-m", "pipework", "gc", "--dry-run", "--json"]  # fmt: skip
+    for _ in range(2):
+        proc = infra.run(argv, check=False, cwd=infra.REPO_ROOT, timeout=60)
+        assert proc.returncode in (0, 1), (proc.returncode, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        report = json.loads(proc.stdout)
+        assert [i for i in report["items"] if "guest gone" in i] == [], report
+        argv[1] = "--nofile=12:12"  # so few that namespaces cannot be read: nothing is gone
+    hosts = [n for n, link in links(host_ns).items() if link.get("master") == "brpwtfd"]
+    assert len(hosts) == 40
+
+
 def test_gc_removes_stale_dhcp_state(host_ns, run_pipework, dhcp_run_dir):
     """A state directory (pidfile, lease) of a kept client whose guest is gone."""
     state = dhcp_run_dir / "dhcp" / "0123456789"
