@@ -128,9 +128,13 @@ def _install(session: nox.Session, *groups: str, package: bool = True) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
+    # No install of pipework itself: lint-imports reads the source, never
+    # imports it, and finds the package in the working directory (nox runs
+    # from this file's directory, the checkout), not in site-packages.
     _install(session, "lint", package=False)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")  # the contracts in pyproject.toml, [tool.importlinter]
 
 
 @nox.session
