@@ -46,9 +46,13 @@ from pipework.engine.errors import (
 )
 from pipework.engine.kernel import rtnl
 from pipework.engine.kernel.rtnl import Rtnl, RtnlError, UnknownAttribute
-from pipework.engine.specs import IPAddress, IPInterface
 
 T = TypeVar("T")
+
+# The same unions as pipework.engine.specs's: the kernel layer imports nothing
+# of the engine but its errors (an import-linter contract, pyproject.toml).
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 CLONE_NEWNET = 0x40000000
 NETLINK_ROUTE = 0
