@@ -6,7 +6,7 @@ of a whole CLI attach. Entry points are plain files, so we read only the
 ``entry_points.txt`` of each ``*.dist-info``/``*.egg-info`` directory on
 ``sys.path`` and, for the few that name our group, their ``Name:``/``Version:``.
 The first distribution of a given name on ``sys.path`` wins, as in
-importlib.metadata; ``tests/unit/test_entrypoints.py`` checks that both
+importlib.metadata; ``tests/unit/engine/test_entrypoints.py`` checks that both
 agree.
 """
 

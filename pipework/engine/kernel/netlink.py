@@ -4,7 +4,7 @@
 the kernel's errors into ``PipeworkError``. Every request goes out through
 one raw NETLINK_ROUTE socket per namespace, encoded by ``rtnl.py``: one
 production path per request, and the bytes the unit tests check
-(tests/unit/test_link_requests.py, against ``tests/support/fake_netlink``).
+(tests/unit/engine/kernel/test_link_requests.py, against ``tests/support/fake_netlink``).
 
 pyroute2 earns its place in one spot: ``create()`` and ``set()`` take
 pyroute2's attribute names, and a link attribute ``rtnl.py`` does not
