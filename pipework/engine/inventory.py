@@ -125,8 +125,11 @@ def nsfs_mountpoint(line: str) -> str | None:
     return fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
 
 
-GONE_ERRNOS = frozenset({errno.ENOENT, errno.ESRCH})
-"""What opening a namespace file fails with when its process has just exited."""
+SHORT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""What opening a namespace fails with when this process runs short: what is
+in it is then unknown. (A file that vanished, or one root may not open, such
+as a process's in another user namespace, holds nothing pipework attached:
+pipework could not have opened it either.)"""
 
 
 def namespaces(
@@ -143,7 +146,7 @@ def namespaces(
         try:
             st = os.stat(path)
         except OSError as exc:
-            if exc.errno not in GONE_ERRNOS and unreadable is not None:
+            if exc.errno in SHORT_ERRNOS and unreadable is not None:
                 unreadable.append(f"{path}: {exc.strerror}")
             continue  # the process exited meanwhile
         key = (st.st_dev, st.st_ino)
@@ -253,7 +256,7 @@ class Inventory:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as exc:
-                if exc.errno not in GONE_ERRNOS:
+                if exc.errno in SHORT_ERRNOS:
                     result.unreadable.append(f"{path}: {exc.strerror}")
                 continue
             try:
