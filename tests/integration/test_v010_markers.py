@@ -4,7 +4,7 @@ kernel (a test namespace plays the host).
 
 An attachment is made with today's code, then its markers are rewritten
 exactly as 0.1.0 writes them: 0.1.0 wrote the same fields, and its ``cfg``
-is ``compat.fingerprint_v1`` (frozen; tests/unit/test_compat.py checks it
+is ``compat.fingerprint_v1`` (frozen; tests/unit/engine/test_compat.py checks it
 against aliases 0.1.0 itself produced). The requests below all use a
 setting 0.1.0 fingerprinted in a place of its own (``--direct-phys``,
 ``--allow-forward``, ``--pkey``, ``--dns``), so today's fingerprint differs
