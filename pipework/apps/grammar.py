@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipework.engine.errors import UsageError
+from pipework.engine.options import given
 from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
 
 USAGE = "pipework [--direct-phys] HOSTIF [-i IF] [-l IF] [-a 4|6] GUEST IPSPEC [MACSPEC]"
@@ -44,6 +45,8 @@ _FLAG_OPTIONS = {
     "--allow-forward": "allow_forward",
 }
 OPTIONS = sorted([*_VALUE_OPTIONS, *_FLAG_OPTIONS, *_REPEATED_OPTIONS])
+_BACKEND_SETTINGS = ("pkey", "direct_phys", "allow_forward")
+"""The options above that are settings of a link backend (``AttachSpec.settings``)."""
 
 
 def parse_backend_options(items: Sequence[str], mode: str | None = None) -> dict[str, str]:
@@ -138,4 +141,6 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
         timeout=options.pop("dhcp_timeout", None),
         image=options.pop("dhcp_image", None),
     )
-    return AttachSpec(host=host, guest=guest, address=address, **options)
+    # Flags of the backends' own (engine/options.py): ipoib, phys, bridge.
+    settings = given({key: options.pop(key, None) for key in _BACKEND_SETTINGS})
+    return AttachSpec(host=host, guest=guest, address=address, settings=settings, **options)

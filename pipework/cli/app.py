@@ -11,6 +11,7 @@ from pipework.apps.grammar import USAGE, parse_backend_options
 from pipework.cli import GLOBAL_FLAGS
 from pipework.cli.render import emit, error, setup_logging
 from pipework.engine.errors import PipeworkError
+from pipework.engine.options import given
 from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
 
 HELP = f"""Plumb extra network interfaces into containers and network namespaces.
@@ -172,14 +173,18 @@ def attach(
             mac=mac_value,
             vlan=vlan,
             tag=tag,
-            pkey=parse_pkey(pkey) if pkey is not None else None,
             mtu=mtu,
             kind=kind,
             options=parse_backend_options(opt or [], mode),
-            direct_phys=direct_phys,
             family=family,  # type: ignore[arg-type]  # validated by AttachSpec
             force=force,
-            allow_forward=allow_forward,
+            settings=given(
+                {
+                    "pkey": parse_pkey(pkey) if pkey is not None else None,
+                    "direct_phys": direct_phys,
+                    "allow_forward": allow_forward,
+                }
+            ),
         )
 
     try:

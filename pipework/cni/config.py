@@ -234,7 +234,7 @@ class NetConf:
                 vlan=self.vlan,
                 tag=self.pkey,
                 mtu=self.mtu,
-                direct_phys=self.backend == "phys",
+                settings={"direct_phys": True} if self.backend == "phys" else {},
                 options={**self.options, **({"mode": self.mode} if self.mode else {})},
                 routes=tuple(RouteSpec.parse(route) for route in self.routes),
             )

@@ -49,6 +49,7 @@ from pipework.engine.kernel.netlink import (
     unsupported_kind,
 )
 from pipework.engine.marker import BRIDGE_MARKER, Marker
+from pipework.engine.options import OptionSpec
 from pipework.engine.specs import (
     AddressSpec,
     Attachment,
@@ -100,6 +101,7 @@ __all__ = [
     "Netns",
     "NoSuchLink",
     "NotPermittedError",
+    "OptionSpec",
     "PipeworkError",
     "RouteSpec",
     "RuntimeUnavailableError",

@@ -58,6 +58,7 @@ from pipework.engine.guests import Guest
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.marker import Marker
+from pipework.engine.options import OptionSpec
 from pipework.engine.specs import AddressSpec, Attachment, AttachSpec
 
 hookspec = pluggy.HookspecMarker("pipework")
@@ -208,6 +209,11 @@ class LinkBackend(Protocol):
     """The kind name (``bridge``), used by ``--kind`` and in results."""
     default_ifname: str
     """The guest interface name when ``-i`` is not given."""
+    options: Mapping[str, OptionSpec] = {}
+    """What this backend accepts beyond the core fields, by key: ``-o KEY=VALUE``
+    options and settings with a flag of their own (engine/options.py). They
+    are validated by ``spec.backend_options(self.name, self.options)`` and
+    make up the marker fingerprint; the core never reads them."""
 
     async def claim(self, request: HostRequest) -> int:
         """How strongly this backend wants the request: 0 = not at all.
@@ -241,6 +247,9 @@ class LinkBackend(Protocol):
 @runtime_checkable
 class AddressProvider(Protocol):
     name: str
+    options: Mapping[str, OptionSpec] = {}
+    """The settings this provider accepts (``AddressSpec.settings``), by key
+    (engine/options.py); they make up the marker fingerprint."""
 
     def claims(self, address: AddressSpec) -> bool:
         """True if this provider handles ``address.method``."""
@@ -350,6 +359,7 @@ __all__ = [
     "HostRequest",
     "LinkBackend",
     "LinkContext",
+    "OptionSpec",
     "PipeworkSpecs",
     "hookimpl",
     "hookspec",

@@ -29,6 +29,7 @@ import anyio.abc
 import anyio.to_thread
 
 from pipework.engine.batch import BatchScope, batch_scope
+from pipework.engine.compat import same_configuration
 from pipework.engine.contract import (
     AddressContext,
     AddressProvider,
@@ -60,6 +61,7 @@ from pipework.engine.journal import Journal
 from pipework.engine.kernel.announce import announce
 from pipework.engine.kernel.netlink import Link, NetlinkPool, Netns, NoSuchLink
 from pipework.engine.marker import Marker
+from pipework.engine.options import declared_options
 from pipework.engine.plugins import make_plugin_manager
 from pipework.engine.resolution import Outcome, choose_guest, guess_order
 from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
@@ -418,7 +420,7 @@ class Engine:
         gns = self._pool.acquire(guest.fd, guest.name)
         try:
             _apply_key(guest, spec)
-            marker = self._marker(spec, guest, host_link, backend)
+            marker = self._marker(spec, guest, host_link, backend, provider)
             found = await self._classify(gns, marker, spec, provider)
             where = f"{marker.ifname} in {guest.name}"
             if found.action == "create":
@@ -484,7 +486,7 @@ class Engine:
         backend: LinkBackend,
         provider: AddressProvider,
     ) -> Attachment:
-        marker = self._marker(spec, guest, host_link, backend)
+        marker = self._marker(spec, guest, host_link, backend, provider)
         ifname, key = marker.ifname, marker.guest
         gns = self._pool.acquire(guest.fd, guest.name)
         try:
@@ -531,7 +533,7 @@ class Engine:
         old = Marker.parse(existing.alias)
         if old is None or (old.guest, old.ifname) != (marker.guest, marker.ifname):
             return Found("conflict", existing)
-        if old.cfg != marker.cfg:
+        if not same_configuration(old.cfg, marker, spec):  # also 0.1.0's fingerprint
             return Found("update", existing, old)
         if not await self._healthy(old, existing, gns):
             return Found("repair", existing, old, whole=False)
@@ -542,10 +544,14 @@ class Engine:
 
     @staticmethod
     def _marker(
-        spec: AttachSpec, guest: Guest, host_link: Link | None, backend: LinkBackend
+        spec: AttachSpec,
+        guest: Guest,
+        host_link: Link | None,
+        backend: LinkBackend,
+        provider: AddressProvider,
     ) -> Marker:
         """The ownership marker an attach of ``spec`` puts on its interfaces."""
-        return _marker_of(spec, guest.info.key, host_link, backend)
+        return _marker_of(spec, guest.info.key, host_link, backend, provider)
 
     # -- looking without touching (pipework apply --plan) ------------------------------
     async def examine(self, spec: AttachSpec) -> Examination:
@@ -557,7 +563,7 @@ class Engine:
         host_link, backend, provider, guest = await self._prepare(spec)
         gns = self._pool.acquire(guest.fd, guest.name)
         try:
-            marker = self._marker(spec, guest, host_link, backend)
+            marker = self._marker(spec, guest, host_link, backend, provider)
             found = await self._classify(gns, marker, spec, provider)
         finally:
             self._pool.release(gns)
@@ -966,7 +972,8 @@ class Engine:
             if (marker := Marker.parse(link.alias)) is not None
             and (marker.guest, marker.ifname) == (key, ifname)
         }
-        template = _marker_of(spec, key, host_link, backend)
+        provider = next((p for p in self.providers if p.claims(spec.address)), None)
+        template = _marker_of(spec, key, host_link, backend, provider)
         async with self.lock(f"guest:{key}:{ifname}"):
             for marker in sorted(markers, key=str) or [template]:
                 await self._remove(marker, None, None)
@@ -1012,7 +1019,13 @@ class Engine:
         return next((p for p in self.providers if p.claims(method)), None)
 
 
-def _marker_of(spec: AttachSpec, key: str, host_link: Link | None, backend: LinkBackend) -> Marker:
+def _marker_of(
+    spec: AttachSpec,
+    key: str,
+    host_link: Link | None,
+    backend: LinkBackend,
+    provider: AddressProvider | None,
+) -> Marker:
     """The ownership marker an attach of ``spec`` makes for the guest ``key``."""
     ifname = spec.ifname or backend.default_ifname
     host_name = host_link.ifname if host_link else spec.host
@@ -1023,7 +1036,9 @@ def _marker_of(spec: AttachSpec, key: str, host_link: Link | None, backend: Link
         host=host_name,
         hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
         addr=spec.address.method,
-        cfg=spec.fingerprint(backend.name, host_name),
+        cfg=spec.fingerprint(
+            backend.name, host_name, declared_options(backend), declared_options(provider)
+        ),
     )
 
 

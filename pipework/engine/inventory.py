@@ -23,12 +23,13 @@ import os
 import re
 import resource
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
 from pipework.engine.contract import DetachContext
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
@@ -55,7 +56,7 @@ State = Literal["attached", "orphan"]
 
 
 @dataclass(frozen=True)
-class AttachmentRecord:
+class AttachmentRecord(LegacyRecordFields):
     """One attachment as ``pipework ls`` shows it, read back from the kernel."""
 
     guest: GuestInfo
@@ -68,15 +69,30 @@ class AttachmentRecord:
     vlan: int | None
     address_method: str
     addresses: tuple[str, ...]
-    dhcp: str | None
-    """The DHCP client's state (``kept, running``...), None for static addressing."""
+    dhcp: InitVar[str | None] = UNSET
+    """0.1.0's keyword for ``address_state``."""
     state: State = "attached"
     """``orphan``: only a host side is left; its guest is gone (``gc`` removes it)."""
+    address_state: str | None = None
+    """How the address provider's client stands, in its own words (its
+    ``describe()``: ``kept, running``...); None when it has nothing to say
+    (static addressing). The ``dhcp`` column and JSON key of ``ls``."""
+
+    def __post_init__(self, dhcp: str | None) -> None:
+        if dhcp is not UNSET:
+            object.__setattr__(self, "address_state", dhcp)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["guest"] = self.guest.to_dict()
         data["addresses"] = list(self.addresses)
+        state = data.pop("state")
+        data["dhcp"] = data.pop("address_state")
+        data["state"] = state
         return data
+
+
+drop_defaults(AttachmentRecord, "dhcp")
 
 
 @dataclass(frozen=True)
@@ -374,7 +390,7 @@ class Inventory:
                         vlan=_int(marker.vlan),
                         address_method=marker.addr or "static",
                         addresses=(),
-                        dhcp=None,
+                        address_state=None,
                         state="orphan",
                     )
                 )
@@ -405,7 +421,7 @@ class Inventory:
             vlan=_int(marker.vlan),
             address_method=marker.addr or "static",
             addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
-            dhcp=dhcp,
+            address_state=dhcp,
         )
 
     # -- gc ------------------------------------------------------------------------------

@@ -12,10 +12,20 @@ import ipaddress
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import InitVar, asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from pipework.engine.compat import (
+    API_KEY,
+    UNCOUNTED_ADDRESS_KEYS,
+    UNSET,
+    LegacyAddressFields,
+    LegacyAttachFields,
+    LegacyGuestFields,
+    drop_defaults,
+)
 from pipework.engine.errors import UsageError
+from pipework.engine.options import OptionSpec, OptionValue, check_options, given
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -133,6 +143,13 @@ def parse_timeout(text: str | float) -> float:
     return seconds
 
 
+def check_image(image: str) -> str:
+    """``--dhcp-image``: a non-empty image name without white space."""
+    if not image or any(c.isspace() for c in image):
+        raise UsageError(f"--dhcp-image {image!r} is not an image name")
+    return image
+
+
 def parse_mtu(text: str | int) -> int:
     try:
         mtu = int(text)
@@ -144,36 +161,46 @@ def parse_mtu(text: str | int) -> int:
 
 
 @dataclass(frozen=True)
-class AddressSpec:
+class AddressSpec(LegacyAddressFields):
     """How the guest interface gets its address: IPSPEC, parsed.
 
     ``method`` is ``"static"`` for ``ADDR/PREFIX[@GW]`` and ``0/0`` (no
     address), or the name of an address provider (``dhclient``, ``udhcpc-f``,
-    ``dhcp``...) with ``options`` from ``CLIENT:OPTS``.
+    ``dhcp``...) with ``options`` from ``CLIENT:OPTS``, and ``settings``
+    that provider declares (``engine/options.py``).
     """
 
     method: str = "static"
     address: IPInterface | None = None
     gateway: IPAddress | None = None
     options: tuple[str, ...] = ()
-    dns: bool = False
-    """``--dns``: write the DNS servers and domain of a DHCP lease into the
-    guest's own resolv.conf."""
-    timeout: float | None = None
-    """``--dhcp-timeout``: seconds to wait for a lease (None: the provider's default)."""
-    image: str | None = None
-    """``--dhcp-image``: the image of the ``dhcp`` helper container."""
+    dns: InitVar[bool | None] = UNSET
+    """0.1.0's keyword for ``settings["dns"]`` (``--dns``: write the DNS
+    servers and domain of a DHCP lease into the guest's own resolv.conf)."""
+    timeout: InitVar[float | None] = UNSET
+    """0.1.0's keyword for ``settings["timeout"]`` (``--dhcp-timeout``: seconds
+    to wait for a lease)."""
+    image: InitVar[str | None] = UNSET
+    """0.1.0's keyword for ``settings["image"]`` (``--dhcp-image``: the image
+    of the ``dhcp`` helper container)."""
+    settings: Mapping[str, OptionValue] = field(default_factory=dict)
+    """The address provider's settings, by the keys it declares; only those set."""
 
-    def __post_init__(self) -> None:
-        if self.method == "static" and (self.dns or self.timeout is not None or self.image):
+    def __post_init__(self, dns: bool | None, timeout: float | None, image: str | None) -> None:
+        legacy = {"dns": dns, "timeout": timeout, "image": image}
+        settings = {**self.settings, **{k: v for k, v in legacy.items() if v is not UNSET}}
+        if self.method == "static" and any(
+            v is not None and v is not False and v != "" for v in settings.values()
+        ):
             raise UsageError(
                 "--dns, --dhcp-timeout and --dhcp-image apply to DHCP addressing only",
                 "use IPSPEC dhclient, udhcpc, dhcpcd or dhcp",
             )
-        if self.timeout is not None:
-            object.__setattr__(self, "timeout", parse_timeout(self.timeout))
-        if self.image is not None and (not self.image or any(c.isspace() for c in self.image)):
-            raise UsageError(f"--dhcp-image {self.image!r} is not an image name")
+        if timeout is not UNSET and timeout is not None:
+            settings["timeout"] = parse_timeout(timeout)
+        if image is not UNSET and image is not None:
+            check_image(image)
+        object.__setattr__(self, "settings", given(settings))
         if self.gateway is not None:
             if self.address is None:
                 raise UsageError("a gateway needs an address", "write ADDR/PREFIX@GATEWAY")
@@ -326,13 +353,15 @@ class RouteSpec:
 
 
 @dataclass(frozen=True)
-class AttachSpec:
+class AttachSpec(LegacyAttachFields):
     """One request: plumb an interface into ``guest`` from host interface ``host``.
 
     ``host`` is the original's HOSTIF (a bridge or NIC name, or a
     ``mac:`` selector); ``kind`` forces a link backend instead of choosing
     by what ``host`` is. ``ifname=None`` takes the backend's default
-    (``eth1``, or ``ib0`` for IPoIB).
+    (``eth1``, or ``ib0`` for IPoIB). What only a backend understands is in
+    ``options`` (``-o KEY=VALUE``) and ``settings`` (options with a flag of
+    their own), by the keys the backend declares (``engine/options.py``).
     """
 
     host: str
@@ -345,9 +374,11 @@ class AttachSpec:
     mtu: int | None = None
     tag: str | None = None
     """MACSPEC's ``@`` suffix as written: a VLAN ID, or an IPoIB partition key."""
-    pkey: int | None = None
+    pkey: InitVar[int | None] = UNSET
+    """0.1.0's keyword for ``settings["pkey"]`` (``--pkey``, the ipoib backend's)."""
     kind: str | None = None
-    direct_phys: bool = False
+    direct_phys: InitVar[bool | None] = UNSET
+    """0.1.0's keyword for ``settings["direct_phys"]`` (``--direct-phys``, the phys backend's)."""
     family: Literal[4, 6] | None = None
     force: bool = False
     options: Mapping[str, str] = field(default_factory=dict)
@@ -358,11 +389,20 @@ class AttachSpec:
     instead of the key its resolver gives (an orchestrator's ID for a guest
     given by path: the CNI plugin uses its network and container ID). Not
     part of the fingerprint: it says who, not how."""
-    allow_forward: bool = False
-    """Linux bridges: accept traffic across the bridge in a host firewall
-    whose FORWARD policy drops it (the Docker FORWARD trap)."""
+    allow_forward: InitVar[bool | None] = UNSET
+    """0.1.0's keyword for ``settings["allow_forward"]`` (``--allow-forward``,
+    the bridge backend's)."""
+    settings: Mapping[str, OptionValue] = field(default_factory=dict)
+    """The link backend's settings, by the keys it declares; only those set."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(
+        self, pkey: int | None, direct_phys: bool | None, allow_forward: bool | None
+    ) -> None:
+        legacy = {"pkey": pkey, "direct_phys": direct_phys, "allow_forward": allow_forward}
+        settings = {**self.settings, **{k: v for k, v in legacy.items() if v is not UNSET}}
+        if pkey is not UNSET and pkey is not None:
+            settings["pkey"] = parse_pkey(f"{pkey:x}")
+        object.__setattr__(self, "settings", given(settings))
         if not self.host:
             raise UsageError("the host interface is empty")
         if self.guest_key is not None and not (
@@ -384,8 +424,6 @@ class AttachSpec:
             object.__setattr__(self, "mac", parse_mac(self.mac))
         if self.vlan is not None:
             object.__setattr__(self, "vlan", parse_vlan(self.vlan))
-        if self.pkey is not None:
-            object.__setattr__(self, "pkey", parse_pkey(f"{self.pkey:x}"))
         if self.tag is not None:
             # ``vlan`` may already hold the tag's VLAN: dataclasses.replace()
             # runs this again on a spec it made.
@@ -451,17 +489,16 @@ class AttachSpec:
                 f"--direct-phys moves a NIC into the guest; it does not apply to {kind}"
             )
 
-    def backend_options(self, kind: str, known: Mapping[str, str]) -> None:
-        """Raise ``UsageError`` for ``-o`` keys a backend does not know.
+    def backend_options(self, kind: str, known: Mapping[str, str | OptionSpec]) -> None:
+        """Raise ``UsageError`` for ``-o`` keys a backend does not know, and for
+        values of the options and settings it declares that it refuses.
 
-        ``known`` maps each accepted key to a one-line description.
+        ``known`` is the backend's ``options`` declaration (or, as before
+        declarations existed, each accepted ``-o`` key with a one-line
+        description). See ``engine/options.py``.
         """
-        for key in self.options:
-            if key not in known:
-                accepted = ", ".join(sorted(known)) or "none"
-                raise UsageError(
-                    f"the {kind} backend has no option {key!r}", f"its options: {accepted}"
-                )
+        declared = {k: v if isinstance(v, OptionSpec) else OptionSpec(v) for k, v in known.items()}
+        check_options(kind, declared, self.options, self.settings)
 
     def choice(
         self, kind: str, key: str, choices: Sequence[str], default: str | None
@@ -472,8 +509,30 @@ class AttachSpec:
             raise UsageError(f"{kind} has no {key} {value!r}", f"use one of {', '.join(choices)}")
         return value
 
-    def fingerprint(self, backend: str, host: str) -> str:
-        """A short digest of everything that shapes the result, for idempotence."""
+    def fingerprint(
+        self,
+        backend: str,
+        host: str,
+        declared: Mapping[str, OptionSpec] | None = None,
+        address_declared: Mapping[str, OptionSpec] | None = None,
+    ) -> str:
+        """A short digest of everything that shapes the result, for idempotence
+        (the marker's ``cfg``).
+
+        The core fields in fixed places, the ``-o`` options and the routes,
+        then the settings that are set, as ``KEY=VALUE``, sorted: an option
+        nobody gives changes no one's fingerprint. Left out: what the backend
+        (``declared``) or the address provider (``address_declared``)
+        declares with ``fingerprint=False``, and ``--dhcp-timeout`` and
+        ``--dhcp-image`` (as in 0.1.0).
+
+        For a request without settings this is 0.1.0's fingerprint; 0.1.0
+        put ``--pkey``, ``--direct-phys``, ``--dns`` and ``--allow-forward``
+        elsewhere, and ``compat.same_configuration`` still recognises its
+        markers. The layout is frozen: a change makes every attachment
+        "another configuration".
+        """
+        address_declared = address_declared or {}
         parts = [
             backend,
             host,
@@ -481,30 +540,74 @@ class AttachSpec:
             self.mac or "",
             str(self.vlan or ""),
             self.tag or "",
-            str(self.pkey or ""),
+            "",  # 0.1.0's --pkey, now a setting
             str(self.mtu or ""),
             self.host_ifname or "",
-            "direct" if self.direct_phys else "",
+            "",  # 0.1.0's --direct-phys, now a setting
             *(f"{k}={v}" for k, v in sorted(self.options.items())),
-            # Appended only when set, so that older fingerprints stay valid.
-            *(["dns"] if self.address.dns else []),
             *(f"route={route}" for route in self.routes),
-            *(["allow-forward"] if self.allow_forward else []),
+            *_counted("settings", self.settings, declared or {}),
+            *_counted(
+                "address-settings",
+                {k: v for k, v in self.address.settings.items() if k not in UNCOUNTED_ADDRESS_KEYS},
+                address_declared,
+            ),
         ]
         return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
 
 
+def _counted(
+    group: str, values: Mapping[str, OptionValue], declared: Mapping[str, OptionSpec]
+) -> list[str]:
+    """``GROUP`` (no ``=`` in it, so no ``-o`` option looks like it) and then
+    ``KEY=VALUE`` for each value that counts, sorted; nothing if none does."""
+    items = sorted(
+        f"{key}={'true' if value is True else value}"
+        for key, value in values.items()
+        if key not in declared or declared[key].fingerprint
+    )
+    return [group, *items] if items else []
+
+
+drop_defaults(AddressSpec, "dns", "timeout", "image")
+drop_defaults(AttachSpec, "pkey", "direct_phys", "allow_forward")
+
+
 @dataclass(frozen=True)
-class GuestInfo:
+class GuestInfo(LegacyGuestFields):
     """Who the guest is, for results and messages."""
 
     name: str
     key: str
     runtime: str
     pid: int | None = None
-    api: str | None = None
-    """The Docker-compatible API that manages the guest (``unix:///run/podman/podman.sock``),
-    for plugins that start helper containers beside it; None for other guests."""
+    api: InitVar[str | None] = UNSET
+    """0.1.0's keyword for ``details["api"]``."""
+    details: Mapping[str, str] = field(default_factory=dict)
+    """What the guest's resolver knows about it for other plugins, by key:
+    ``api``, the Docker-compatible API that manages the guest
+    (``unix:///run/podman/podman.sock``), for plugins that start helper
+    containers beside it (absent for other guests)."""
+
+    def __post_init__(self, api: str | None) -> None:
+        if api is not UNSET:
+            details = {**self.details, API_KEY: api}
+            object.__setattr__(self, "details", {k: v for k, v in details.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """As in the JSON output: ``name``, ``key``, ``runtime``, ``pid``,
+        ``api`` (None if unknown), then any other details."""
+        return {
+            "name": self.name,
+            "key": self.key,
+            "runtime": self.runtime,
+            "pid": self.pid,
+            API_KEY: None,
+            **self.details,
+        }
+
+
+drop_defaults(GuestInfo, "api")
 
 
 Status = Literal["created", "unchanged", "replaced"]
@@ -535,6 +638,7 @@ class Attachment:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["guest"] = self.guest.to_dict()
         data["addresses"] = list(self.addresses)
         data["dns"] = list(self.dns)
         data["routes"] = list(self.routes)

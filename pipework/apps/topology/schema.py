@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipework.apps.grammar import parse_backend_options
 from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.options import given
 from pipework.engine.specs import (
     AddressSpec,
     AttachSpec,
@@ -200,14 +201,18 @@ class Topology(_Strict):
             host_ifname=values.get("host_ifname"),
             mac=values.get("mac"),
             vlan=values.get("vlan"),
-            pkey=parse_pkey(values["pkey"]) if "pkey" in values else None,
             mtu=values.get("mtu"),
             kind=kind,
             options=parse_backend_options(
                 [f"{k}={v}" for k, v in values.get("options", {}).items()], values.get("mode")
             ),
-            direct_phys=values.get("direct_phys", False),
             force=force,
+            settings=given(
+                {
+                    "pkey": parse_pkey(values["pkey"]) if "pkey" in values else None,
+                    "direct_phys": values.get("direct_phys", False),
+                }
+            ),
             routes=tuple(RouteSpec.parse(r) for r in values.get("routes", ())),
         )
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pipework.engine import (
     AddressContext,
     AddressResult,
     AddressSpec,
     DetachContext,
     EngineConfig,
+    OptionSpec,
     hookimpl,
 )
 
 
 class StaticProvider:
     name = "static"
+    options: Mapping[str, OptionSpec] = {}
 
     def claims(self, address: AddressSpec) -> bool:
         return address.method == "static"

@@ -8,12 +8,15 @@ addressing option works with it; a VLAN does not apply.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pipework.engine import (
     DetachContext,
     EngineConfig,
     GuestLink,
     HostRequest,
     LinkContext,
+    OptionSpec,
     hookimpl,
 )
 
@@ -22,6 +25,7 @@ class DummyBackend:
     name = "dummy"
     default_ifname = "eth1"
     auto_prefix = "dummy"
+    options: Mapping[str, OptionSpec] = {}
 
     async def claim(self, request: HostRequest) -> int:
         exists = request.host_link is not None
@@ -29,7 +33,7 @@ class DummyBackend:
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
-        spec.backend_options(self.name, {})
+        spec.backend_options(self.name, self.options)
         spec.refuse(self.name, vlan=True, direct_phys=True)
 
     async def attach(self, ctx: LinkContext) -> GuestLink:

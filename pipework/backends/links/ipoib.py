@@ -10,6 +10,7 @@ the transport mode.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pipework.engine import (
@@ -19,17 +20,30 @@ from pipework.engine import (
     GuestLink,
     HostRequest,
     LinkContext,
+    OptionSpec,
     UsageError,
     create_child,
     hookimpl,
+    parse_pkey,
 )
 
 MODES = ("datagram", "connected")
 
 
+def _pkey(value: object) -> int:
+    """A ``--pkey`` setting: the partition key, a number (``parse_pkey`` reads hex)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise UsageError(f"partition key {value!r} is not a number")
+    return parse_pkey(f"{value:x}")
+
+
 class IpoibBackend:
     name = "ipoib"
     default_ifname = "ib0"
+    options: Mapping[str, OptionSpec] = {
+        "mode": OptionSpec("|".join(MODES), choices=MODES),
+        "pkey": OptionSpec("the partition key (also @PKEY)", flag="--pkey", parse=_pkey),
+    }
 
     async def claim(self, request: HostRequest) -> int:
         link = request.host_link
@@ -37,14 +51,13 @@ class IpoibBackend:
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
-        spec.backend_options(self.name, {"mode": "|".join(MODES)})
+        spec.backend_options(self.name, self.options)
         if spec.mac is not None:
             raise UsageError(
                 "IPoIB interfaces cannot take a MAC address (the InfiniBand adapter sets it)",
                 "drop the MAC from MACSPEC; @PKEY alone selects the partition",
             )
         spec.refuse(self.name, direct_phys=True)
-        spec.choice(self.name, "mode", MODES, None)
         spec.partition_key()
 
     async def attach(self, ctx: LinkContext) -> GuestLink:

@@ -8,12 +8,15 @@ address cannot be given: every child uses its parent's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pipework.engine import (
     DetachContext,
     EngineConfig,
     GuestLink,
     HostRequest,
     LinkContext,
+    OptionSpec,
     create_child,
     detach_child,
     hookimpl,
@@ -26,15 +29,15 @@ MODES = {"l2": 0, "l3": 1, "l3s": 2}
 class IpvlanBackend:
     name = "ipvlan"
     default_ifname = "eth1"
+    options: Mapping[str, OptionSpec] = {"mode": OptionSpec("|".join(MODES), choices=tuple(MODES))}
 
     async def claim(self, request: HostRequest) -> int:
         return 0  # only on request: --kind ipvlan
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
-        spec.backend_options(self.name, {"mode": "|".join(MODES)})
+        spec.backend_options(self.name, self.options)
         spec.refuse(self.name, mac=True, direct_phys=True)
-        spec.choice(self.name, "mode", list(MODES), "l2")
         spec.vlan_id(self.name)
 
     async def attach(self, ctx: LinkContext) -> GuestLink:

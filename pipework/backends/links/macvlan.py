@@ -13,6 +13,8 @@ any macvlan, the host itself cannot reach its children through the parent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pipework.engine import (
     ARPHRD_INFINIBAND,
     ARPHRD_LOOPBACK,
@@ -21,6 +23,7 @@ from pipework.engine import (
     GuestLink,
     HostRequest,
     LinkContext,
+    OptionSpec,
     create_child,
     detach_child,
     hookimpl,
@@ -34,6 +37,7 @@ NOT_A_PARENT = frozenset({"bridge", "openvswitch", "tun"})
 class MacvlanBackend:
     name = "macvlan"
     default_ifname = "eth1"
+    options: Mapping[str, OptionSpec] = {"mode": OptionSpec("|".join(MODES), choices=MODES)}
 
     async def claim(self, request: HostRequest) -> int:
         link = request.host_link
@@ -45,9 +49,8 @@ class MacvlanBackend:
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
-        spec.backend_options(self.name, {"mode": "|".join(MODES)})
+        spec.backend_options(self.name, self.options)
         spec.refuse(self.name, direct_phys=True)
-        spec.choice(self.name, "mode", list(MODES), "bridge")
         spec.vlan_id(self.name)
 
     async def attach(self, ctx: LinkContext) -> GuestLink:

@@ -11,6 +11,7 @@ its name and MAC. (A veth is destroyed with the namespace instead.)
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from pipework.engine import (
     ARPHRD_LOOPBACK,
@@ -24,6 +25,7 @@ from pipework.engine import (
     LinkExists,
     Marker,
     Netns,
+    OptionSpec,
     UsageError,
     current_netns_fd,
     hookimpl,
@@ -38,18 +40,25 @@ KIND_NAMES = {
 NOT_A_NIC = frozenset(KIND_NAMES)
 
 
+DIRECT_PHYS = "direct_phys"
+"""The ``--direct-phys`` setting (``AttachSpec.settings``): it chooses this backend."""
+
+
 class PhysBackend:
     name = "phys"
     default_ifname = "eth1"
+    options: Mapping[str, OptionSpec] = {
+        DIRECT_PHYS: OptionSpec("move the NIC itself into the guest", flag="--direct-phys")
+    }
 
     async def claim(self, request: HostRequest) -> int:
         # Above everything, so that --direct-phys on a bridge reaches
         # check() and is refused with the reason.
-        return 200 if request.spec.direct_phys else 0
+        return 200 if request.spec.settings.get(DIRECT_PHYS) else 0
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
-        spec.backend_options(self.name, {})
+        spec.backend_options(self.name, self.options)
         spec.refuse(self.name, vlan=True)
         link = request.host_link
         if link is None:

@@ -35,6 +35,10 @@ from pipework.engine.specs import GuestInfo
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 """Docker's socket when DOCKER_HOST is not set."""
+API_DETAIL = "api"
+"""The ``GuestInfo.details`` key of the Docker-compatible API that manages a
+container (``unix:///run/podman/podman.sock``), for plugins that start
+helper containers beside it (``GuestInfo.api`` reads it)."""
 
 
 def docker_host() -> str:
@@ -165,7 +169,9 @@ async def container_guest(
         raise GuestNotRunningError(
             f"container {cname} is not running", f"start it with `{cli} start {cname}`"
         )
-    info = GuestInfo(name=cname, key=str(data["Id"]), runtime=runtime, pid=pid, api=api.url)
+    info = GuestInfo(
+        name=cname, key=str(data["Id"]), runtime=runtime, pid=pid, details={API_DETAIL: api.url}
+    )
     return proc_netns(pid, info)
 
 
@@ -240,6 +246,7 @@ class ContainerResolver:
 
 
 __all__ = [
+    "API_DETAIL",
     "PID_RETRY_SECONDS",
     "ContainerAPI",
     "ContainerResolver",

@@ -34,7 +34,8 @@ import anyio
 import anyio.abc
 
 from pipework.backends.addresses.dhcp.toolbox import (
-    DEFAULT_TIMEOUT,
+    HOST_CLIENT_OPTIONS,
+    IMAGE,
     REPORT,
     UDHCPC_OPTIONS,
     ClientOptions,
@@ -51,10 +52,12 @@ from pipework.backends.addresses.dhcp.toolbox import (
     intact_result,
     keep_default_route,
     last_words,
+    lease_timeout,
     no_lease,
     option_names,
     read_text,
     udhcpc_args,
+    wants_dns,
     write_guest_dns,
 )
 from pipework.engine import (
@@ -71,6 +74,7 @@ from pipework.engine import (
     UsageError,
     hookimpl,
 )
+from pipework.engine.options import check_options
 
 SANDBOX = str(Path(__file__).with_name("sandbox.py"))
 SANDBOX_SETUP_FAILED = 125
@@ -363,6 +367,8 @@ async def stop_pids(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
 class HostClientProvider:
     """An address provider running one host DHCP client."""
 
+    options = HOST_CLIENT_OPTIONS
+
     def __init__(self, client: HostClient, config: EngineConfig) -> None:
         self.client = client
         self.name = client.name
@@ -395,10 +401,11 @@ class HostClientProvider:
 
     def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
         """Refuse what cannot work before anything is created."""
-        if spec.address.image is not None:
+        if IMAGE in spec.address.settings:
             raise UsageError(
                 f"--dhcp-image is for the dhcp helper container; {self.name} runs on the host"
             )
+        check_options(self.name, self.options, {}, spec.address.settings)
         check_request(spec, guest)
         self.mode(spec.address)
         self.binary()
@@ -408,7 +415,7 @@ class HostClientProvider:
         keep, options = self.mode(address)
         binary = self.binary()
         dns = None
-        if address.dns:
+        if wants_dns(address):
             dns = GuestResolvConf.locate(ctx.guest.info, ctx.guest_ns.key)
         state = StateDir.of(self.config.run_dir, ctx.guest.info.key, ctx.ifname)
         await self._discard(state)
@@ -428,7 +435,7 @@ class HostClientProvider:
             state=state,
             hook=str(hook),
             keep=keep,
-            timeout=address.timeout or DEFAULT_TIMEOUT,
+            timeout=lease_timeout(address),
             options=options,
         )
         self.client.prepare(run)

@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 import anyio
 
 from pipework.backends.addresses.dhcp.toolbox import (
-    DEFAULT_TIMEOUT,
+    HELPER_OPTIONS,
+    IMAGE,
     UDHCPC_OPTIONS,
     GuestResolvConf,
     Lease,
@@ -49,14 +50,16 @@ from pipework.backends.addresses.dhcp.toolbox import (
     keep_default_route,
     last_logged_report,
     last_words,
+    lease_timeout,
     no_lease,
     parse_report,
     read_text,
     same_netns,
     udhcpc_args,
+    wants_dns,
     write_guest_dns,
 )
-from pipework.backends.shared.dockerapi import DEFAULT_HOST, docker_host
+from pipework.backends.shared.dockerapi import API_DETAIL, DEFAULT_HOST, docker_host
 from pipework.engine import (
     AddressContext,
     AddressResult,
@@ -72,6 +75,7 @@ from pipework.engine import (
     UsageError,
     hookimpl,
 )
+from pipework.engine.options import check_options
 
 T = TypeVar("T")
 
@@ -151,6 +155,7 @@ class DhcpHelperProvider:
     """IPSPEC ``dhcp`` and ``dhcp:OPTS``."""
 
     name = "dhcp"
+    options = HELPER_OPTIONS
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -168,11 +173,12 @@ class DhcpHelperProvider:
         return keep, options
 
     def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
-        if guest.api is None and guest.runtime != "docker":
+        if API_DETAIL not in guest.details and guest.runtime != "docker":
             raise UsageError(
                 f"the dhcp helper container needs a Docker or Podman guest; {guest.name} is not one",
                 "use the host clients dhclient, udhcpc or dhcpcd instead",
             )
+        check_options(self.name, self.options, {}, spec.address.settings)
         check_request(spec, guest)
         self.mode(spec.address)
 
@@ -283,10 +289,10 @@ class DhcpHelperProvider:
         info = ctx.guest.info
         self.check(ctx.spec, info)
         keep, options = self.mode(ctx.address)
-        timeout = ctx.address.timeout or DEFAULT_TIMEOUT
-        image = ctx.address.image or DEFAULT_IMAGE
-        dns = GuestResolvConf.locate(info, ctx.guest_ns.key) if ctx.address.dns else None
-        daemon = Daemon.of(info.api, info.runtime)
+        timeout = lease_timeout(ctx.address)
+        image = str(ctx.address.settings.get(IMAGE) or DEFAULT_IMAGE)
+        dns = GuestResolvConf.locate(info, ctx.guest_ns.key) if wants_dns(ctx.address) else None
+        daemon = Daemon.of(info.details.get(API_DETAIL), info.runtime)
         state = StateDir.of(self.config.run_dir, info.key, ctx.ifname)
         await self._discard(state, info.key, ctx.ifname)
         await keep_default_route(ctx)

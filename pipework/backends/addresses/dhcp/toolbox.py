@@ -37,10 +37,55 @@ from typing import Any
 from pipework.engine.contract import AddressContext, AddressResult, DetachContext
 from pipework.engine.errors import PipeworkError, TimeoutExpiredError, UsageError
 from pipework.engine.kernel.netlink import netns_identity
-from pipework.engine.specs import AttachSpec, GuestInfo, short_hash
+from pipework.engine.options import OptionSpec
+from pipework.engine.specs import (
+    AddressSpec,
+    AttachSpec,
+    GuestInfo,
+    check_image,
+    parse_timeout,
+    short_hash,
+)
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a DHCP provider waits for a lease unless ``--dhcp-timeout`` says otherwise."""
+DNS, TIMEOUT, IMAGE = "dns", "timeout", "image"
+"""The ``AddressSpec.settings`` keys of ``--dns``, ``--dhcp-timeout`` and ``--dhcp-image``."""
+HOST_CLIENT_OPTIONS: Mapping[str, OptionSpec] = {
+    DNS: OptionSpec(
+        "write the lease's DNS servers and domain into the guest's resolv.conf", flag="--dns"
+    ),
+    TIMEOUT: OptionSpec(
+        "seconds to wait for a lease [30]",
+        flag="--dhcp-timeout",
+        parse=parse_timeout,
+        fingerprint=False,
+    ),
+}
+"""What the host clients (dhclient, udhcpc, dhcpcd) accept."""
+HELPER_OPTIONS: Mapping[str, OptionSpec] = {
+    **HOST_CLIENT_OPTIONS,
+    IMAGE: OptionSpec(
+        "the image of the dhcp helper container [busybox]",
+        flag="--dhcp-image",
+        parse=check_image,
+        fingerprint=False,
+    ),
+}
+"""What the ``dhcp`` helper container accepts."""
+
+
+def wants_dns(address: AddressSpec) -> bool:
+    """``--dns``: write the lease's DNS servers into the guest."""
+    return bool(address.settings.get(DNS))
+
+
+def lease_timeout(address: AddressSpec) -> float:
+    """``--dhcp-timeout``, or the default."""
+    value = address.settings.get(TIMEOUT)
+    return float(value) if value is not None else DEFAULT_TIMEOUT
+
+
 REPORT = "lease"
 """The hook's lease report, in the state directory."""
 META = "attachment.json"
@@ -476,7 +521,7 @@ def check_request(spec: AttachSpec, guest: GuestInfo) -> None:
             f"{spec.address.method} gets IPv4 leases; -a 6 asks for IPv6",
             "drop -a 6, or give a static IPv6 address",
         )
-    if spec.address.dns:
+    if wants_dns(spec.address):
         GuestResolvConf.locate(guest).check()
 
 
@@ -742,9 +787,14 @@ async def write_guest_dns(
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "DNS",
+    "HELPER_OPTIONS",
+    "HOST_CLIENT_OPTIONS",
+    "IMAGE",
     "LOG_END",
     "LOG_PREFIX",
     "REPORT",
+    "TIMEOUT",
     "UDHCPC_OPTIONS",
     "ClientOptions",
     "GuestResolvConf",
@@ -763,11 +813,13 @@ __all__ = [
     "keep_default_route",
     "last_logged_report",
     "last_words",
+    "lease_timeout",
     "no_lease",
     "option_names",
     "parse_report",
     "read_text",
     "same_netns",
     "udhcpc_args",
+    "wants_dns",
     "write_guest_dns",
 ]

@@ -11,6 +11,7 @@ the guest's namespace under a temporary name; the engine renames it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import replace
 
 from pipework.backends.links.bridge.firewall import (
@@ -42,17 +43,27 @@ from pipework.engine import (
     LinkExists,
     Marker,
     Netns,
+    OptionSpec,
     UsageError,
     create_veth,
     hookimpl,
     pick_mtu,
 )
 
+ALLOW_FORWARD = "allow_forward"
+"""The ``--allow-forward`` setting (``AttachSpec.settings``)."""
+
 
 class BridgeBackend:
     name = "bridge"
     default_ifname = "eth1"
     auto_prefix = "br"
+    options: Mapping[str, OptionSpec] = {
+        ALLOW_FORWARD: OptionSpec(
+            "accept traffic across the bridge in a firewall whose FORWARD policy drops it",
+            flag="--allow-forward",
+        )
+    }
 
     async def claim(self, request: HostRequest) -> int:
         link = request.host_link
@@ -62,11 +73,11 @@ class BridgeBackend:
 
     def check(self, request: HostRequest) -> None:
         spec = request.spec
-        spec.backend_options(self.name, {})
+        spec.backend_options(self.name, self.options)
         if spec.direct_phys:
             raise UsageError(f"--direct-phys moves a NIC into the guest; {spec.host} is a bridge")
         spec.vlan_id("Linux bridges")
-        if spec.allow_forward and not spec.host.startswith("mac:"):
+        if spec.settings.get(ALLOW_FORWARD) and not spec.host.startswith("mac:"):
             check_bridge_name(spec.host)
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
@@ -87,7 +98,7 @@ class BridgeBackend:
         # "VLAN filtering on" can tell whether other ports still need it, and
         # whether it was made with --allow-forward (the rule's users).
         flags = [f"vlan={vlan}"] if vlan is not None else []
-        flags += [FORWARD_FLAG] if spec.allow_forward else []
+        flags += [FORWARD_FLAG] if spec.settings.get(ALLOW_FORWARD) else []
         marker = replace(ctx.marker, state=",".join(flags))
         if vlan is None:  # one request: enslave, mark and bring up
             await host.set(veth.index, master=bridge.index, ifalias=marker.format(), state="up")
@@ -101,7 +112,7 @@ class BridgeBackend:
             host=bridge.ifname,
             host_ifname=veth.ifname,
             mtu=mtu,
-            state=FORWARD_FLAG if spec.allow_forward else "",
+            state=FORWARD_FLAG if spec.settings.get(ALLOW_FORWARD) else "",
         )
 
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:

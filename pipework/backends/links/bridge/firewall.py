@@ -391,7 +391,7 @@ async def settle_forward(ctx: LinkContext, bridge: str, port: str) -> None:
     ``bridge`` is accepted (undone with the last such attachment); without
     it, warn when the host's firewall would drop that traffic."""
     host = ctx.host
-    if ctx.spec.allow_forward:
+    if ctx.spec.settings.get("allow_forward"):  # the bridge backend's ALLOW_FORWARD
         async with ctx.lock(f"forward:{bridge}"):  # one rule, however many attach at once
             if await allow_forward(host.fd, bridge, ctx.scope):
                 ctx.journal.record(

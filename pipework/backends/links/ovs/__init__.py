@@ -125,6 +125,7 @@ class OvsBackend:
     name = "ovs"
     default_ifname = "eth1"
     auto_prefix = "ovs"
+    options = OPTIONS
 
     def __init__(self, config: EngineConfig, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
@@ -172,7 +173,7 @@ class OvsBackend:
                 f"--direct-phys moves a NIC into the guest; {spec.host} is an Open vSwitch bridge",
                 "drop --direct-phys, or name the NIC itself",
             )
-        spec.backend_options(self.name, OPTIONS)
+        spec.backend_options(self.name, self.options)
         spec.vlan_id(self.name)  # a VLAN ID, not an IPoIB partition key
         if "datapath_type" in spec.options:
             check_datapath(spec.options["datapath_type"], "datapath_type")

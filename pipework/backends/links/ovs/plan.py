@@ -31,13 +31,16 @@ from pipework.engine import (
     HostInterfaceError,
     Link,
     Marker,
+    OptionSpec,
     PipeworkError,
     UnsupportedError,
     UsageError,
     pick_mtu,
 )
 
-OPTIONS = {"datapath_type": "the datapath of a bridge pipework creates: system or netdev"}
+OPTIONS = {
+    "datapath_type": OptionSpec("the datapath of a bridge pipework creates: system or netdev")
+}
 """Backend options (``-o KEY=VALUE``) and what they mean."""
 DATAPATH_ENV = "PIPEWORK_OVS_DATAPATH"
 """Default ``datapath_type`` for bridges pipework creates."""
