@@ -59,7 +59,12 @@ from pipework.engine.journal import Journal
 from pipework.engine.kernel.announce import announce
 from pipework.engine.kernel.netlink import Link, NetlinkPool, Netns, NoSuchLink
 from pipework.engine.marker import Marker
-from pipework.engine.plugins import make_plugin_manager
+from pipework.engine.plugins import (
+    address_providers,
+    guest_resolvers,
+    link_backends,
+    make_plugin_manager,
+)
 from pipework.engine.resolution import Outcome, choose_guest, guess_order
 from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
 
@@ -154,16 +159,13 @@ class Engine:
 
     # -- lifecycle -----------------------------------------------------------------
     async def __aenter__(self) -> Engine:
+        # Every object checked against its contract (a one-line error naming the plugin).
+        for backend in link_backends(self.plugin_manager, self.config):
+            self.backends.setdefault(backend.name, backend)
+        self.providers.extend(address_providers(self.plugin_manager, self.config))
+        self.resolvers.extend(guest_resolvers(self.plugin_manager, self.config))
         self._background = anyio.create_task_group()
         await self._background.__aenter__()
-        hook = self.plugin_manager.hook
-        for backends in hook.pipework_link_backends(config=self.config):
-            for backend in backends:
-                self.backends.setdefault(backend.name, backend)
-        for providers in hook.pipework_address_providers(config=self.config):
-            self.providers.extend(providers)
-        for resolvers in hook.pipework_guest_resolvers(config=self.config):
-            self.resolvers.extend(resolvers)
         if self.config.host_netns is not None:
             ref = self.config.host_netns
             path = ref if "/" in ref else f"/run/netns/{ref}"
@@ -184,13 +186,16 @@ class Engine:
             await self._background.__aexit__(None, None, None)
             self._background = None
         with anyio.CancelScope(shield=True):
-            for obj in [*self.backends.values(), *self.providers, *self.resolvers]:
-                aclose = getattr(obj, "aclose", None)
-                if aclose is not None:
-                    try:
-                        await aclose()
-                    except Exception as err:  # pragma: no cover - best effort
-                        log.debug("closing %s: %s", obj, err)
+            objects: list[LinkBackend | AddressProvider | GuestResolver] = [
+                *self.backends.values(),
+                *self.providers,
+                *self.resolvers,
+            ]
+            for obj in objects:
+                try:
+                    await obj.aclose()
+                except Exception as err:  # pragma: no cover - best effort
+                    log.debug("closing %s: %s", obj, err)
         self._pool.close()
         self._host = None
         if self._host_fd is not None:
@@ -323,7 +328,7 @@ class Engine:
 
     def choose_provider(self, spec: AttachSpec) -> AddressProvider:
         for provider in self.providers:
-            if provider.claims(spec.address):
+            if provider.handles(spec.address):
                 return provider
         raise UnsupportedError(
             f"no address provider handles {spec.address.method!r}",
@@ -342,14 +347,12 @@ class Engine:
         """
         host_link = await self._host_link(spec)
         backend = await self.choose_backend(spec, host_link)
-        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
+        backend.validate(HostRequest(spec=spec, host_link=host_link, host=self.host))
         provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
             _apply_key(guest, spec)
-            check = getattr(provider, "check", None)
-            if check is not None:
-                check(spec, guest.info)
+            provider.validate(spec, guest.info)
         except BaseException:
             guest.close()
             raise
@@ -625,13 +628,8 @@ class Engine:
         self, provider: AddressProvider, marker: Marker, gns: Netns, link: Link, spec: AttachSpec
     ) -> AddressResult | None:
         """What the provider holds for an intact attachment (None: not intact)."""
-        inspect = getattr(provider, "inspect", None)
-        if inspect is None:
-            gateway = spec.address.gateway
-            return AddressResult(gateway=str(gateway) if gateway else None)
-        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
-        result: AddressResult | None = await inspect(ctx)
-        return result
+        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link, spec=spec)
+        return await provider.inspect(ctx)
 
     async def _announce(
         self, fd: int, label: str, link: Link, host_ifname: str | None, ip: Any
@@ -678,8 +676,8 @@ class Engine:
         """Is an attachment that matches the request still whole?
 
         The engine checks the guest interface and the host-side interface
-        named in the marker; a backend with an optional ``healthy(ctx)``
-        method checks what only it knows (an OVS port, say).
+        named in the marker; the backend's ``healthy(ctx)`` checks what only
+        it knows (an OVS port, say).
         """
         if not link.up:
             return False
@@ -687,11 +685,11 @@ class Engine:
             host_side = await self.host.link(marker.hostif)
             if host_side is None or not marker.same_attachment(Marker.parse(host_side.alias)):
                 return False
-        check = getattr(self.backends.get(marker.kind), "healthy", None)
-        if check is None:
+        backend = self.backends.get(marker.kind)
+        if backend is None:
             return True
         ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
-        return bool(await check(ctx))
+        return bool(await backend.healthy(ctx))
 
     async def _result(
         self,
@@ -736,7 +734,7 @@ class Engine:
         Returns the markers of what was removed; detaching what is not there
         is not an error. ``prune_bridges`` also removes each bridge the
         removed interfaces hung on, if pipework created it and it is empty
-        (the backend's optional ``release_host``).
+        (the backend's ``release_host``).
         """
         require_privileges()
         guest = await self.resolve(guest_ref)
@@ -761,8 +759,8 @@ class Engine:
 
     async def _prune(self, removed: Sequence[Marker]) -> None:
         for kind, name in sorted({(m.kind, m.host) for m in removed}):
-            release = getattr(self.backends.get(kind), "release_host", None)
-            if release is not None:
+            backend = self.backends.get(kind)
+            if backend is not None:
                 ctx = HostContext(
                     name=name,
                     host=self.host,
@@ -771,7 +769,7 @@ class Engine:
                     dry_run=False,
                     lock=self.lock,
                 )
-                if await release(ctx):
+                if await backend.release_host(ctx):
                     log.info("removed %s %s (pipework created it; it was empty)", kind, name)
 
     # -- inventory (engine/inventory.py) ---------------------------------------------
@@ -861,7 +859,7 @@ class Engine:
         ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
         with anyio.CancelScope(shield=True):
             for provider in self.providers:
-                if provider.claims(AddressSpec(method=marker.addr or "static")):
+                if provider.handles(AddressSpec(method=marker.addr or "static")):
                     await provider.release(ctx)
                     break
             # The backend goes first: it may take the interface back (a NIC

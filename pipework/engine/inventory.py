@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from pipework.engine.contract import DetachContext
+from pipework.engine.batch import BatchScope
+from pipework.engine.contract import AddressProvider, DetachContext, GcContext, LinkBackend
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
-from pipework.engine.marker import BRIDGE_MARKER, Marker
+from pipework.engine.marker import Marker
 from pipework.engine.specs import AddressSpec, GuestInfo, short_hash
-from pipework.engine.sublinks import USER_PREFIX, user_name
 
 if TYPE_CHECKING:
     from pipework.engine.engine import Engine
@@ -43,9 +43,6 @@ TEMP_NAME = re.compile(r"^pwt[0-9a-f]{10}$")
 """The name a guest interface has between its creation and its rename."""
 NAME_LOOKUPS = 16
 """Guests ``ls`` asks its resolvers about at once (for names and PIDs)."""
-CONFIRM_DELAY = 0.5
-"""Seconds ``gc`` waits before it looks again at VLAN users that seem stale
-(an attach adds its user a moment before its interface exists)."""
 
 State = Literal["attached", "orphan"]
 
@@ -319,11 +316,10 @@ async def _record(engine: Engine, info: GuestInfo, side: GuestSide) -> Attachmen
     addresses = await side.netns.addresses(link.index)
     dhcp: str | None = None
     provider = _provider(engine, marker)
-    describe = getattr(provider, "describe", None)
-    if describe is not None:
+    if provider is not None:
         ctx = DetachContext(marker=marker, host=engine.host, guest_ns=side.netns, guest_link=link)
         try:
-            dhcp = await describe(ctx)
+            dhcp = await provider.describe(ctx)
         except PipeworkError as exc:
             dhcp = f"unknown ({exc.message})"
     return AttachmentRecord(
@@ -341,9 +337,9 @@ async def _record(engine: Engine, info: GuestInfo, side: GuestSide) -> Attachmen
     )
 
 
-def _provider(engine: Engine, marker: Marker) -> Any:
+def _provider(engine: Engine, marker: Marker) -> AddressProvider | None:
     method = AddressSpec(method=marker.addr or "static")
-    return next((p for p in engine.providers if p.claims(method)), None)
+    return next((p for p in engine.providers if p.handles(method)), None)
 
 
 def _int(text: str) -> int | None:
@@ -381,20 +377,24 @@ async def collect_garbage(engine: Engine, dry_run: bool = False) -> GcReport:
             items.append(what)
             if not dry_run:
                 await _remove_orphan(engine, marker, link, came_home)
-        items += await _stale_vlan_users(engine, host_links, result, dry_run)
+        live = frozenset(side.marker for side in result.guest_sides)
     finally:
         close_scan(engine, result)
-    for plugin in [*engine.backends.values(), *engine.providers]:
-        collect = getattr(plugin, "collect_garbage", None)
-        if collect is None:
-            continue
+
+    async def rescan() -> frozenset[Marker]:
+        again = await scan(engine)
         try:
-            if plugin in engine.providers:
-                items += await collect(dry_run)
-            else:
-                items += await collect(host, dry_run)
+            return frozenset(side.marker for side in again.guest_sides)
+        finally:
+            close_scan(engine, again)
+
+    ctx = GcContext(host=host, dry_run=dry_run, live=live, rescan=rescan, scope=BatchScope())
+    collectors: list[LinkBackend | AddressProvider] = [*engine.backends.values(), *engine.providers]
+    for plugin in collectors:
+        try:
+            items += await plugin.collect_garbage(ctx)
         except PipeworkError as exc:
-            skipped.append(f"{getattr(plugin, 'name', plugin)}: {exc}")
+            skipped.append(f"{plugin.name}: {exc}")
     return GcReport(items=tuple(items), skipped=tuple(skipped), dry_run=dry_run)
 
 
@@ -413,52 +413,6 @@ async def _remove_orphan(engine: Engine, marker: Marker, link: Link, came_home: 
         current = await host.link_by_index(link.index)
         if current is not None and Marker.parse(current.alias) == marker:
             await host.delete(link.index)
-
-
-async def _stale_vlan_users(
-    engine: Engine, host_links: list[Link], result: Scan, dry_run: bool
-) -> list[str]:
-    """VLAN sub-interfaces pipework made, still counted as used by dead guests."""
-    host = engine.host
-    shared = [link for link in host_links if link.kind == "vlan" and link.alias == BRIDGE_MARKER]
-    if not shared:
-        return []
-    stale: dict[str, list[str]] = {}
-    live = {user_name(side.marker) for side in result.guest_sides}
-    for link in shared:
-        users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
-        if [n for n in users if n not in live]:
-            stale[link.ifname] = users
-    if not stale:
-        return []
-    # An attach names itself a user a moment before its interface exists:
-    # look again before calling a user stale.
-    await anyio.sleep(CONFIRM_DELAY)
-    again = await scan(engine)
-    try:
-        live = {user_name(side.marker) for side in again.guest_sides}
-    finally:
-        close_scan(engine, again)
-    items = []
-    for name, users in stale.items():
-        gone = [n for n in users if n not in live]
-        if not gone:
-            continue
-        last = len(gone) == len(users)
-        items.append(
-            f"VLAN interface {name}: {len(gone)} user(s) gone"
-            + (", removing it (pipework created it)" if last else "")
-        )
-        if dry_run:
-            continue
-        current = await host.link(name)
-        if current is None or current.alias != BRIDGE_MARKER:
-            continue
-        for user in gone:
-            await host.del_altname(current.index, user)
-        if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
-            await host.delete(current.index)
-    return items
 
 
 __all__ = [

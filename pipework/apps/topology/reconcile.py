@@ -155,29 +155,29 @@ async def prepare_bridges(
     created: list[str] = []
     for i, bridge in enumerate(loaded.topology.bridges):
         where = loaded.where(("bridges", i))
-        prepare = getattr(engine.backends.get(bridge.kind), "prepare_host", None)
-        if bridge.kind not in engine.backends:
+        backend = engine.backends.get(bridge.kind)
+        if backend is None:
             error = UnsupportedError(
                 f"no link backend named {bridge.kind!r}",
                 f"known kinds: {', '.join(sorted(engine.backends))}",
             )
             raise loaded.error(("bridges", i, "kind"), error)
-        if prepare is None:
-            items.append(
-                PlanItem("bridge", "deferred", bridge.name, where, ("made with its first port",))
-            )
-            continue
         ctx = host_context(
             engine, bridge.name, bridge_settings(bridge), force=force, dry_run=dry_run
         )
         try:
-            change = await prepare(ctx)
+            change = await backend.prepare_host(ctx)
         except PipeworkError as exc:
             if dry_run:
                 items.append(PlanItem("bridge", "error", bridge.name, where, error=exc))
                 continue
             await release_bridges(engine, loaded, only=created)
             raise loaded.error(("bridges", i), exc) from None
+        if change is None:  # the backend keeps no shared host resources
+            items.append(
+                PlanItem("bridge", "deferred", bridge.name, where, ("made with its first port",))
+            )
+            continue
         details = tuple(change.details)
         if change.action == "update" and not force:
             details += ("needs --force",)
@@ -197,7 +197,7 @@ async def release_bridges(
     created and that have no ports left; return their names.
 
     A host named by an attachment without a ``kind`` is offered to every
-    backend that has ``release_host``: each removes only what it marked.
+    backend's ``release_host``: each removes only what it marked.
     """
     names: dict[str, str | None] = {b.name: b.kind for b in loaded.topology.bridges}
     for spec in specs(loaded):
@@ -208,12 +208,12 @@ async def release_bridges(
             continue
         kinds = [kind] if kind is not None else sorted(engine.backends)
         for each in kinds:
-            release = getattr(engine.backends.get(each), "release_host", None)
-            if release is None:
+            backend = engine.backends.get(each)
+            if backend is None:
                 continue
             ctx = host_context(engine, name, {}, force=False, dry_run=False)
             try:
-                released = await release(ctx)
+                released = await backend.release_host(ctx)
             except PipeworkError:
                 if kind is not None:
                     raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipework.engine import (
     AddressContext,
+    AddressProvider,
     AddressResult,
     AddressSpec,
     DetachContext,
@@ -12,10 +13,10 @@ from pipework.engine import (
 )
 
 
-class StaticProvider:
+class StaticProvider(AddressProvider):
     name = "static"
 
-    def claims(self, address: AddressSpec) -> bool:
+    def handles(self, address: AddressSpec) -> bool:
         return address.method == "static"
 
     async def configure(self, ctx: AddressContext) -> AddressResult:

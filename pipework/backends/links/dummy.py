@@ -13,12 +13,13 @@ from pipework.engine import (
     EngineConfig,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     hookimpl,
 )
 
 
-class DummyBackend:
+class DummyBackend(LinkBackend):
     name = "dummy"
     default_ifname = "eth1"
     auto_prefix = "dummy"
@@ -27,7 +28,7 @@ class DummyBackend:
         exists = request.host_link is not None
         return 10 if not exists and request.spec.host.startswith(self.auto_prefix) else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, {})
         spec.refuse(self.name, vlan=True, direct_phys=True)

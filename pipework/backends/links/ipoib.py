@@ -18,6 +18,7 @@ from pipework.engine import (
     EngineConfig,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     UsageError,
     create_child,
@@ -27,7 +28,7 @@ from pipework.engine import (
 MODES = ("datagram", "connected")
 
 
-class IpoibBackend:
+class IpoibBackend(LinkBackend):
     name = "ipoib"
     default_ifname = "ib0"
 
@@ -35,7 +36,7 @@ class IpoibBackend:
         link = request.host_link
         return 100 if link is not None and link.link_type == ARPHRD_INFINIBAND else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, {"mode": "|".join(MODES)})
         if spec.mac is not None:

@@ -8,14 +8,16 @@ address cannot be given: every child uses its parent's.
 
 from __future__ import annotations
 
+from pipework.backends.shared import vlans
 from pipework.engine import (
     DetachContext,
     EngineConfig,
+    GcContext,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     create_child,
-    detach_child,
     hookimpl,
 )
 
@@ -23,14 +25,14 @@ from pipework.engine import (
 MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
 
-class IpvlanBackend:
+class IpvlanBackend(LinkBackend):
     name = "ipvlan"
     default_ifname = "eth1"
 
     async def claim(self, request: HostRequest) -> int:
         return 0  # only on request: --kind ipvlan
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, {"mode": "|".join(MODES)})
         spec.refuse(self.name, mac=True, direct_phys=True)
@@ -39,15 +41,22 @@ class IpvlanBackend:
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
         spec = ctx.spec
+        parent, state = await vlans.parent_for(ctx, "ipvlan", spec.vlan_id(self.name))
         return await create_child(
             ctx,
             "ipvlan",
             {"ipvlan_mode": MODES[spec.choice(self.name, "mode", list(MODES), "l2") or "l2"]},
-            vlan=spec.vlan_id(self.name),
+            parent=parent,
+            state=state,
         )
 
     async def detach(self, ctx: DetachContext) -> None:
-        await detach_child(ctx)
+        await vlans.detach_child(ctx)
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """References on shared VLAN sub-interfaces left by guests that are gone
+        (done once per gc with macvlan's: they share the sub-interfaces)."""
+        return await vlans.collect_garbage(ctx)
 
 
 @hookimpl

@@ -20,6 +20,7 @@ from pipework.engine import (
     HostInterfaceError,
     HostRequest,
     Link,
+    LinkBackend,
     LinkContext,
     LinkExists,
     Marker,
@@ -38,7 +39,7 @@ KIND_NAMES = {
 NOT_A_NIC = frozenset(KIND_NAMES)
 
 
-class PhysBackend:
+class PhysBackend(LinkBackend):
     name = "phys"
     default_ifname = "eth1"
 
@@ -47,7 +48,7 @@ class PhysBackend:
         # check() and is refused with the reason.
         return 200 if request.spec.direct_phys else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, {})
         spec.refuse(self.name, vlan=True)

@@ -59,12 +59,14 @@ from pipework.backends.addresses.dhcp.toolbox import (
 from pipework.backends.shared.dockerapi import DEFAULT_HOST, docker_host
 from pipework.engine import (
     AddressContext,
+    AddressProvider,
     AddressResult,
     AddressSpec,
     AttachSpec,
     DetachContext,
     EngineConfig,
     ExternalCommandError,
+    GcContext,
     GuestInfo,
     PipeworkError,
     RuntimeUnavailableError,
@@ -147,7 +149,7 @@ def hook_archive() -> bytes:
     return buf.getvalue()
 
 
-class DhcpHelperProvider:
+class DhcpHelperProvider(AddressProvider):
     """IPSPEC ``dhcp`` and ``dhcp:OPTS``."""
 
     name = "dhcp"
@@ -156,7 +158,7 @@ class DhcpHelperProvider:
         self.config = config
         self._clients: dict[str, Any] = {}
 
-    def claims(self, address: AddressSpec) -> bool:
+    def handles(self, address: AddressSpec) -> bool:
         return address.method == "dhcp"
 
     @staticmethod
@@ -167,7 +169,7 @@ class DhcpHelperProvider:
         UDHCPC_OPTIONS.check(options)
         return keep, options
 
-    def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
+    def validate(self, spec: AttachSpec, guest: GuestInfo) -> None:
         if guest.api is None and guest.runtime != "docker":
             raise UsageError(
                 f"the dhcp helper container needs a Docker or Podman guest; {guest.name} is not one",
@@ -281,7 +283,7 @@ class DhcpHelperProvider:
     # -- attach ---------------------------------------------------------------------------
     async def configure(self, ctx: AddressContext) -> AddressResult:
         info = ctx.guest.info
-        self.check(ctx.spec, info)
+        self.validate(ctx.spec, info)
         keep, options = self.mode(ctx.address)
         timeout = ctx.address.timeout or DEFAULT_TIMEOUT
         image = ctx.address.image or DEFAULT_IMAGE
@@ -426,11 +428,12 @@ class DhcpHelperProvider:
             return f"kept, helper {meta.get('helper')} gone (a re-run restarts it)"
         return f"kept, helper {meta.get('helper')} {'running' if running else 'stopped'}"
 
-    async def collect_garbage(self, dry_run: bool = False) -> list[str]:
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """Helpers whose guest is gone, stopped or restarted, and their state.
 
         Helpers are looked for in Docker and in every other API (Podman) a
         state directory names."""
+        dry_run = ctx.dry_run
         found = []
         daemons = {Daemon.docker()} if _docker_here() else set()
         for state in StateDir.all(self.config.run_dir):
