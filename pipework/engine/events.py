@@ -30,3 +30,12 @@ class GuestEvent:
     labels: Mapping[str, str] = field(default_factory=dict)
     time_ns: int | None = None
     """When the runtime says it happened (wall clock, ns), if it says."""
+
+
+def __getattr__(name: str) -> object:
+    """``EventSource`` lived here in 0.1.0; it is in engine/contract.py now."""
+    if name == "EventSource":
+        from pipework.engine.contract import EventSource
+
+        return EventSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
