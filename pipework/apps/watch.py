@@ -31,8 +31,9 @@ import anyio
 import anyio.abc
 
 from pipework.apps.grammar import parse_legacy
+from pipework.engine.contract import EventSource
 from pipework.engine.errors import PipeworkError, UsageError
-from pipework.engine.events import EventSource, GuestEvent
+from pipework.engine.events import GuestEvent
 from pipework.engine.specs import AttachSpec, derive_mac, validate_ifname
 
 log = logging.getLogger("pipework.watch")

@@ -105,10 +105,10 @@ async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
 
     from pipework.apps.watch import Watcher
     from pipework.engine import Engine
+    from pipework.engine.plugins import event_sources
 
     async with Engine() as engine:
-        hook = engine.plugin_manager.hook
-        sources = [s for group in hook.pipework_event_sources(config=engine.config) for s in group]
+        sources = event_sources(engine.plugin_manager, engine.config)
         watcher = Watcher(
             engine,
             sources,
@@ -134,10 +134,8 @@ async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
             return 0
         finally:
             for source in sources:
-                aclose = getattr(source, "aclose", None)
-                if aclose is not None:
-                    with anyio.CancelScope(shield=True):
-                        await aclose()
+                with anyio.CancelScope(shield=True):
+                    await source.aclose()
             if watcher.status_path is not None:
                 watcher.status_path.unlink(missing_ok=True)
 

@@ -24,6 +24,7 @@ from pipework.cni.protocol import INTERNAL, INVALID_CONFIG, CniError
 from pipework.cni.result import Result
 from pipework.engine import (
     AddressContext,
+    AddressProvider,
     AddressResult,
     AddressSpec,
     DetachContext,
@@ -103,7 +104,7 @@ class Delegate:
         return isinstance(data, dict) and version in data.get("supportedVersions", [])
 
 
-class IpamProvider:
+class IpamProvider(AddressProvider):
     """Addresses from a delegated CNI IPAM plugin, for one invocation."""
 
     name = IPAM_METHOD
@@ -114,7 +115,7 @@ class IpamProvider:
         self.result: Result | None = None
         """What the delegate answered to ADD (for our own result)."""
 
-    def claims(self, address: AddressSpec) -> bool:
+    def handles(self, address: AddressSpec) -> bool:
         return address.method == IPAM_METHOD
 
     async def configure(self, ctx: AddressContext) -> AddressResult:

@@ -6,6 +6,8 @@ from pipework.engine.contract import (
     AddressResult,
     DetachContext,
     EngineConfig,
+    EventSource,
+    GcContext,
     GuestLink,
     GuestResolver,
     HostChange,
@@ -15,6 +17,7 @@ from pipework.engine.contract import (
     LinkContext,
     hookimpl,
     hookspec,
+    required,
 )
 from pipework.engine.engine import Engine, require_privileges
 from pipework.engine.errors import (
@@ -33,6 +36,7 @@ from pipework.engine.errors import (
     UnsupportedError,
     UsageError,
 )
+from pipework.engine.events import GuestEvent
 from pipework.engine.guests import Guest, open_netns, proc_netns
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.mtu import pick_mtu
@@ -62,7 +66,7 @@ from pipework.engine.specs import (
     parse_pkey,
     validate_ifname,
 )
-from pipework.engine.sublinks import create_child, create_veth, detach_child
+from pipework.engine.sublinks import create_child, create_veth, parent_link
 
 __all__ = [
     "ARPHRD_INFINIBAND",
@@ -80,8 +84,11 @@ __all__ = [
     "DetachContext",
     "Engine",
     "EngineConfig",
+    "EventSource",
     "ExternalCommandError",
+    "GcContext",
     "Guest",
+    "GuestEvent",
     "GuestInfo",
     "GuestLink",
     "GuestNotFoundError",
@@ -113,16 +120,17 @@ __all__ = [
     "create_veth",
     "current_netns_fd",
     "derive_mac",
-    "detach_child",
     "hookimpl",
     "hookspec",
     "open_netns",
+    "parent_link",
     "parse_mac",
     "parse_macspec",
     "parse_pkey",
     "pick_mtu",
     "proc_netns",
     "require_privileges",
+    "required",
     "socket_in_netns",
     "unsupported_kind",
     "validate_ifname",

@@ -5,11 +5,11 @@ loaded from the entry-point group ``pipework``. Built-in backends register
 through exactly the same path as third-party packages.
 
 pluggy is synchronous and the work is asynchronous, so every hook is a plain
-*factory*: it returns objects whose methods are ``async``. Never write an
-``async def`` hook implementation (pluggy would return an un-awaited
-coroutine).
-
-Three kinds of objects can be contributed, one hook each:
+*factory*: it returns objects whose methods are mostly ``async``. Never
+write an ``async def`` hook implementation (pluggy would return an
+un-awaited coroutine). There are five hooks (``PipeworkSpecs``): four
+factories, one per object type below, and the ``pipework_attached``
+notification.
 
 ``LinkBackend``
     Creates the host side of an attachment and the guest-side interface
@@ -17,52 +17,55 @@ Three kinds of objects can be contributed, one hook each:
     ``claim()`` from what the host interface is, or by ``--kind NAME``.
 ``AddressProvider``
     Configures addresses and routes on the guest interface: selected by the
-    IPSPEC word (``static`` for ``ADDR/PREFIX[@GW]`` and ``0/0``).
+    IPSPEC word (``static`` for ``ADDR/PREFIX[@GW]`` and ``0/0``) through
+    ``handles()``.
 ``GuestResolver``
     Turns a guest reference (``web1``, ``netns:blue``, ``pid:42``, a path)
     into an open network namespace.
+``EventSource``
+    Streams a runtime's guest start/die events, for ``pipework watch``.
 
-Every object may also define ``async def aclose(self) -> None``; the engine
-calls it when it shuts down (to close an HTTP session, say). A link backend
-may define ``async def healthy(self, ctx: DetachContext) -> bool``: a re-run
-that finds the same configuration asks it whether the attachment is still
-whole, and rebuilds it if not. A link backend that owns shared host
-resources (a bridge) may define ``async def prepare_host(self, ctx:
-HostContext) -> HostChange`` and ``async def release_host(self, ctx:
-HostContext) -> bool``, which ``pipework apply`` and ``destroy`` call for the
-bridges a topology file declares.
+Each type is a base class here: the methods marked ``@required`` must be
+defined, every other one has a default that means "this plugin does not do
+that" (``healthy()`` is True, ``collect_garbage()`` removes nothing...).
+docs/PLUGINS.md lists them all with their defaults.
 
-``pipework ls`` and ``gc`` (engine/inventory.py) use two more optional
-methods: a link backend's ``async def collect_garbage(self, host: Netns,
-dry_run: bool = False) -> list[str]`` removes what it keeps outside the
-kernel's interfaces for attachments that are gone (OVS ports whose
-interface vanished, firewall rules); an address provider's ``async def
-describe(self, ctx: DetachContext) -> str`` says how its client stands (the
-DHCP column of ``ls``). ``ls`` names guests by resolving their keys.
+The contract is checked when a plugin registers (engine/plugins.py): every
+object a factory returns must have the required methods, each contract
+method with the right ``async``-ness and number of parameters, and no
+public method whose name is close to a contract name (``heathy``); anything
+else is a one-line ``PipeworkError`` naming the plugin and its
+distribution, raised when the engine starts. So the engine calls every
+method directly and never looks for one.
 
-See docs/PLUGINS.md for a complete third-party backend.
+Objects written for pipework 0.1.0 (duck-typed, not subclassing; ``check``
+for ``validate``, ``claims`` for ``handles``, ``collect_garbage(dry_run)``
+or ``collect_garbage(host, dry_run)``) are validated the same way and
+wrapped in an adapter that supplies the defaults and maps the old names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, TypeVar
 
 import pluggy
 
 from pipework.engine.batch import BatchScope, current_scope
-from pipework.engine.events import EventSource
+from pipework.engine.events import GuestEvent
 from pipework.engine.guests import Guest
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.marker import Marker
 from pipework.engine.options import OptionSpec
-from pipework.engine.specs import AddressSpec, Attachment, AttachSpec
+from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo
 
 hookspec = pluggy.HookspecMarker("pipework")
 hookimpl = pluggy.HookimplMarker("pipework")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ class DetachContext:
     guest_link: Link | None
     scope: BatchScope = field(default_factory=current_scope)
     """Shared by the attaches of one batch (a re-run's health check)."""
+    spec: AttachSpec | None = None
+    """The request, when the engine has one (a re-run, a check)."""
 
 
 @dataclass(frozen=True)
@@ -200,14 +205,25 @@ class AddressResult:
     """The DNS domain learnt (from a DHCP lease)."""
 
 
-# -- the three plugin object types ---------------------------------------------
+# -- the plugin object types ---------------------------------------------------
 
 
-@runtime_checkable
-class LinkBackend(Protocol):
+def required(method: F) -> F:
+    """Marks a contract method every plugin object must define (the others have defaults)."""
+    method.__pipework_required__ = True  # type: ignore[attr-defined]
+    return method
+
+
+class LinkBackend:
+    """Makes the link: the host side of an attachment and the guest interface.
+
+    Subclass it and define ``name``, ``claim``, ``attach`` and ``detach``;
+    every other method has a default (docs/PLUGINS.md lists them).
+    """
+
     name: str
-    """The kind name (``bridge``), used by ``--kind`` and in results."""
-    default_ifname: str
+    """The kind name (``bridge``), used by ``--kind``, in results and in markers."""
+    default_ifname: str = "eth1"
     """The guest interface name when ``-i`` is not given."""
     options: Mapping[str, OptionSpec] = {}
     """What this backend accepts beyond the core fields, by key: ``-o KEY=VALUE``
@@ -215,6 +231,7 @@ class LinkBackend(Protocol):
     are validated by ``spec.backend_options(self.name, self.options)`` and
     make up the marker fingerprint; the core never reads them."""
 
+    @required
     async def claim(self, request: HostRequest) -> int:
         """How strongly this backend wants the request: 0 = not at all.
 
@@ -222,70 +239,129 @@ class LinkBackend(Protocol):
         backend's type; 10 when it does not exist and its name is this
         backend's auto-create prefix (``br*``); 1 for a catch-all.
         """
-        ...
+        raise NotImplementedError
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         """Raise ``UsageError`` for options this backend cannot honour (a VLAN,
         ``--direct-phys``...). Called before anything is touched, so a
-        refused ``--force`` re-run leaves the old attachment in place."""
-        ...
+        refused ``--force`` re-run leaves the old attachment in place.
+        Default: accept everything. (0.1.0 called it ``check``.)"""
 
+    @required
     async def attach(self, ctx: LinkContext) -> GuestLink:
         """Create the host side and the guest interface ``ctx.temp_ifname``
         *in the guest namespace*, down. Record an inverse in ``ctx.journal``
         right after each thing you create."""
-        ...
+        raise NotImplementedError
 
+    @required
     async def detach(self, ctx: DetachContext) -> None:
         """Remove what ``attach`` created. Called before the engine deletes
         the guest interface (if it is still there afterwards), so a backend
         may take it back (a NIC passed through) or delete it in the order its
         host side needs. Must be idempotent."""
-        ...
+        raise NotImplementedError
+
+    async def healthy(self, ctx: DetachContext) -> bool:
+        """Is what only this backend knows of an attachment still whole (an
+        OVS port)? Asked by a re-run that finds the same configuration, after
+        the engine checked the guest and host-side interfaces; False
+        rebuilds it. Default: True."""
+        return True
+
+    async def prepare_host(self, ctx: HostContext) -> HostChange | None:
+        """Make sure the shared host resource ``ctx.name`` (a bridge a topology
+        file declares) exists as ``ctx.settings`` says. Default: None, "this
+        backend keeps no shared host resources" (``apply --plan`` shows it as
+        deferred: made with its first attachment)."""
+        return None
+
+    async def release_host(self, ctx: HostContext) -> bool:
+        """Remove ``ctx.name`` if this backend created it and nothing uses it;
+        True if it did. Default: False (nothing of ours to remove)."""
+        return False
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """``gc``: remove what this backend keeps outside the kernel's
+        interfaces for attachments that are gone (OVS ports, firewall
+        rules); one line per item. With ``ctx.dry_run``, only list them.
+        Default: nothing."""
+        return []
+
+    async def aclose(self) -> None:
+        """Called when the engine shuts down (close a connection). Default: nothing."""
 
 
-@runtime_checkable
-class AddressProvider(Protocol):
+class AddressProvider:
+    """Configures addresses and routes on the guest interface, selected by the IPSPEC word.
+
+    Subclass it and define ``name``, ``handles``, ``configure`` and ``release``.
+    """
+
     name: str
     options: Mapping[str, OptionSpec] = {}
     """The settings this provider accepts (``AddressSpec.settings``), by key
     (engine/options.py); they make up the marker fingerprint."""
 
-    def claims(self, address: AddressSpec) -> bool:
-        """True if this provider handles ``address.method``."""
-        ...
+    @required
+    def handles(self, address: AddressSpec) -> bool:
+        """True if this provider handles ``address.method``. (0.1.0: ``claims``.)"""
+        raise NotImplementedError
 
+    def validate(self, spec: AttachSpec, guest: GuestInfo) -> None:
+        """Raise ``UsageError``/``UnsupportedError`` for a request this provider
+        cannot honour (unknown options, a missing program, the wrong kind of
+        guest). Called after the guest lookup and before anything is
+        created. Default: accept. (0.1.0: ``check``.)"""
+
+    @required
     async def configure(self, ctx: AddressContext) -> AddressResult:
         """Configure the (up) interface ``ctx.index`` in the guest."""
-        ...
+        raise NotImplementedError
 
+    @required
     async def release(self, ctx: DetachContext) -> None:
         """Release what ``configure`` holds (a DHCP client...). Idempotent."""
-        ...
+        raise NotImplementedError
 
-    # Optional methods (the engine looks them up with getattr):
-    #
-    # def check(self, spec: AttachSpec, guest: GuestInfo) -> None
-    #     Raise ``UsageError``/``UnsupportedError`` for a request this
-    #     provider cannot honour (unknown options, a missing program, the
-    #     wrong kind of guest). Called after the guest lookup and before
-    #     anything is created.
-    #
-    # async def inspect(self, ctx: DetachContext) -> AddressResult | None
-    #     What ``configure`` set up, as it stands now, for the result of an
-    #     "unchanged" re-run. None when it is no longer intact (a kept DHCP
-    #     client that died): the engine then replaces the attachment.
-    #
-    # async def collect_garbage(self, dry_run: bool = False) -> list[str]
-    #     Remove what this provider keeps for guests that are gone (kept
-    #     clients, helper containers, state files); return one line per
-    #     item. With ``dry_run``, only list them.
+    async def inspect(self, ctx: DetachContext) -> AddressResult | None:
+        """What ``configure`` set up, as it stands now, for the result of an
+        "unchanged" re-run; None when it is no longer intact (a kept DHCP
+        client that died): the engine then replaces the attachment.
+        Default: the request's gateway, as ``configure`` would have set it."""
+        gateway = ctx.spec.address.gateway if ctx.spec is not None else None
+        return AddressResult(gateway=str(gateway) if gateway else None)
+
+    async def describe(self, ctx: DetachContext) -> str | None:
+        """One short phrase for the DHCP column of ``pipework ls`` (``kept,
+        running (PID 4242)``); None shows nothing. Default: None."""
+        return None
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """``gc``: remove what this provider keeps for guests that are gone
+        (kept clients, helper containers, state files); one line per item.
+        With ``ctx.dry_run``, only list them. Default: nothing."""
+        return []
+
+    async def aclose(self) -> None:
+        """Called when the engine shuts down. Default: nothing."""
 
 
-@runtime_checkable
-class GuestResolver(Protocol):
+DEFAULT_GUESS_ORDER = 100
+"""``GuestResolver.guess_order`` unless a resolver sets it (docker 10, podman 20, lxc 30)."""
+
+
+class GuestResolver:
+    """Turns a guest reference (``web1``, ``netns:blue``, ``pid:42``) into an
+    open network namespace. Subclass it and define ``name``, ``claim`` and
+    ``resolve``."""
+
     name: str
+    guess_order: int = DEFAULT_GUESS_ORDER
+    """Where this resolver stands among resolvers that tie on a guess: lower
+    is asked and listed first."""
 
+    @required
     def claim(self, ref: str) -> int:
         """0 if ``ref`` is not for this resolver; 100 for an explicit prefix
         (``netns:``), lower for a guess (a bare name): 2 when this
@@ -298,24 +374,68 @@ class GuestResolver(Protocol):
         ``AmbiguousGuestError`` listing ``NAME:ref`` for each (so a
         resolver that guesses must accept its name as a prefix).
         """
-        ...
+        raise NotImplementedError
 
+    @required
     async def resolve(self, ref: str) -> Guest:
         """Open the guest's network namespace, or raise a ``PipeworkError``:
         ``GuestNotFoundError`` when it is not there (which lets another
         runtime have it), ``GuestNotRunningError`` when it is but stopped."""
-        ...
+        raise NotImplementedError
 
-    # Optional (the engine looks them up with getattr):
-    #
-    # guess_order: int
-    #     Where this resolver stands among resolvers that tie on a guess:
-    #     lower is asked and listed first (docker 10, podman 20, lxc 30;
-    #     default 100).
-    #
-    # def detect(self) -> tuple[bool, str]
-    #     Whether this resolver's runtime is present here, and how it was
-    #     found or what is missing, for `pipework plugins`. Cheap, like claim().
+    def detect(self) -> tuple[bool, str] | None:
+        """Whether this resolver's runtime is present here, and how it was
+        found or what is missing, for ``pipework plugins``. Cheap, like
+        ``claim``. Default: None, "cannot tell" (not listed)."""
+        return None
+
+    async def aclose(self) -> None:
+        """Called when the engine shuts down (close an HTTP session). Default: nothing."""
+
+
+class EventSource:
+    """Guest lifecycle events of one runtime, for ``pipework watch``
+    (engine/events.py). Subclass it and define ``name``, ``running`` and ``watch``."""
+
+    name: str
+    """The runtime (``docker``)."""
+
+    @required
+    async def running(self) -> list[GuestEvent]:
+        """The guests running now, each as a ``start`` event.
+
+        Raise ``RuntimeUnavailableError`` when the runtime cannot be reached.
+        """
+        raise NotImplementedError
+
+    @required
+    async def watch(self, send: Callable[[GuestEvent], Awaitable[None]], since: float) -> None:
+        """Call ``send`` for every event from ``since`` (a Unix time) on, so
+        that nothing is missed between ``running()`` and the subscription
+        (replays are harmless: attaching is idempotent). Return or raise
+        ``RuntimeUnavailableError`` when the runtime goes away; the watcher
+        reconnects."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Called when the watcher stops. Default: nothing."""
+
+
+@dataclass(frozen=True)
+class GcContext:
+    """What ``collect_garbage`` sees: one ``pipework gc`` run."""
+
+    host: Netns
+    dry_run: bool
+    """Only say what would be removed."""
+    live: frozenset[Marker]
+    """The guest-side markers the scan found: attachments whose guest side exists."""
+    rescan: Callable[[], Awaitable[frozenset[Marker]]]
+    """Look again (a new scan), for collectors that must confirm after a delay
+    (an attach names its references a moment before its interface exists)."""
+    scope: BatchScope = field(default_factory=BatchScope)
+    """Shared by the collectors of this run: plugins that share a resource do
+    its work once with ``await ctx.scope.once(key, ...)``."""
 
 
 # -- the hooks -------------------------------------------------------------------
@@ -338,7 +458,7 @@ class PipeworkSpecs:
 
     @hookspec
     def pipework_event_sources(self, config: EngineConfig) -> list[EventSource]:  # type: ignore[empty-body]
-        """Return guest event sources for ``pipework watch`` (engine/events.py)."""
+        """Return guest event sources for ``pipework watch``."""
 
     @hookspec
     def pipework_attached(self, attachment: Attachment) -> None:
@@ -347,11 +467,14 @@ class PipeworkSpecs:
 
 
 __all__ = [
+    "DEFAULT_GUESS_ORDER",
     "AddressContext",
     "AddressProvider",
     "AddressResult",
     "DetachContext",
     "EngineConfig",
+    "EventSource",
+    "GcContext",
     "GuestLink",
     "GuestResolver",
     "HostChange",
@@ -363,4 +486,5 @@ __all__ = [
     "PipeworkSpecs",
     "hookimpl",
     "hookspec",
+    "required",
 ]

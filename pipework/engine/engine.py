@@ -61,8 +61,12 @@ from pipework.engine.journal import Journal
 from pipework.engine.kernel.announce import announce
 from pipework.engine.kernel.netlink import Link, NetlinkPool, Netns, NoSuchLink
 from pipework.engine.marker import Marker
-from pipework.engine.options import declared_options
-from pipework.engine.plugins import make_plugin_manager
+from pipework.engine.plugins import (
+    address_providers,
+    guest_resolvers,
+    link_backends,
+    make_plugin_manager,
+)
 from pipework.engine.resolution import Outcome, choose_guest, guess_order
 from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
 
@@ -213,24 +217,24 @@ class Engine:
         return await stack.__aexit__(exc_type, exc, tb)
 
     def _collect_plugins(self) -> None:
-        hook = self.plugin_manager.hook
-        for backends in hook.pipework_link_backends(config=self.config):
-            for backend in backends:
-                self.backends.setdefault(backend.name, backend)
-        for providers in hook.pipework_address_providers(config=self.config):
-            self.providers.extend(providers)
-        for resolvers in hook.pipework_guest_resolvers(config=self.config):
-            self.resolvers.extend(resolvers)
+        # Every object checked against its contract (a one-line error naming the plugin).
+        for backend in link_backends(self.plugin_manager, self.config):
+            self.backends.setdefault(backend.name, backend)
+        self.providers.extend(address_providers(self.plugin_manager, self.config))
+        self.resolvers.extend(guest_resolvers(self.plugin_manager, self.config))
 
     async def _close_plugins(self) -> None:
         with anyio.CancelScope(shield=True):
-            for obj in [*self.backends.values(), *self.providers, *self.resolvers]:
-                aclose = getattr(obj, "aclose", None)
-                if aclose is not None:
-                    try:
-                        await aclose()
-                    except Exception as err:  # pragma: no cover - best effort
-                        log.debug("closing %s: %s", obj, err)
+            objects: list[LinkBackend | AddressProvider | GuestResolver] = [
+                *self.backends.values(),
+                *self.providers,
+                *self.resolvers,
+            ]
+            for obj in objects:
+                try:
+                    await obj.aclose()
+                except Exception as err:  # pragma: no cover - best effort
+                    log.debug("closing %s: %s", obj, err)
 
     def _close_host(self) -> None:
         self._host = None
@@ -364,7 +368,7 @@ class Engine:
 
     def choose_provider(self, spec: AttachSpec) -> AddressProvider:
         for provider in self.providers:
-            if provider.claims(spec.address):
+            if provider.handles(spec.address):
                 return provider
         raise UnsupportedError(
             f"no address provider handles {spec.address.method!r}",
@@ -383,14 +387,12 @@ class Engine:
         """
         host_link = await self._host_link(spec)
         backend = await self.choose_backend(spec, host_link)
-        backend.check(HostRequest(spec=spec, host_link=host_link, host=self.host))
+        backend.validate(HostRequest(spec=spec, host_link=host_link, host=self.host))
         provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
             _apply_key(guest, spec)
-            check = getattr(provider, "check", None)
-            if check is not None:
-                check(spec, guest.info)
+            provider.validate(spec, guest.info)
         except BaseException:
             guest.close()
             raise
@@ -682,13 +684,8 @@ class Engine:
         self, provider: AddressProvider, marker: Marker, gns: Netns, link: Link, spec: AttachSpec
     ) -> AddressResult | None:
         """What the provider holds for an intact attachment (None: not intact)."""
-        inspect = getattr(provider, "inspect", None)
-        if inspect is None:
-            gateway = spec.address.gateway
-            return AddressResult(gateway=str(gateway) if gateway else None)
-        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
-        result: AddressResult | None = await inspect(ctx)
-        return result
+        ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link, spec=spec)
+        return await provider.inspect(ctx)
 
     async def _announce(
         self, fd: int, label: str, link: Link, host_ifname: str | None, ip: Any
@@ -735,8 +732,8 @@ class Engine:
         """Is an attachment that matches the request still whole?
 
         The engine checks the guest interface and the host-side interface
-        named in the marker; a backend with an optional ``healthy(ctx)``
-        method checks what only it knows (an OVS port, say).
+        named in the marker; the backend's ``healthy(ctx)`` checks what only
+        it knows (an OVS port, say).
         """
         if not link.up:
             return False
@@ -744,11 +741,11 @@ class Engine:
             host_side = await self.host.link(marker.hostif)
             if host_side is None or not marker.same_attachment(Marker.parse(host_side.alias)):
                 return False
-        check = getattr(self.backends.get(marker.kind), "healthy", None)
-        if check is None:
+        backend = self.backends.get(marker.kind)
+        if backend is None:
             return True
         ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link)
-        return bool(await check(ctx))
+        return bool(await backend.healthy(ctx))
 
     async def _result(
         self,
@@ -793,7 +790,7 @@ class Engine:
         Returns the markers of what was removed; detaching what is not there
         is not an error. ``prune_bridges`` also removes each bridge the
         removed interfaces hung on, if pipework created it and it is empty
-        (the backend's optional ``release_host``).
+        (the backend's ``release_host``).
         """
         require_privileges()
         guest = await self.resolve(guest_ref)
@@ -852,20 +849,17 @@ class Engine:
                 f"no link backend named {kind!r}",
                 f"known kinds: {', '.join(sorted(self.backends))}",
             )
-        prepare = getattr(backend, "prepare_host", None)
-        if prepare is None:
-            return None
-        ctx = self._host_context(name, settings, force=force, dry_run=dry_run)
-        change: HostChange = await prepare(ctx)
-        return change
+        return await backend.prepare_host(
+            self._host_context(name, settings, force=force, dry_run=dry_run)
+        )
 
     async def release_host(self, kind: str, name: str) -> bool:
         """Remove the shared host resource ``name`` of the backend ``kind`` if
         pipework created it and nothing uses it; True if it was removed."""
-        release = getattr(self.backends.get(kind), "release_host", None)
-        if release is None:
+        backend = self.backends.get(kind)
+        if backend is None:
             return False
-        return bool(await release(self._host_context(name, {}, force=False, dry_run=False)))
+        return await backend.release_host(self._host_context(name, {}, force=False, dry_run=False))
 
     # -- batches -------------------------------------------------------------------------
     @contextmanager
@@ -972,7 +966,7 @@ class Engine:
             if (marker := Marker.parse(link.alias)) is not None
             and (marker.guest, marker.ifname) == (key, ifname)
         }
-        provider = next((p for p in self.providers if p.claims(spec.address)), None)
+        provider = next((p for p in self.providers if p.handles(spec.address)), None)
         template = _marker_of(spec, key, host_link, backend, provider)
         async with self.lock(f"guest:{key}:{ifname}"):
             for marker in sorted(markers, key=str) or [template]:
@@ -1016,7 +1010,7 @@ class Engine:
     def _provider_of(self, marker: Marker) -> AddressProvider | None:
         """The provider that configured an attachment, by its marker's method."""
         method = AddressSpec(method=marker.addr or "static")
-        return next((p for p in self.providers if p.claims(method)), None)
+        return next((p for p in self.providers if p.handles(method)), None)
 
 
 def _marker_of(
@@ -1037,7 +1031,7 @@ def _marker_of(
         hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
         addr=spec.address.method,
         cfg=spec.fingerprint(
-            backend.name, host_name, declared_options(backend), declared_options(provider)
+            backend.name, host_name, backend.options, provider.options if provider else {}
         ),
     )
 

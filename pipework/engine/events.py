@@ -3,14 +3,15 @@
 ``pipework watch`` knows no runtime: plugins contribute *event sources*
 (hook ``pipework_event_sources``). Each tells which guests run now, with their
 labels, and then streams ``start`` and ``die`` events. The Docker plugin
-provides one; Podman or LXC plugins can add theirs.
+provides one; Podman or LXC plugins can add theirs. The ``EventSource`` base
+class is in engine/contract.py with the other plugin object types.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
 Action = Literal["start", "die"]
 
@@ -31,22 +32,10 @@ class GuestEvent:
     """When the runtime says it happened (wall clock, ns), if it says."""
 
 
-@runtime_checkable
-class EventSource(Protocol):
-    name: str
-    """The runtime (``docker``)."""
+def __getattr__(name: str) -> object:
+    """``EventSource`` lived here in 0.1.0; it is in engine/contract.py now."""
+    if name == "EventSource":
+        from pipework.engine.contract import EventSource
 
-    async def running(self) -> list[GuestEvent]:
-        """The guests running now, each as a ``start`` event.
-
-        Raise ``RuntimeUnavailableError`` when the runtime cannot be reached.
-        """
-        ...
-
-    async def watch(self, send: Callable[[GuestEvent], Awaitable[None]], since: float) -> None:
-        """Call ``send`` for every event from ``since`` (a Unix time) on, so
-        that nothing is missed between ``running()`` and the subscription
-        (replays are harmless: attaching is idempotent). Return or raise
-        ``RuntimeUnavailableError`` when the runtime goes away; the watcher
-        reconnects."""
-        ...
+        return EventSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from pipework.engine.batch import BatchScope
 from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
-from pipework.engine.contract import DetachContext
+from pipework.engine.contract import DetachContext, GcContext
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
-from pipework.engine.marker import BRIDGE_MARKER, Marker
+from pipework.engine.marker import Marker
 from pipework.engine.specs import GuestInfo, short_hash
-from pipework.engine.sublinks import USER_PREFIX, user_name
 
 if TYPE_CHECKING:
     from pipework.engine.contract import AddressProvider, GuestResolver, LinkBackend
@@ -48,9 +48,6 @@ TEMP_NAME = re.compile(r"^pwt[0-9a-f]{10}$")
 """The name a guest interface has between its creation and its rename."""
 NAME_LOOKUPS = 16
 """Guests ``ls`` asks its resolvers about at once (for names and PIDs)."""
-CONFIRM_DELAY = 0.5
-"""Seconds ``gc`` waits before it looks again at VLAN users that seem stale
-(an attach adds its user a moment before its interface exists)."""
 
 State = Literal["attached", "orphan"]
 
@@ -403,11 +400,10 @@ class Inventory:
         addresses = await side.netns.addresses(link.index)
         dhcp: str | None = None
         provider = self.provider_of(marker)
-        describe = getattr(provider, "describe", None)
-        if describe is not None:
+        if provider is not None:
             ctx = DetachContext(marker=marker, host=self.host, guest_ns=side.netns, guest_link=link)
             try:
-                dhcp = await describe(ctx)
+                dhcp = await provider.describe(ctx)
             except PipeworkError as exc:
                 dhcp = f"unknown ({exc.message})"
         return AttachmentRecord(
@@ -464,70 +460,32 @@ class Inventory:
                 items.append(what)
                 if not dry_run:
                     await self.remove(marker, self.host, link, moved=came_home)
-            items += await self._stale_vlan_users(host_links, result, dry_run)
+            live = frozenset(side.marker for side in result.guest_sides)
         finally:
             self.close_scan(result)
-        for plugin in [*self.backends.values(), *self.providers]:
-            collect = getattr(plugin, "collect_garbage", None)
-            if collect is None:
-                continue
+        ctx = GcContext(
+            host=host, dry_run=dry_run, live=live, rescan=self.rescan, scope=BatchScope()
+        )
+        collectors: list[LinkBackend | AddressProvider] = [
+            *self.backends.values(),
+            *self.providers,
+        ]
+        for plugin in collectors:
             try:
-                if plugin in self.providers:
-                    items += await collect(dry_run)
-                else:
-                    items += await collect(host, dry_run)
+                items += await plugin.collect_garbage(ctx)
             except PipeworkError as exc:
-                skipped.append(f"{getattr(plugin, 'name', plugin)}: {exc}")
+                skipped.append(f"{plugin.name}: {exc}")
         return GcReport(items=tuple(items), skipped=tuple(skipped), dry_run=dry_run)
 
-    async def _stale_vlan_users(
-        self, host_links: list[Link], result: Scan, dry_run: bool
-    ) -> list[str]:
-        """VLAN sub-interfaces pipework made, still counted as used by dead guests."""
-        host = self.host
-        shared = [
-            link for link in host_links if link.kind == "vlan" and link.alias == BRIDGE_MARKER
-        ]
-        if not shared:
-            return []
-        stale: dict[str, list[str]] = {}
-        live = {user_name(side.marker) for side in result.guest_sides}
-        for link in shared:
-            users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
-            if [n for n in users if n not in live]:
-                stale[link.ifname] = users
-        if not stale:
-            return []
-        # An attach names itself a user a moment before its interface exists:
-        # look again before calling a user stale.
-        await anyio.sleep(CONFIRM_DELAY)
+    async def rescan(self) -> frozenset[Marker]:
+        """The guest-side markers as they are now (for collectors that confirm
+        after a delay); a namespace that cannot be read is an error, not a gap."""
         again = await self.scan(keep=False)
         if again.unreadable:
-            return []  # who uses them is unknown now: remove nothing
-        try:
-            live = {user_name(side.marker) for side in again.guest_sides}
-        finally:
-            self.close_scan(again)
-        items = []
-        for name, users in stale.items():
-            gone = [n for n in users if n not in live]
-            if not gone:
-                continue
-            last = len(gone) == len(users)
-            items.append(
-                f"VLAN interface {name}: {len(gone)} user(s) gone"
-                + (", removing it (pipework created it)" if last else "")
+            raise PipeworkError(
+                f"{len(again.unreadable)} namespace(s) could not be read ({again.unreadable[0]})"
             )
-            if dry_run:
-                continue
-            current = await host.link(name)
-            if current is None or current.alias != BRIDGE_MARKER:
-                continue
-            for user in gone:
-                await host.del_altname(current.index, user)
-            if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
-                await host.delete(current.index)
-        return items
+        return frozenset(side.marker for side in again.guest_sides)
 
 
 __all__ = [

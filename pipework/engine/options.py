@@ -82,22 +82,6 @@ def check_options(
             option.parse(value)
 
 
-def declared_options(plugin: object) -> Mapping[str, OptionSpec]:
-    """What a plugin declares (``{}`` for one written before options were declared)."""
-    declared = getattr(plugin, "options", None)
-    return declared if isinstance(declared, Mapping) else {}
-
-
-def neutral_keys(*plugins: object) -> frozenset[str]:
-    """The options the plugins declare with ``fingerprint=False``."""
-    return frozenset(
-        key
-        for plugin in plugins
-        for key, spec in declared_options(plugin).items()
-        if not spec.fingerprint
-    )
-
-
 def given(settings: Mapping[str, OptionValue | None]) -> dict[str, OptionValue]:
     """The settings that are set: None and False (a flag not given) are left out."""
     return {k: v for k, v in settings.items() if v is not None and v is not False}
@@ -107,7 +91,5 @@ __all__ = [
     "OptionSpec",
     "OptionValue",
     "check_options",
-    "declared_options",
     "given",
-    "neutral_keys",
 ]

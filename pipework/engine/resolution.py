@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipework.engine.contract import DEFAULT_GUESS_ORDER, GuestResolver
 from pipework.engine.errors import (
     AmbiguousGuestError,
     GuestNotFoundError,
@@ -28,18 +29,14 @@ from pipework.engine.errors import (
 )
 from pipework.engine.guests import Guest
 
-DEFAULT_GUESS_ORDER = 100
-"""``guess_order`` of a resolver that does not set one (the built-ins: docker
-10, podman 20, lxc 30)."""
-
 Outcome = tuple[str, Guest | PipeworkError]
 """(resolver name, the guest it opened or the error it raised)."""
 
 
-def guess_order(resolver: object) -> int:
-    """Where a resolver stands among others that tie: lower is listed first."""
-    order = getattr(resolver, "guess_order", DEFAULT_GUESS_ORDER)
-    return order if isinstance(order, int) else DEFAULT_GUESS_ORDER
+def guess_order(resolver: GuestResolver) -> int:
+    """Where a resolver stands among others that tie: lower is listed first
+    (``DEFAULT_GUESS_ORDER`` unless it sets one; docker 10, podman 20, lxc 30)."""
+    return resolver.guess_order
 
 
 def _names(items: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 from support import infra
-from support.checks import links, only_loopback, routes
+from support.checks import gc_context, links, only_loopback, routes
 from support.dhcp import (
     DNS_SERVER,
     DOMAIN,
@@ -218,11 +218,11 @@ async def test_kept_client_of_a_deleted_namespace_is_collected(
         infra.run(["ip", "netns", "del", guest.name])
         provider = next(p for p in engine.providers if p.name == "udhcpc")
         assert client_pids_in(key), "the kept client should still hold the namespace"
-        listed = await provider.collect_garbage(dry_run=True)
+        listed = await provider.collect_garbage(gc_context(engine.host, dry_run=True))
         assert len(listed) == 1 and f"netns:{guest.name} eth1" in listed[0]
         assert client_pids_in(key)  # a dry run changes nothing
-        assert await provider.collect_garbage() == listed
-        assert await provider.collect_garbage() == []
+        assert await provider.collect_garbage(gc_context(engine.host)) == listed
+        assert await provider.collect_garbage(gc_context(engine.host)) == []
     assert client_pids_in(key) == []
     assert list(dhcp_run_dir.glob("dhcp/*")) == []
 

@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 from support import infra
-from support.checks import links
+from support.checks import gc_context, links
 from support.dhcp import DNS_SERVER, DOMAIN, client_pids_in
 from support.faults import attach_with_each_fault
 
@@ -113,12 +113,14 @@ async def test_gc_removes_the_helper_of_a_dead_guest(host_ns, make_container, dh
     async with Engine(host_netns=host_ns.path) as engine:
         await engine.attach(spec(web, "dhcp:-f"))
         provider = next(p for p in engine.providers if p.name == "dhcp")
-        assert await provider.collect_garbage(dry_run=True) == []  # alive: not garbage
+        assert (
+            await provider.collect_garbage(gc_context(engine.host, dry_run=True)) == []
+        )  # alive: not garbage
         web.daemon.cli("kill", web.id)
-        listed = await provider.collect_garbage(dry_run=True)
+        listed = await provider.collect_garbage(gc_context(engine.host, dry_run=True))
         assert any(f"of {web.name}" in line for line in listed), listed
         assert helpers(web)  # a dry run removes nothing
-        assert await provider.collect_garbage() == listed
+        assert await provider.collect_garbage(gc_context(engine.host)) == listed
     assert helpers(web) == []
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 from support import infra
-from support.checks import links, one_line_error, pid_links
+from support.checks import gc_context, links, one_line_error, pid_links
 from support.dhcp import DNS_SERVER
 from support.podman_service import PodmanService
 
@@ -156,12 +156,12 @@ async def test_dhcp_helper_runs_under_podman(
         # its guest is gone.
         await engine.attach(spec("dhcp:-f"))
         provider = next(p for p in engine.providers if p.name == "dhcp")
-        assert await provider.collect_garbage(dry_run=True) == []
+        assert await provider.collect_garbage(gc_context(engine.host, dry_run=True)) == []
         service.cli("kill", web.id)
-        listed = await provider.collect_garbage(dry_run=True)
+        listed = await provider.collect_garbage(gc_context(engine.host, dry_run=True))
         assert any(line.endswith(f"of {web.name}") for line in listed), listed
         assert len(dhcp_helpers(service)) == 1  # a dry run removes nothing
-        await provider.collect_garbage()
+        await provider.collect_garbage(gc_context(engine.host))
     assert dhcp_helpers(service) == []
     assert not list((dhcp_run_dir / "dhcp").glob("*"))
 

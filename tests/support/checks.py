@@ -45,3 +45,15 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, fragment
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("pipework: ") and fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr
+
+
+def gc_context(host: object, dry_run: bool = False) -> object:
+    """What ``Engine.gc()`` hands a plugin's ``collect_garbage``, for calling
+    one collector directly (no guest side is live: the collectors these
+    tests call decide from their own state)."""
+    from pipework.engine import GcContext, Marker
+
+    async def rescan() -> frozenset[Marker]:
+        return frozenset()
+
+    return GcContext(host=host, dry_run=dry_run, live=frozenset(), rescan=rescan)  # type: ignore[arg-type]

@@ -157,7 +157,7 @@ async def prepare_bridges(
                 continue
             await release_bridges(engine, loaded, only=created)
             raise loaded.error(("bridges", i), exc) from None
-        if change is None:
+        if change is None:  # the backend keeps no shared host resources
             items.append(
                 PlanItem("bridge", "deferred", bridge.name, where, ("made with its first port",))
             )
@@ -181,7 +181,7 @@ async def release_bridges(
     created and that have no ports left; return their names.
 
     A host named by an attachment without a ``kind`` is offered to every
-    backend that has ``release_host``: each removes only what it marked.
+    backend's ``release_host``: each removes only what it marked.
     """
     names: dict[str, str | None] = {b.name: b.kind for b in loaded.topology.bridges}
     for spec in specs(loaded):

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from pipework.engine import (
     AddressContext,
+    AddressProvider,
     AddressResult,
     AddressSpec,
     DetachContext,
@@ -15,11 +16,11 @@ from pipework.engine import (
 )
 
 
-class StaticProvider:
+class StaticProvider(AddressProvider):
     name = "static"
     options: Mapping[str, OptionSpec] = {}
 
-    def claims(self, address: AddressSpec) -> bool:
+    def handles(self, address: AddressSpec) -> bool:
         return address.method == "static"
 
     async def configure(self, ctx: AddressContext) -> AddressResult:

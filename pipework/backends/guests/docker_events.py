@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from pipework.backends.shared.dockerapi import docker_host
-from pipework.engine import EngineConfig, RuntimeUnavailableError, hookimpl
+from pipework.engine import EngineConfig, EventSource, RuntimeUnavailableError, hookimpl
 from pipework.engine.events import GuestEvent
 
 ACTIONS = ("start", "die")
@@ -45,7 +45,7 @@ def event_from(data: Mapping[str, Any]) -> GuestEvent | None:
     )
 
 
-class DockerEvents:
+class DockerEvents(EventSource):
     name = "docker"
 
     def __init__(self, timeout: float) -> None:

@@ -32,6 +32,7 @@ from pipework.engine import (
     GuestInfo,
     GuestNotFoundError,
     GuestNotRunningError,
+    GuestResolver,
     RuntimeUnavailableError,
     UnsupportedError,
     UsageError,
@@ -93,7 +94,7 @@ def parse_info(text: str) -> tuple[str, int | None]:
     return state, pid
 
 
-class LxcResolver:
+class LxcResolver(GuestResolver):
     name = "lxc"
     guess_order = 30
 

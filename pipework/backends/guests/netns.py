@@ -7,6 +7,7 @@ from pipework.engine import (
     Guest,
     GuestInfo,
     GuestNotFoundError,
+    GuestResolver,
     UsageError,
     hookimpl,
     open_netns,
@@ -15,7 +16,7 @@ from pipework.engine import (
 NETNS_DIR = "/run/netns"
 
 
-class NetnsResolver:
+class NetnsResolver(GuestResolver):
     name = "netns"
 
     def claim(self, ref: str) -> int:

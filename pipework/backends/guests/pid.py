@@ -7,13 +7,14 @@ from pipework.engine import (
     Guest,
     GuestInfo,
     GuestNotFoundError,
+    GuestResolver,
     UsageError,
     hookimpl,
     open_netns,
 )
 
 
-class PidResolver:
+class PidResolver(GuestResolver):
     name = "pid"
 
     def claim(self, ref: str) -> int:

@@ -15,13 +15,14 @@ from pipework.engine import (
     EngineConfig,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     OptionSpec,
     hookimpl,
 )
 
 
-class DummyBackend:
+class DummyBackend(LinkBackend):
     name = "dummy"
     default_ifname = "eth1"
     auto_prefix = "dummy"
@@ -31,7 +32,7 @@ class DummyBackend:
         exists = request.host_link is not None
         return 10 if not exists and request.spec.host.startswith(self.auto_prefix) else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, self.options)
         spec.refuse(self.name, vlan=True, direct_phys=True)

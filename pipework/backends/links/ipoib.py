@@ -19,6 +19,7 @@ from pipework.engine import (
     EngineConfig,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     OptionSpec,
     UsageError,
@@ -37,7 +38,7 @@ def _pkey(value: object) -> int:
     return parse_pkey(f"{value:x}")
 
 
-class IpoibBackend:
+class IpoibBackend(LinkBackend):
     name = "ipoib"
     default_ifname = "ib0"
     options: Mapping[str, OptionSpec] = {
@@ -49,7 +50,7 @@ class IpoibBackend:
         link = request.host_link
         return 100 if link is not None and link.link_type == ARPHRD_INFINIBAND else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, self.options)
         if spec.mac is not None:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipework.backends.shared import vlans
 from pipework.engine import (
     DetachContext,
     EngineConfig,
+    GcContext,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     OptionSpec,
     create_child,
-    detach_child,
     hookimpl,
 )
 
@@ -26,7 +28,7 @@ from pipework.engine import (
 MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
 
-class IpvlanBackend:
+class IpvlanBackend(LinkBackend):
     name = "ipvlan"
     default_ifname = "eth1"
     options: Mapping[str, OptionSpec] = {"mode": OptionSpec("|".join(MODES), choices=tuple(MODES))}
@@ -34,7 +36,7 @@ class IpvlanBackend:
     async def claim(self, request: HostRequest) -> int:
         return 0  # only on request: --kind ipvlan
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, self.options)
         spec.refuse(self.name, mac=True, direct_phys=True)
@@ -42,15 +44,22 @@ class IpvlanBackend:
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
         spec = ctx.spec
+        parent, state = await vlans.parent_for(ctx, "ipvlan", spec.vlan_id(self.name))
         return await create_child(
             ctx,
             "ipvlan",
             {"ipvlan_mode": MODES[spec.choice(self.name, "mode", list(MODES), "l2") or "l2"]},
-            vlan=spec.vlan_id(self.name),
+            parent=parent,
+            state=state,
         )
 
     async def detach(self, ctx: DetachContext) -> None:
-        await detach_child(ctx)
+        await vlans.detach_child(ctx)
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """References on shared VLAN sub-interfaces left by guests that are gone
+        (done once per gc with macvlan's: they share the sub-interfaces)."""
+        return await vlans.collect_garbage(ctx)
 
 
 @hookimpl

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipework.backends.shared import vlans
 from pipework.engine import (
     ARPHRD_INFINIBAND,
     ARPHRD_LOOPBACK,
     DetachContext,
     EngineConfig,
+    GcContext,
     GuestLink,
     HostRequest,
+    LinkBackend,
     LinkContext,
     OptionSpec,
     create_child,
-    detach_child,
     hookimpl,
 )
 
@@ -34,7 +36,7 @@ MODES = ("bridge", "private", "vepa", "passthru")
 NOT_A_PARENT = frozenset({"bridge", "openvswitch", "tun"})
 
 
-class MacvlanBackend:
+class MacvlanBackend(LinkBackend):
     name = "macvlan"
     default_ifname = "eth1"
     options: Mapping[str, OptionSpec] = {"mode": OptionSpec("|".join(MODES), choices=MODES)}
@@ -47,7 +49,7 @@ class MacvlanBackend:
             return 0
         return 1  # any other existing interface, as the original's "phys"
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, self.options)
         spec.refuse(self.name, direct_phys=True)
@@ -55,17 +57,23 @@ class MacvlanBackend:
 
     async def attach(self, ctx: LinkContext) -> GuestLink:
         spec = ctx.spec
+        parent, state = await vlans.parent_for(ctx, "macvlan", spec.vlan_id(self.name))
         return await create_child(
             ctx,
             "macvlan",
             {"macvlan_mode": spec.choice(self.name, "mode", MODES, "bridge")},
-            vlan=spec.vlan_id(self.name),
+            parent=parent,
+            state=state,
             refused_hint="a passthru macvlan takes its parent whole: all children of one"
             " parent must use one mode, and passthru allows one child",
         )
 
     async def detach(self, ctx: DetachContext) -> None:
-        await detach_child(ctx)
+        await vlans.detach_child(ctx)
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """References on shared VLAN sub-interfaces left by guests that are gone."""
+        return await vlans.collect_garbage(ctx)
 
 
 @hookimpl

@@ -21,6 +21,7 @@ from pipework.engine import (
     HostInterfaceError,
     HostRequest,
     Link,
+    LinkBackend,
     LinkContext,
     LinkExists,
     Marker,
@@ -44,7 +45,7 @@ DIRECT_PHYS = "direct_phys"
 """The ``--direct-phys`` setting (``AttachSpec.settings``): it chooses this backend."""
 
 
-class PhysBackend:
+class PhysBackend(LinkBackend):
     name = "phys"
     default_ifname = "eth1"
     options: Mapping[str, OptionSpec] = {
@@ -56,7 +57,7 @@ class PhysBackend:
         # check() and is refused with the reason.
         return 200 if request.spec.settings.get(DIRECT_PHYS) else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, self.options)
         spec.refuse(self.name, vlan=True)

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import anyio
 
+from pipework.engine.contract import GuestResolver
 from pipework.engine.errors import (
     GuestNotFoundError,
     GuestNotRunningError,
@@ -175,7 +176,7 @@ async def container_guest(
     return proc_netns(pid, info)
 
 
-class ContainerResolver:
+class ContainerResolver(GuestResolver):
     """A guest resolver for a runtime that serves the Docker API.
 
     A subclass names the runtime and says where its API is (``url()``) and
@@ -185,7 +186,6 @@ class ContainerResolver:
     """
 
     name = ""
-    guess_order = 100
     product = ""
     """How messages name the daemon: "the Docker daemon"."""
     setting = ""

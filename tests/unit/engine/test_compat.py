@@ -115,7 +115,7 @@ def request(given: list[str] | dict[str, Any]) -> AttachSpec:
 
 def marker_now(spec: AttachSpec, kind: str) -> Marker:
     """The marker an attach of ``spec`` writes today (what the engine compares with)."""
-    provider = next(p for p in PROVIDERS if p.claims(spec.address))
+    provider = next(p for p in PROVIDERS if p.handles(spec.address))
     return _marker_of(spec, KEY, None, BACKENDS[kind], provider)
 
 

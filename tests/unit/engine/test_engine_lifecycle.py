@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from pipework.engine import Engine, EngineConfig, UsageError, hookimpl
+from pipework.engine import Engine, EngineConfig, PipeworkError, UsageError, hookimpl
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,7 @@ def _fds() -> int:
 async def test_a_failing_factory_closes_what_was_made_before_it() -> None:
     log: list[str] = []
     engine = Engine(plugins=[GoodPlugin(log), BrokenPlugin()], entry_points=False)
-    with pytest.raises(RuntimeError, match="factory failed"):
+    with pytest.raises(PipeworkError, match=r"BrokenPlugin .*factory failed"):
         await engine.__aenter__()
     assert log == ["aclose"]
     assert engine._stack is None and engine._background is None

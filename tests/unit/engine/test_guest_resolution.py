@@ -15,11 +15,13 @@ from pipework.engine import (
     GuestInfo,
     GuestNotFoundError,
     GuestNotRunningError,
+    GuestResolver,
     RuntimeUnavailableError,
     UnsupportedError,
     hookimpl,
 )
 from pipework.engine.errors import AmbiguousGuestError
+from pipework.engine.plugins import conform
 from pipework.engine.resolution import DEFAULT_GUESS_ORDER, choose_guest, guess_order
 
 
@@ -93,13 +95,20 @@ def test_a_runtime_that_cannot_answer_wins_over_not_found():
 
 
 def test_guess_order_defaults():
-    class Plain:
+    class Plain(GuestResolver):
         name = "plain"
 
-    class Odd:
-        guess_order = "first"
+    class Duck:  # pipework 0.1.0 style: no base class, no guess_order
+        name = "duck"
 
-    assert guess_order(Plain()) == DEFAULT_GUESS_ORDER == guess_order(Odd())
+        def claim(self, ref: str) -> int:
+            return 0
+
+        async def resolve(self, ref: str) -> Guest:
+            raise AssertionError
+
+    adapted = conform(Duck(), GuestResolver)
+    assert guess_order(Plain()) == DEFAULT_GUESS_ORDER == guess_order(adapted) == 100
 
 
 # -- Engine.resolve with resolvers registered in code --------------------------------

@@ -62,12 +62,14 @@ from pipework.backends.addresses.dhcp.toolbox import (
 )
 from pipework.engine import (
     AddressContext,
+    AddressProvider,
     AddressResult,
     AddressSpec,
     AttachSpec,
     DetachContext,
     EngineConfig,
     ExternalCommandError,
+    GcContext,
     GuestInfo,
     PipeworkError,
     UnsupportedError,
@@ -364,7 +366,7 @@ async def stop_pids(pids: Sequence[int], grace: float = STOP_GRACE) -> None:
 # -- the provider ---------------------------------------------------------------------
 
 
-class HostClientProvider:
+class HostClientProvider(AddressProvider):
     """An address provider running one host DHCP client."""
 
     options = HOST_CLIENT_OPTIONS
@@ -374,7 +376,7 @@ class HostClientProvider:
         self.name = client.name
         self.config = config
 
-    def claims(self, address: AddressSpec) -> bool:
+    def handles(self, address: AddressSpec) -> bool:
         return address.method in (self.name, self.name + "-f")
 
     def mode(self, address: AddressSpec) -> tuple[bool, tuple[str, ...]]:
@@ -399,7 +401,7 @@ class HostClientProvider:
             )
         return found
 
-    def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
+    def validate(self, spec: AttachSpec, guest: GuestInfo) -> None:
         """Refuse what cannot work before anything is created."""
         if IMAGE in spec.address.settings:
             raise UsageError(
@@ -577,7 +579,7 @@ class HostClientProvider:
             return f"kept, running (PID {manager[0]})"
         return "kept, not running (a re-run restarts it)"
 
-    async def collect_garbage(self, dry_run: bool = False) -> list[str]:
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """State directories (and kept clients) of guests that are gone."""
         found = []
         for state in StateDir.all(self.config.run_dir):
@@ -587,7 +589,7 @@ class HostClientProvider:
             pids = client_pids(state, self.name)
             what = f"{self.name} state {state} of {meta.get('guest_name')} {meta.get('ifname')}"
             found.append(what + (f" (stopping PIDs {pids})" if pids else ""))
-            if not dry_run:
+            if not ctx.dry_run:
                 await self._discard(state)
         return found
 

@@ -62,12 +62,14 @@ from pipework.backends.addresses.dhcp.toolbox import (
 from pipework.backends.shared.dockerapi import API_DETAIL, DEFAULT_HOST, docker_host
 from pipework.engine import (
     AddressContext,
+    AddressProvider,
     AddressResult,
     AddressSpec,
     AttachSpec,
     DetachContext,
     EngineConfig,
     ExternalCommandError,
+    GcContext,
     GuestInfo,
     PipeworkError,
     RuntimeUnavailableError,
@@ -151,7 +153,7 @@ def hook_archive() -> bytes:
     return buf.getvalue()
 
 
-class DhcpHelperProvider:
+class DhcpHelperProvider(AddressProvider):
     """IPSPEC ``dhcp`` and ``dhcp:OPTS``."""
 
     name = "dhcp"
@@ -161,7 +163,7 @@ class DhcpHelperProvider:
         self.config = config
         self._clients: dict[str, Any] = {}
 
-    def claims(self, address: AddressSpec) -> bool:
+    def handles(self, address: AddressSpec) -> bool:
         return address.method == "dhcp"
 
     @staticmethod
@@ -172,7 +174,7 @@ class DhcpHelperProvider:
         UDHCPC_OPTIONS.check(options)
         return keep, options
 
-    def check(self, spec: AttachSpec, guest: GuestInfo) -> None:
+    def validate(self, spec: AttachSpec, guest: GuestInfo) -> None:
         if API_DETAIL not in guest.details and guest.runtime != "docker":
             raise UsageError(
                 f"the dhcp helper container needs a Docker or Podman guest; {guest.name} is not one",
@@ -287,7 +289,7 @@ class DhcpHelperProvider:
     # -- attach ---------------------------------------------------------------------------
     async def configure(self, ctx: AddressContext) -> AddressResult:
         info = ctx.guest.info
-        self.check(ctx.spec, info)
+        self.validate(ctx.spec, info)
         keep, options = self.mode(ctx.address)
         timeout = lease_timeout(ctx.address)
         image = str(ctx.address.settings.get(IMAGE) or DEFAULT_IMAGE)
@@ -432,11 +434,12 @@ class DhcpHelperProvider:
             return f"kept, helper {meta.get('helper')} gone (a re-run restarts it)"
         return f"kept, helper {meta.get('helper')} {'running' if running else 'stopped'}"
 
-    async def collect_garbage(self, dry_run: bool = False) -> list[str]:
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """Helpers whose guest is gone, stopped or restarted, and their state.
 
         Helpers are looked for in Docker and in every other API (Podman) a
         state directory names."""
+        dry_run = ctx.dry_run
         found = []
         daemons = {Daemon.docker()} if _docker_here() else set()
         for state in StateDir.all(self.config.run_dir):

@@ -18,9 +18,11 @@ from pipework.backends.links.bridge.firewall import (
     FORWARD_FLAG,
     check_bridge_name,
     forward_intact,
+    forward_users,
+    our_rules,
     release_forward,
+    remove_forward,
     settle_forward,
-    stale_forward_rules,
 )
 from pipework.backends.links.bridge.vlans import (
     disable_vlan_filtering,
@@ -33,12 +35,14 @@ from pipework.engine import (
     ConflictError,
     DetachContext,
     EngineConfig,
+    GcContext,
     GuestLink,
     HostChange,
     HostContext,
     HostInterfaceError,
     HostRequest,
     Link,
+    LinkBackend,
     LinkContext,
     LinkExists,
     Marker,
@@ -54,7 +58,7 @@ ALLOW_FORWARD = "allow_forward"
 """The ``--allow-forward`` setting (``AttachSpec.settings``)."""
 
 
-class BridgeBackend:
+class BridgeBackend(LinkBackend):
     name = "bridge"
     default_ifname = "eth1"
     auto_prefix = "br"
@@ -71,7 +75,7 @@ class BridgeBackend:
             return 100 if link.kind == "bridge" else 0
         return 10 if request.spec.host.startswith(self.auto_prefix) else 0
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         spec.backend_options(self.name, self.options)
         if spec.direct_phys:
@@ -236,9 +240,18 @@ class BridgeBackend:
         its traffic (a FORWARD policy set to DROP later): a re-run rebuilds it."""
         return await forward_intact(ctx)
 
-    async def collect_garbage(self, host: Netns, dry_run: bool = False) -> list[str]:
-        """Forward rules for bridges that no --allow-forward attachment uses."""
-        return await stale_forward_rules(host, dry_run)
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """``gc``: pipework's forward rules for bridges that no --allow-forward
+        attachment uses."""
+        host = ctx.host
+        found = []
+        for bridge in sorted({owner for _chain, owner in await our_rules(host.fd)}):
+            if await forward_users(host, bridge):
+                continue
+            found.append(f"forward rule for bridge {bridge} (no --allow-forward attachment left)")
+            if not ctx.dry_run:
+                await remove_forward(host.fd, bridge)
+        return found
 
 
 async def _filtering_off_if_unused(host: Netns, name: str) -> None:

@@ -418,18 +418,6 @@ async def forward_intact(ctx: DetachContext) -> bool:
     )
 
 
-async def stale_forward_rules(host: Netns, dry_run: bool) -> list[str]:
-    """``gc``: pipework's rules for bridges no ``--allow-forward`` attachment uses."""
-    found = []
-    for bridge in sorted({owner for _chain, owner in await our_rules(host.fd)}):
-        if await forward_users(host, bridge):
-            continue
-        found.append(f"forward rule for bridge {bridge} (no --allow-forward attachment left)")
-        if not dry_run:
-            await remove_forward(host.fd, bridge)
-    return found
-
-
 __all__ = [
     "COMMENT",
     "FORWARD_FLAG",
@@ -444,6 +432,5 @@ __all__ = [
     "release_forward",
     "remove_forward",
     "settle_forward",
-    "stale_forward_rules",
     "trap_message",
 ]

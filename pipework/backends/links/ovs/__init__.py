@@ -76,13 +76,14 @@ from pipework.backends.links.ovs.plan import (
 from pipework.engine import (
     DetachContext,
     EngineConfig,
+    GcContext,
     GuestLink,
     HostContext,
     HostInterfaceError,
     HostRequest,
+    LinkBackend,
     LinkContext,
     Marker,
-    Netns,
     PipeworkError,
     TimeoutExpiredError,
     UsageError,
@@ -121,7 +122,7 @@ def disable_tx_checksum(netns_fd: int, ifname: str) -> None:
 # -- the backend ------------------------------------------------------------------------------
 
 
-class OvsBackend:
+class OvsBackend(LinkBackend):
     name = "ovs"
     default_ifname = "eth1"
     auto_prefix = "ovs"
@@ -166,7 +167,7 @@ class OvsBackend:
             return None
         return bool(result_rows(results[0]))
 
-    def check(self, request: HostRequest) -> None:
+    def validate(self, request: HostRequest) -> None:
         spec = request.spec
         if spec.direct_phys:
             raise UsageError(
@@ -405,7 +406,7 @@ class OvsBackend:
         ofport = optional(ifaces[0].get("ofport", ["set", []])) if ifaces else None
         return isinstance(ofport, int) and ofport != -1
 
-    async def collect_garbage(self, host: Netns, dry_run: bool = False) -> list[str]:
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """Ports pipework added whose interface is gone (their guest died and
         took the veth with it; OVS keeps the port). Not an error without OVS:
         then there are no ports to look at."""
@@ -418,11 +419,11 @@ class OvsBackend:
         for row in result_rows(results[0]):
             port = PortRow.from_row(row)
             guest = port.external_ids.get(EXT_GUEST)
-            if guest is None or await host.link(port.name) is not None:
+            if guest is None or await ctx.host.link(port.name) is not None:
                 continue  # not ours, or its interface is still there
             ifname = port.external_ids.get(EXT_IFNAME, "")
             found.append(f"Open vSwitch port {port.name} of {ifname} in {guest} (interface gone)")
-            if not dry_run:
+            if not ctx.dry_run:
                 marker = Marker(guest=guest, ifname=ifname, kind=self.name, host="")
                 await self._remove_port(port.name, marker, bridge="", drop_bridge=False)
         return found

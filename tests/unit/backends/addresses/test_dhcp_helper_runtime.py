@@ -35,10 +35,10 @@ def test_daemon_of_a_guest_or_a_state(monkeypatch):
 def test_podman_guests_may_have_a_helper_lxc_guests_may_not(tmp_path):
     helper = DhcpHelperProvider(EngineConfig(run_dir=str(tmp_path)))
     spec = AttachSpec(host="br1", guest="podman:web1", address=AddressSpec.parse("dhcp"))
-    helper.check(spec, PODMAN)
+    helper.validate(spec, PODMAN)
     lxc = GuestInfo(name="web2", key="lxc:/var/lib/lxc/web2", runtime="lxc", pid=43)
     with pytest.raises(UsageError, match="needs a Docker or Podman guest; web2 is not one"):
-        helper.check(spec, lxc)
+        helper.validate(spec, lxc)
 
 
 def test_the_hook_comes_in_a_directory_of_its_own():

@@ -232,7 +232,7 @@ def provider(name: str, tmp_path: Path) -> HostClientProvider:
 
 def test_host_provider_modes(tmp_path):
     udhcpc = provider("udhcpc", tmp_path)
-    assert udhcpc.claims(AddressSpec.parse("udhcpc-f")) and not udhcpc.claims(
+    assert udhcpc.handles(AddressSpec.parse("udhcpc-f")) and not udhcpc.handles(
         AddressSpec.parse("dhcp")
     )
     assert udhcpc.mode(AddressSpec.parse("udhcpc")) == (False, ())
@@ -266,14 +266,14 @@ def test_missing_client_names_the_debian_package(tmp_path, monkeypatch):
 def test_providers_check_before_anything_is_made(tmp_path):
     spec = AttachSpec(host="br1", guest="web1", address=AddressSpec.parse("udhcpc", image="x"))
     with pytest.raises(UsageError, match="--dhcp-image is for the dhcp helper container"):
-        provider("udhcpc", tmp_path).check(spec, DOCKER)
+        provider("udhcpc", tmp_path).validate(spec, DOCKER)
     helper = dhcp_container.DhcpHelperProvider(EngineConfig(run_dir=str(tmp_path)))
     spec = AttachSpec(host="br1", guest="netns:blue", address=AddressSpec.parse("dhcp"))
     with pytest.raises(UsageError, match="needs a Docker or Podman guest; netns:blue is not one"):
-        helper.check(spec, NETNS)
+        helper.validate(spec, NETNS)
     spec = AttachSpec(host="br1", guest="netns:blue", address=AddressSpec.parse("dhcp:-f -q"))
     with pytest.raises(UsageError, match="udhcpc option -q is set by pipework"):
-        helper.check(spec, DOCKER)
+        helper.validate(spec, DOCKER)
     assert helper.mode(AddressSpec.parse("dhcp:-f -O 121")) == (True, ("-O", "121"))
     assert dhcp_container.helper_name(DOCKER.key, "eth1").startswith("pipework-dhcp-")
 

@@ -506,11 +506,11 @@ async def test_claims_with_a_bad_socket_setting_do_not_fail():
     assert await b.claim(request("tap0", link("tap0"))) == 0
     assert await b.claim(request("ovsnew")) == 10
     with pytest.raises(UsageError, match="only unix sockets"):
-        b.check(request("ovsnew"))
+        b.validate(request("ovsnew"))
 
 
 def test_check_accepts_what_it_knows():
-    backend().check(request(options={"datapath_type": "netdev"}, tag="10"))
+    backend().validate(request(options={"datapath_type": "netdev"}, tag="10"))
 
 
 @pytest.mark.parametrize(
@@ -531,7 +531,7 @@ def test_check_accepts_what_it_knows():
 )
 def test_check_refuses(kw, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(")) as info:
-        backend().check(request(**kw))
+        backend().validate(request(**kw))
     assert info.value.exit_code == 2
     if "option" in message:
         assert "datapath_type" in (info.value.hint or "")
@@ -540,7 +540,7 @@ def test_check_refuses(kw, message):
 def test_check_refuses_a_bad_default_datapath():
     b = backend(PIPEWORK_OVS_DATAPATH="user space")
     with pytest.raises(UsageError, match="PIPEWORK_OVS_DATAPATH='user space'"):
-        b.check(request())
+        b.validate(request())
 
 
 def test_the_factory_reads_the_environment(monkeypatch):

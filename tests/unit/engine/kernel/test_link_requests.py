@@ -350,7 +350,7 @@ async def test_check_refuses_in_one_line(net, kind, host, given, message, hint):
     )
     net.kernel.log.clear()
     with pytest.raises(UsageError) as err:
-        BACKENDS[kind].check(request)
+        BACKENDS[kind].validate(request)
     assert (err.value.message, err.value.hint, err.value.exit_code) == (message, hint, 2)
     assert "\n" not in str(err.value)
     assert net.kernel.log == []
@@ -365,7 +365,7 @@ async def test_direct_phys_on_a_bridge_is_refused_by_the_backend_that_wins(net):
     winner = max(scores, key=scores.__getitem__)
     assert winner == "phys"
     with pytest.raises(UsageError, match=r"^--direct-phys moves a NIC into the guest; br0 is a"):
-        BACKENDS[winner].check(request)
+        BACKENDS[winner].validate(request)
 
 
 @pytest.mark.parametrize("given", [{"vlan": 0}, {"vlan": 4095}, {"tag": "0"}])
@@ -391,7 +391,7 @@ async def test_check_accepts_what_the_backend_can_do(net, kind, given):
     request = HostRequest(
         spec=spec("if0", **given), host_link=await net.host.link("if0"), host=net.host
     )
-    BACKENDS[kind].check(request)
+    BACKENDS[kind].validate(request)
 
 
 # -- Linux bridge -----------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""Shared VLAN sub-interfaces, for the backends that stack a child on ``PARENT.VID``.
+
+macvlan and ipvlan (``@VID``) put their child on the 802.1q sub-interface
+``PARENT.VID``: used if it exists, or created and marked as ours (alias
+``pipework auto-created``). Every attachment that uses one we created adds
+an *alternative name* (``pw-<hash>``) to it: the kernel keeps that
+reference count, so another process sees it too, and the sub-interface goes
+away with the last one.
+
+A guest that dies takes its child with it but not its reference:
+``collect_garbage`` (``pipework gc``) drops the references of attachments
+whose guest side is gone, and the sub-interface with the last one. Both
+backends call it; the gc run's scope makes it run, and report, once.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from pipework.engine import (
+    BRIDGE_MARKER,
+    DetachContext,
+    GcContext,
+    HostInterfaceError,
+    Link,
+    LinkContext,
+    LinkExists,
+    Marker,
+    Netns,
+    parent_link,
+)
+from pipework.engine.specs import IFNAMSIZ, short_hash
+
+USER_PREFIX = "pw-"
+"""Alternative names on a shared sub-interface, one per attachment using it."""
+CONFIRM_DELAY = 0.5
+"""Seconds ``gc`` waits before it looks again at VLAN users that seem stale
+(an attach adds its user a moment before its interface exists)."""
+GC_KEY = "shared-vlan-users"
+"""This module's key in a gc run's scope."""
+
+
+def vlan_ifname(parent: str, vid: int) -> str:
+    """``PARENT.VID``, with the parent's name cut so the whole fits IFNAMSIZ."""
+    suffix = f".{vid}"
+    return parent[: IFNAMSIZ - len(suffix)] + suffix
+
+
+def user_name(marker: Marker) -> str:
+    return USER_PREFIX + short_hash(marker.guest, marker.ifname)
+
+
+async def parent_for(ctx: LinkContext, kind: str, vid: int | None) -> tuple[Link, str]:
+    """The interface a ``kind`` child hangs on: the host interface, or with
+    ``vid`` its ``PARENT.VID`` (this attachment counted as one of its users);
+    and the marker state that says so (the sub-interface's name, or "")."""
+    parent = await parent_link(ctx, kind)
+    if vid is None:
+        return parent, ""
+    link = await acquire_vlan(ctx, parent, vid)
+    return link, link.ifname
+
+
+async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
+    """``PARENT.VID``: existing, or created and marked as ours; this attachment
+    is counted as one of its users (undone by the journal on failure)."""
+    host = ctx.host
+    name = vlan_ifname(parent.ifname, vid)
+    user = user_name(ctx.marker)
+    async with ctx.lock(f"vlan:{name}"):
+        link = await host.link(name)
+        created = False
+        if link is None:
+            try:
+                await ctx.journal.step(
+                    f"VLAN interface {name}",
+                    host.create(name, "vlan", link=parent.index, vlan_id=vid, mtu=parent.mtu),
+                    lambda: release_vlan(host, name, user, ours=True),
+                )
+                created = True
+            except LinkExists:  # another process won the race: share its sub-interface
+                pass
+            link = await host.link(name)
+            if link is None:
+                raise HostInterfaceError(f"VLAN interface {name} vanished while being created")
+            if created:
+                await host.set(link.index, ifalias=BRIDGE_MARKER)
+        if link.kind != "vlan" or link.parent != parent.index or link.vlan_id != vid:
+            raise HostInterfaceError(
+                f"{name} exists but is not VLAN {vid} of {parent.ifname}",
+                "rename or remove it, or attach without a VLAN",
+            )
+        if created or link.alias == BRIDGE_MARKER:
+            await ctx.journal.step(
+                f"use of {name}",
+                host.add_altname(link.index, user),
+                lambda: release_vlan(host, name, user),
+            )
+        if not link.up:
+            await host.set(link.index, state="up")
+        return link
+
+
+async def release_vlan(host: Netns, name: str, user: str, *, ours: bool = False) -> None:
+    """Drop one user of ``name``; delete it with its last user if pipework
+    made it (``ours``: this caller made it, even if it is not marked yet)."""
+    link = await host.link(name)
+    if link is None or not (ours or link.alias == BRIDGE_MARKER):
+        return
+    await host.del_altname(link.index, user)
+    if not any(n.startswith(USER_PREFIX) for n in await host.altnames(link.index)):
+        await host.delete(link.index)
+
+
+async def detach_child(ctx: DetachContext) -> None:
+    """Remove the child, then release the VLAN sub-interface it sat on."""
+    vlan = ctx.marker.state
+    if not vlan and ctx.guest_ns is None:
+        # The guest is gone with the child and its marker (Engine.remove()
+        # passes the marker the request would have made, without state):
+        # the sub-interface still carries this attachment's reference name.
+        holder = await ctx.host.link(user_name(ctx.marker))
+        vlan = holder.ifname if holder is not None else ""
+    if not vlan:
+        return  # the engine deletes the child
+    if ctx.guest_ns is not None and ctx.guest_link is not None:
+        await ctx.guest_ns.delete(ctx.guest_link.index)
+    await release_vlan(ctx.host, vlan, user_name(ctx.marker))
+
+
+async def collect_garbage(ctx: GcContext) -> list[str]:
+    """VLAN sub-interfaces pipework made, still counted as used by guests that
+    are gone: drop those references (and the sub-interface with its last).
+
+    Every backend that stacks on shared sub-interfaces calls this from its
+    own ``collect_garbage``; it does the work, and returns its lines, for
+    the first caller of a gc run only.
+    """
+    first = False
+
+    async def run() -> list[str]:
+        nonlocal first
+        first = True
+        return await _stale_users(ctx)
+
+    lines = await ctx.scope.once(GC_KEY, run)
+    return list(lines) if first else []
+
+
+async def _stale_users(ctx: GcContext) -> list[str]:
+    host = ctx.host
+    shared = [
+        link for link in await host.links() if link.kind == "vlan" and link.alias == BRIDGE_MARKER
+    ]
+    if not shared:
+        return []
+    stale: dict[str, list[str]] = {}
+    live = {user_name(marker) for marker in ctx.live}
+    for link in shared:
+        users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
+        if [n for n in users if n not in live]:
+            stale[link.ifname] = users
+    if not stale:
+        return []
+    # An attach names itself a user a moment before its interface exists:
+    # look again before calling a user stale.
+    await anyio.sleep(CONFIRM_DELAY)
+    live = {user_name(marker) for marker in await ctx.rescan()}
+    items = []
+    for name, users in stale.items():
+        gone = [n for n in users if n not in live]
+        if not gone:
+            continue
+        last = len(gone) == len(users)
+        items.append(
+            f"VLAN interface {name}: {len(gone)} user(s) gone"
+            + (", removing it (pipework created it)" if last else "")
+        )
+        if ctx.dry_run:
+            continue
+        current = await host.link(name)
+        if current is None or current.alias != BRIDGE_MARKER:
+            continue
+        for user in gone:
+            await host.del_altname(current.index, user)
+        if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
+            await host.delete(current.index)
+    return items
+
+
+__all__ = [
+    "USER_PREFIX",
+    "acquire_vlan",
+    "collect_garbage",
+    "detach_child",
+    "parent_for",
+    "release_vlan",
+    "user_name",
+    "vlan_ifname",
+]
