@@ -4,7 +4,7 @@ typer app read.
 A command named ``NAME`` is the function ``command`` of the module
 ``pipework.cli.commands.NAME``. This module imports nothing, so the dispatcher
 can tell a subcommand from an original-style attach line without loading
-typer or any command (tests/unit/test_cli_registry.py checks that the app
+typer or any command (tests/unit/cli/test_registry.py checks that the app
 built from it has exactly these commands).
 """
 

@@ -66,7 +66,9 @@ def test_global_options_are_immutable() -> None:
     options = read(["--json", "ls"]).options
     assert options == GlobalOptions(json=True)
     with pytest.raises(AttributeError):
-        options.json = False  # type: ignore[misc]
+        options.json = False
+    assert {options: 1}[GlobalOptions(json=True)] == 1
+    assert repr(options).startswith("GlobalOptions(")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +95,8 @@ def test_global_options_are_immutable() -> None:
 def test_one_parse_chooses_the_path(
     line: list[str], path: str, words: tuple[str, ...], options: GlobalOptions
 ) -> None:
-    assert read(line) == (path, options, words)
+    invocation = read(line)
+    assert (invocation.path, invocation.options, invocation.words) == (path, options, words)
 
 
 LOADED = (
