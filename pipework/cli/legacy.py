@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 from pipework.apps.grammar import parse_legacy
 from pipework.cli.options import GlobalOptions
 from pipework.cli.registry import COMMANDS
@@ -13,6 +11,9 @@ from pipework.engine.specs import AttachSpec
 
 
 def did_you_mean(word: str) -> str | None:
+    """The subcommand ``word`` may be a typo of (only on an error: difflib costs ~0.6 ms)."""
+    import difflib
+
     matches = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
