@@ -1,8 +1,10 @@
 """The ``pipework`` command.
 
-``main()`` is the console script. It stays light on purpose: a single legacy
-attach (``pipework br1 web1 198.18.10.2/24``) is parsed by the pure grammar
-and run without importing typer; everything else goes to the typer app.
+``main()`` is the console script. It stays light on purpose: the global
+options are read once (cli/options.py) and the line goes to its path; a
+single legacy attach (``pipework br1 web1 198.18.10.2/24``) is parsed by the
+pure grammar and run without importing typer; the subcommands and ``--help``
+go to the typer app (cli/app.py), which builds itself from cli/registry.py.
 """
 
 from __future__ import annotations
@@ -11,10 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-OPERATIONS = ("detach", "ls", "gc", "wait", "route", "rule", "tc")
-"""Subcommands in cli/ops.py; route/rule/tc run through cli/fastpath.py."""
-SUBCOMMANDS = ("attach", "plugins", "demo", "watch", "apply", "destroy", "batch", *OPERATIONS)
-GLOBAL_FLAGS = ("--json", "--debug")
+from pipework.cli.options import read
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -31,50 +30,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     os._exit(code)
 
 
-def run(args: list[str]) -> int:
-    if any(a.startswith(("--podman-host", "--lxcpath", "-P")) for a in args):
-        from pipework.cli.runtime_options import take_runtime_options
-        from pipework.engine.errors import UsageError
+def run(args: Sequence[str]) -> int:
+    """Run one command line; its exit code."""
+    try:
+        invocation = read(args)
+    except Exception as exc:  # a UsageError; its class lives in the engine, not loaded yet
+        from pipework.cli.render import error
+        from pipework.engine.errors import PipeworkError
 
-        try:
-            args = take_runtime_options(args)
-        except UsageError as exc:
-            print(f"pipework: {exc}", file=sys.stderr)
-            return exc.exit_code
-    lead = 0  # global flags before a passthrough word are ours; after it, ip's/tc's
-    while lead < len(args) and args[lead] in GLOBAL_FLAGS:
-        lead += 1
-    word, rest = (args[lead], args[lead + 1 :]) if lead < len(args) else ("", [])
-    if word in ("route", "rule", "tc") and rest[:1] not in (["-h"], ["--help"]):
+        if not isinstance(exc, PipeworkError):
+            raise
+        error(str(exc))
+        return exc.exit_code
+    options, words = invocation.options, list(invocation.words)
+    options.export()
+    if invocation.path == "passthrough":
         from pipework.cli.fastpath import run_passthrough
 
-        return run_passthrough(word, rest, debug="--debug" in args[:lead])
-    words = [a for a in args if a not in GLOBAL_FLAGS]
-    first = words[0] if words else ""
-    if "--wait" in words and first not in SUBCOMMANDS:
+        return run_passthrough(words[0], words[1:], debug=options.debug)
+    if invocation.path == "wait":
         from pipework.cli.fastpath import run_wait_legacy
 
-        return run_wait_legacy(words, json_output="--json" in args, debug="--debug" in args)
-    if "--version" in args:
+        return run_wait_legacy(words, options)
+    if invocation.path == "version":
         from pipework import __version__
 
         print(f"pipework {__version__}")
         return 0
-    if not words:
-        from pipework.cli.app import run_app
-
-        run_app(["--help"])
-        return 2  # like the original: no arguments is a usage error
-    if first and first not in SUBCOMMANDS and (not first.startswith("-") or _legacy_option(first)):
+    if invocation.path == "legacy":
         from pipework.cli.legacy import run_legacy
 
-        return run_legacy(words, json_output="--json" in args, debug="--debug" in args)
+        return run_legacy(words, options)
     from pipework.cli.app import run_app
 
-    return run_app(args)
-
-
-def _legacy_option(word: str) -> bool:
-    from pipework.apps.grammar import OPTIONS
-
-    return word.split("=", 1)[0] in OPTIONS or word[:2] in ("-i", "-l", "-a")
+    if invocation.path == "help":
+        run_app(["--help"], options)
+        return 2  # like the original: no arguments is a usage error
+    return run_app(words, options)

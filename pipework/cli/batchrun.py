@@ -1,4 +1,5 @@
-"""What ``apply``, ``destroy`` and ``batch`` share: progress, Ctrl-C, the summary.
+"""What ``apply``, ``destroy`` and ``batch`` share: progress, Ctrl-C, the summary,
+their options' help, reading a topology file.
 
 Output rules:
 
@@ -13,6 +14,7 @@ so stdout holds only results.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -22,6 +24,20 @@ import anyio
 
 from pipework.apps.runner import BatchRunner, Outcome, Progress, Report
 from pipework.cli.render import describe
+
+JOBS_HELP = "How many attachments run at once [16]."
+ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
+FILE_HELP = "Topology file, YAML or JSON (see docs/CLI.md); - for stdin."
+
+
+def load_topology(file: str, force: bool = False) -> Any:
+    """Read and check a topology file: every attachment is checked before anything runs."""
+    from pipework.apps.topology.loader import load
+    from pipework.apps.topology.reconcile import specs
+
+    loaded = load(file)
+    specs(loaded, force=force)
+    return loaded
 
 
 def outcome_line(outcome: Outcome) -> str:
@@ -167,6 +183,14 @@ def print_summary(report: Report, noun: str) -> None:
         print(f"pipework: {line}", file=sys.stderr)
 
 
+def show(report: Report, json_output: bool, noun: str) -> None:
+    """The end of a run: the report as JSON on stdout, or the summary on stderr."""
+    if json_output:
+        print(json.dumps(report.to_dict()), flush=True)
+    else:
+        print_summary(report, noun)
+
+
 async def with_interrupts(
     runner: BatchRunner, body: Callable[[], Coroutine[Any, Any, Report]]
 ) -> Report:
@@ -198,14 +222,19 @@ async def with_interrupts(
 
 
 __all__ = [
+    "ALL_OR_NOTHING_HELP",
+    "FILE_HELP",
+    "JOBS_HELP",
     "PlainProgress",
     "Progress",
     "QuietProgress",
     "Reporter",
     "RichProgress",
+    "load_topology",
     "make_progress",
     "outcome_line",
     "print_summary",
+    "show",
     "summary_lines",
     "with_interrupts",
 ]

@@ -14,12 +14,12 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from pipework.cli.options import GlobalOptions
+from pipework.cli.registry import PASSTHROUGH
 from pipework.cli.render import emit, error, run_async, setup_logging
 from pipework.engine.errors import ExternalCommandError, UnsupportedError, UsageError
 from pipework.engine.specs import DEFAULT_IFNAME, validate_ifname
 
-PASSTHROUGH = {"route": ("ip", "route"), "rule": ("ip", "rule"), "tc": ("tc",)}
-"""``pipework WORD GUEST ARGS...`` runs this argv + ARGS inside the guest."""
 PACKAGES = {"ip": "iproute2", "tc": "iproute2"}
 WAIT_USAGE = "pipework --wait [-i IF] [--timeout SECONDS]"
 
@@ -129,14 +129,14 @@ def run_passthrough(word: str, args: Sequence[str], *, debug: bool) -> int:
     return 1  # pragma: no cover - execv does not return
 
 
-def run_wait_legacy(args: Sequence[str], *, json_output: bool, debug: bool) -> int:
+def run_wait_legacy(args: Sequence[str], options: GlobalOptions) -> int:
     """``pipework --wait [-i IF] [--timeout S]``, run inside the guest itself.
 
     Like the original, it prints nothing when the interface is ready (with
     ``--json``: one object); it needs no privileges: it only reads its own
     namespace's interfaces.
     """
-    setup_logging(debug)
+    setup_logging(options.debug)
     try:
         ifname, seconds = parse_wait(args)
     except UsageError as exc:
@@ -154,11 +154,11 @@ def run_wait_legacy(args: Sequence[str], *, json_output: bool, debug: bool) -> i
             )
         finally:
             pool.close()
-        if json_output:
+        if options.json:
             emit({"ifname": link.ifname, "operstate": link.operstate, "mac": link.mac}, True, "")
         return 0
 
-    return run_async(wait, debug)
+    return run_async(wait, options.debug)
 
 
 __all__ = [

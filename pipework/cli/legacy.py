@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import difflib
-
 from pipework.apps.grammar import parse_legacy
-from pipework.cli import SUBCOMMANDS
+from pipework.cli.options import GlobalOptions
+from pipework.cli.registry import COMMANDS
 from pipework.cli.render import emit_attachment, error, run_async, setup_logging
 from pipework.engine.errors import UnknownHostInterfaceError, UsageError
 from pipework.engine.specs import AttachSpec
 
 
 def did_you_mean(word: str) -> str | None:
-    matches = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+    """The subcommand ``word`` may be a typo of (only on an error: difflib costs ~0.6 ms)."""
+    import difflib
+
+    matches = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
-def run_legacy(args: list[str], *, json_output: bool, debug: bool) -> int:
-    setup_logging(debug)
+def run_legacy(args: list[str], options: GlobalOptions) -> int:
+    setup_logging(options.debug)
     try:
         spec = parse_legacy(args)
     except UsageError as exc:
@@ -27,10 +29,10 @@ def run_legacy(args: list[str], *, json_output: bool, debug: bool) -> int:
         else:
             error(str(exc))
         return exc.exit_code
-    return run_attach(spec, json_output=json_output, debug=debug)
+    return run_attach(spec, options)
 
 
-def run_attach(spec: AttachSpec, *, json_output: bool, debug: bool) -> int:
+def run_attach(spec: AttachSpec, options: GlobalOptions) -> int:
     async def attach() -> int:
         from pipework.engine import Engine
 
@@ -46,10 +48,10 @@ def run_attach(spec: AttachSpec, *, json_output: bool, debug: bool) -> int:
                 raise
             # Report now; leaving the engine waits for the (non-blocking)
             # gratuitous ARP to go out once the link is up.
-            emit_attachment(attachment, json_output)
+            emit_attachment(attachment, options.json)
         return 0
 
-    return run_async(attach, debug)
+    return run_async(attach, options.debug)
 
 
 __all__ = ["run_attach", "run_legacy"]

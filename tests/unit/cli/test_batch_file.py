@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipework import UsageError
-from pipework.cli.batch import parse_batch
+from pipework.cli.commands.batch import parse_batch
 
 
 def test_lines_comments_and_a_leading_pipework():

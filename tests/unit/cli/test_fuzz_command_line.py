@@ -11,30 +11,31 @@ show the exit code and the one-line message.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+import typer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from support import infra
-from typer._click.exceptions import ClickException
-from typer._click.exceptions import UsageError as ClickUsageError
-from typer.exceptions import Exit
-from typer.main import get_command
 
 from pipework.apps.grammar import OPTIONS, parse_legacy
-from pipework.cli import GLOBAL_FLAGS, SUBCOMMANDS
-from pipework.cli.app import app
+from pipework.cli.app import build_app, load_commands
+from pipework.cli.commands.detach import check_detach
+from pipework.cli.commands.wait import check_wait
 from pipework.cli.fastpath import parse_wait, passthrough_argv
-from pipework.cli.ops import check_detach, check_wait
+from pipework.cli.options import FLAGS, read
+from pipework.cli.registry import COMMANDS
 from pipework.cli.render import one_line
 from pipework.engine.errors import UsageError
 
 FUZZED_LINES = 10_000
-COMMAND = get_command(app)
 
 NAMES = [
     "br1", "eth1", "eth2", "ovsbr0", "dummy0", "ib0", "web1", "x" * 15, "y" * 16, "é" * 8,
@@ -79,7 +80,7 @@ EXTRA_OPTIONS = [
     "--ifname=eth3", "--timeout=2", "--timeout=-1", "--mtu=9000", "-omode=private", "--",
 ]  # fmt: skip
 WORDS = [
-    *SUBCOMMANDS, "pluginss", "detatch", "help", *GLOBAL_FLAGS, *OPTIONS, *EXTRA_OPTIONS,
+    *COMMANDS, "pluginss", "detatch", "help", *FLAGS, *OPTIONS, *EXTRA_OPTIONS,
     *NAMES, *GUESTS, *IPSPECS, *MACSPECS, *VALUES,
 ]  # fmt: skip
 
@@ -90,50 +91,60 @@ free_text = st.text(
 token = st.one_of(st.sampled_from(WORDS), st.sampled_from(WORDS), free_text)
 command_lines = st.one_of(
     st.lists(token, max_size=9),
-    st.tuples(st.sampled_from(SUBCOMMANDS), st.lists(token, max_size=8)).map(
-        lambda t: [t[0], *t[1]]
-    ),
+    st.tuples(st.sampled_from(COMMANDS), st.lists(token, max_size=8)).map(lambda t: [t[0], *t[1]]),
 )
 
 
 class Parsed(Exception):
-    """A line that parsed (raised to stop before anything would run)."""
+    """A subcommand's line that parsed (raised instead of running the command)."""
+
+    def __init__(self, name: str, params: dict[str, Any]) -> None:
+        super().__init__(name)
+        self.name, self.params = name, params
+
+
+def parse_only_command(name: str, function: Callable[..., None]) -> Callable[..., None]:
+    """``function``'s parameters (typer reads them through ``__wrapped__``), no body."""
+
+    @functools.wraps(function)
+    def parsed(**params: Any) -> None:
+        raise Parsed(name, params)
+
+    return parsed
+
+
+PARSER = typer.main.get_command(
+    build_app({name: parse_only_command(name, f) for name, f in load_commands().items()})
+)
+"""The real app (callback, options, help), whose commands stop after parsing;
+built once (calling the Typer object would rebuild it for every line)."""
 
 
 def parse_only(args: list[str]) -> str:
     """What ``pipework.cli.run`` does with ``args``, stopping after parsing.
 
-    Returns which path took the line; raises ``UsageError`` or click's
+    Returns which path took the line; raises ``UsageError`` or typer's
     usage errors for bad input.
     """
-    lead = 0
-    while lead < len(args) and args[lead] in GLOBAL_FLAGS:
-        lead += 1
-    word, rest = (args[lead], args[lead + 1 :]) if lead < len(args) else ("", [])
-    if word in ("route", "rule", "tc") and rest[:1] not in (["-h"], ["--help"]):
-        passthrough_argv(word, rest)
+    invocation = read(args)
+    words = list(invocation.words)
+    if invocation.path == "passthrough":
+        passthrough_argv(words[0], words[1:])
         return "passthrough"
-    words = [a for a in args if a not in GLOBAL_FLAGS]
-    first = words[0] if words else ""
-    if "--wait" in words and first not in SUBCOMMANDS:
+    if invocation.path == "wait":
         parse_wait(words)
         return "wait"
-    if "--version" in args or not words:
+    if invocation.path in ("version", "help"):
         return "version/help"
-    legacy_option = first.split("=", 1)[0] in OPTIONS or first[:2] in ("-i", "-l", "-a")
-    if first not in SUBCOMMANDS and (not first.startswith("-") or legacy_option):
+    if invocation.path == "legacy":
         parse_legacy(words)
         return "legacy"
     try:
-        ctx = COMMAND.make_context("pipework", list(words), resilient_parsing=False)
-        remaining = [*getattr(ctx, "_protected_args", []), *ctx.args]
-        if not remaining:  # as the group's invoke() says
-            raise ClickUsageError("Missing command.")
-        name, sub, rest2 = COMMAND.resolve_command(ctx, remaining)
-        assert sub is not None
-        params = sub.make_context(name or "", rest2, parent=ctx).params
-    except Exit:
-        return "help"
+        PARSER.main(words, "pipework", standalone_mode=False, obj=invocation.options)
+    except Parsed as done:
+        name, params = done.name, done.params
+    else:
+        return "help"  # --help: printed, and nothing to run
     if name == "detach":
         check_detach(params["ifname"], params["all_"])
     elif name == "wait":
@@ -149,7 +160,7 @@ def outcome(args: list[str]) -> str:
         assert exc.exit_code == 2
         assert "\n" not in one_line(str(exc))
         return f"usage:{exc}"
-    except ClickException as exc:
+    except typer.TyperException as exc:
         assert exc.exit_code == 2, (args, exc)
         return f"usage:{exc.format_message()}"
 

@@ -10,8 +10,16 @@ import sys
 
 import pytest
 
-from pipework.cli.runtime_options import take_runtime_options
+from pipework.cli.options import GlobalOptions, read, split_runtime_options
 from pipework.engine import UsageError
+
+
+def take_runtime_options(args: list[str], env: dict[str, str]) -> list[str]:
+    """The words left once the runtime options are out; ``env`` gets the
+    variables they set, as ``GlobalOptions.export()`` sets them for a run."""
+    rest, values = split_runtime_options(args)
+    GlobalOptions(podman_host=values.get("podman_host"), lxcpath=values.get("lxcpath")).export(env)
+    return rest
 
 
 def test_options_anywhere_become_the_environment():
@@ -35,6 +43,20 @@ def test_lxcpath_spellings(words):
         "lxc:web1",
     ]
     assert env == {"PIPEWORK_LXC_PATH": "/srv/lxc"}
+
+
+def test_the_one_parse_carries_them_to_every_path():
+    for line, path in [
+        (["-P", "/srv/lxc", "br1", "lxc:web1", "0/0"], "legacy"),
+        (["attach", "br1", "lxc:web1", "--lxcpath=/srv/lxc"], "app"),
+        (["--json", "tc", "-P/srv/lxc", "lxc:web1", "qdisc", "show"], "passthrough"),
+        (["--wait", "-P", "/srv/lxc"], "wait"),
+    ]:
+        invocation = read(line)
+        assert invocation.path == path
+        assert invocation.options.lxcpath == "/srv/lxc"
+        assert "/srv/lxc" not in invocation.words and "-P" not in invocation.words
+        assert invocation.options.environment() == {"PIPEWORK_LXC_PATH": "/srv/lxc"}
 
 
 def test_passthrough_words_after_the_guest_are_left_alone():

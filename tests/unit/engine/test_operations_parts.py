@@ -10,8 +10,10 @@ import pytest
 from pipework.backends.links.bridge import firewall
 from pipework.backends.links.bridge.firewall import Chain
 from pipework.cli import run
+from pipework.cli.commands.detach import check_detach
+from pipework.cli.commands.ls import format_table
+from pipework.cli.commands.wait import check_wait
 from pipework.cli.fastpath import parse_seconds, parse_wait, passthrough_argv
-from pipework.cli.ops import check_detach, check_wait, format_table
 from pipework.cli.render import one_line
 from pipework.engine.errors import UsageError
 from pipework.engine.inventory import AttachmentRecord, GcReport, is_guest_side, nsfs_mountpoint

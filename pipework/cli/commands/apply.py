@@ -1,4 +1,4 @@
-"""``pipework apply FILE`` and ``pipework destroy FILE``: a declarative topology.
+"""``pipework apply FILE``: make a declarative topology exist.
 
 The file is read and validated before anything is touched; a schema error
 names the file, the line and the field (exit 2).
@@ -13,24 +13,22 @@ from typing import Annotated, Any
 import typer
 
 from pipework.apps.runner import BatchRunner, Report
-from pipework.cli.batch import ALL_OR_NOTHING_HELP, JOBS_HELP, show
-from pipework.cli.batchrun import make_progress, with_interrupts
-from pipework.cli.render import error, run_async
+from pipework.cli.batchrun import (
+    ALL_OR_NOTHING_HELP,
+    FILE_HELP,
+    JOBS_HELP,
+    load_topology,
+    make_progress,
+    show,
+    with_interrupts,
+)
+from pipework.cli.commands.common import fail, options
+from pipework.cli.render import run_async
 from pipework.engine.errors import PipeworkError
 
-FILE_HELP = "Topology file, YAML or JSON (see docs/CLI.md); - for stdin."
 
-
-def _load(file: str, force: bool = False) -> Any:
-    from pipework.apps.topology.loader import load
-    from pipework.apps.topology.reconcile import specs
-
-    loaded = load(file)
-    specs(loaded, force=force)  # every attachment is checked before anything runs
-    return loaded
-
-
-def apply(
+def command(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(metavar="FILE", help=FILE_HELP)],
     plan: Annotated[
         bool, typer.Option("--plan", help="Print what would change; change nothing.")
@@ -52,35 +50,14 @@ def apply(
     ] = False,
 ) -> None:
     """Make the bridges and attachments of a topology file exist, as declared."""
-    from pipework.cli.app import Settings
-
+    opts = options(ctx)
     try:
-        loaded = _load(file, force)
+        loaded = load_topology(file, force)
     except PipeworkError as exc:
-        error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
+        raise fail(exc) from None
     if plan:
-        raise typer.Exit(_plan(loaded, force, prune, jobs, Settings.json, Settings.debug))
-    raise typer.Exit(
-        _apply(loaded, force, prune, jobs, all_or_nothing, Settings.json, Settings.debug)
-    )
-
-
-def destroy(
-    file: Annotated[str, typer.Argument(metavar="FILE", help=FILE_HELP)],
-    jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP)
-    ] = None,
-) -> None:
-    """Remove every attachment a topology file names, and the bridges pipework made for it."""
-    from pipework.cli.app import Settings
-
-    try:
-        loaded = _load(file)
-    except PipeworkError as exc:
-        error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
-    raise typer.Exit(_destroy(loaded, jobs, Settings.json, Settings.debug))
+        raise typer.Exit(_plan(loaded, force, prune, jobs, opts.json, opts.debug))
+    raise typer.Exit(_apply(loaded, force, prune, jobs, all_or_nothing, opts.json, opts.debug))
 
 
 def _plan(
@@ -187,41 +164,3 @@ def _bridge_line(item: Any) -> str:
     status = {"create": "created", "update": "updated"}.get(item.action, item.action)
     details = f" ({'; '.join(item.details)})" if item.details else ""
     return f"{status}: bridge {item.label}{details}"
-
-
-def _destroy(loaded: Any, jobs: int | None, json_output: bool, debug: bool) -> int:
-    async def main() -> int:
-        from pipework.apps.topology.reconcile import destroy_jobs, release_bridges
-        from pipework.engine import Engine, require_privileges
-
-        require_privileges()
-        progress = make_progress("destroying", json_output)
-        removed: list[str] = []
-        async with Engine() as engine:
-            limit = jobs or engine.limit
-            runner = BatchRunner(engine, limit=limit, progress=progress)
-
-            async def body() -> Report:
-                report = await runner.run(await destroy_jobs(engine, loaded, limit=limit))
-                if not report.interrupted and not report.failures:
-                    removed.extend(await release_bridges(engine, loaded))
-                for name in removed:
-                    progress.line(f"removed: bridge {name}")
-                return report
-
-            try:
-                report = await with_interrupts(runner, body)
-            finally:
-                progress.close()
-        if json_output:
-            data = report.to_dict()
-            data["bridges_removed"] = removed
-            print(json.dumps(data), flush=True)
-        else:
-            show(report, False, "attachment")
-        return report.exit_code
-
-    return run_async(main, debug)
-
-
-__all__ = ["apply", "destroy"]

@@ -10,7 +10,6 @@ Every line is parsed before anything runs: one bad line stops the batch with
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Annotated
 
@@ -19,12 +18,16 @@ import typer
 from pipework.apps.grammar import parse_legacy
 from pipework.apps.runner import BatchRunner, Job, Report
 from pipework.apps.topology.loader import read
-from pipework.cli.batchrun import make_progress, print_summary, with_interrupts
-from pipework.cli.render import error, run_async
+from pipework.cli.batchrun import (
+    ALL_OR_NOTHING_HELP,
+    JOBS_HELP,
+    make_progress,
+    show,
+    with_interrupts,
+)
+from pipework.cli.commands.common import fail, options
+from pipework.cli.render import run_async
 from pipework.engine.errors import PipeworkError, UsageError
-
-JOBS_HELP = "How many attachments run at once [16]."
-ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
 
 
 def parse_batch(text: str, label: str) -> list[Job]:
@@ -57,7 +60,8 @@ def parse_batch(text: str, label: str) -> list[Job]:
     return jobs
 
 
-def batch(
+def command(
+    ctx: typer.Context,
     file: Annotated[
         str,
         typer.Argument(
@@ -72,21 +76,19 @@ def batch(
     ] = False,
 ) -> None:
     """Run many original-style attach lines concurrently (see docs/CLI.md)."""
-    from pipework.cli.app import Settings
-
+    opts = options(ctx)
     try:
         text, label = read(file)
         todo = parse_batch(text, label)
     except PipeworkError as exc:
-        error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
+        raise fail(exc) from None
     raise typer.Exit(
         run_jobs(
             todo,
             jobs=jobs,
             all_or_nothing=all_or_nothing,
-            json_output=Settings.json,
-            debug=Settings.debug,
+            json_output=opts.json,
+            debug=opts.debug,
             noun="attachment",
         )
     )
@@ -126,11 +128,4 @@ def run_jobs(
     return run_async(main, debug)
 
 
-def show(report: Report, json_output: bool, noun: str) -> None:
-    if json_output:
-        print(json.dumps(report.to_dict()), flush=True)
-    else:
-        print_summary(report, noun)
-
-
-__all__ = ["batch", "parse_batch", "run_jobs"]
+__all__ = ["command", "parse_batch", "run_jobs"]

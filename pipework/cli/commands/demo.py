@@ -14,8 +14,11 @@ import struct
 import subprocess
 import time
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+
+from pipework.cli.commands.common import options
 from pipework.cli.render import describe, run_async
 from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError, require_privileges
 from pipework.engine.errors import ExternalCommandError, RuntimeUnavailableError
@@ -24,6 +27,20 @@ from pipework.engine.kernel.netlink import new_netns, socket_in_netns
 BRIDGE = "brdemo0"
 ADDRESSES = ("198.18.0.2/24", "198.18.0.3/24")
 ICMP_ECHO_REQUEST = 8
+
+
+def command(
+    ctx: typer.Context,
+    docker: Annotated[
+        bool, typer.Option("--docker", help="Use two Docker containers instead of namespaces.")
+    ] = False,
+    image: Annotated[str, typer.Option("--image", help="Image for --docker.")] = "busybox",
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave everything in place afterwards.")
+    ] = False,
+) -> None:
+    """Attach two throwaway guests to a bridge and prove they reach each other."""
+    raise typer.Exit(run_demo(docker=docker, image=image, keep=keep, debug=options(ctx).debug))
 
 
 def _checksum(data: bytes) -> int:

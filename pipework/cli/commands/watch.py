@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipework.cli.commands.common import options
 from pipework.cli.render import emit, error, run_async
 
 STATUS_FILE = "watch/status.json"
@@ -51,7 +52,8 @@ def status_path(run_dir: str) -> Path:
     return Path(run_dir) / STATUS_FILE
 
 
-def watch(
+def command(
+    ctx: typer.Context,
     file: Annotated[
         str | None,
         typer.Option(
@@ -73,13 +75,12 @@ def watch(
     ] = False,
 ) -> None:
     """Attach what guests' labels declare whenever they start; clean up when they die."""
-    from pipework.cli.app import Settings
-
+    opts = options(ctx)
     if log_format not in ("text", "json"):
         error(f"--log-format takes 'text' or 'json', not {log_format!r}")
         raise typer.Exit(2)
     if status:
-        raise typer.Exit(show_status(Settings.json))
+        raise typer.Exit(show_status(opts.json))
     declare = None
     if file is not None:
         from pipework.apps.topology.loader import load
@@ -92,9 +93,9 @@ def watch(
         except PipeworkError as exc:
             error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-    _log_to_stderr(log_format, Settings.debug)
+    _log_to_stderr(log_format, opts.debug)
     raise typer.Exit(
-        run_async(lambda: _watch(once=once, interval=interval, declare=declare), Settings.debug)
+        run_async(lambda: _watch(once=once, interval=interval, declare=declare), opts.debug)
     )
 
 

@@ -1,0 +1,16 @@
+"""``pipework route GUEST [ARGS...]``: ``ip route`` inside GUEST's network namespace."""
+
+from __future__ import annotations
+
+import typer
+
+from pipework.cli.commands.common import GuestArg, PassthroughArgs, passthrough
+
+
+def command(
+    ctx: typer.Context,
+    guest: GuestArg,
+    args: PassthroughArgs = None,
+) -> None:
+    """Run `ip route ARGS...` inside GUEST's network namespace (no shell)."""
+    raise passthrough(ctx, "route", guest, args)
