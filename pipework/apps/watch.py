@@ -151,7 +151,7 @@ class Watcher:
         self.started = time.time()
         self.failures = 0
         self._locks: dict[str, anyio.Lock] = {}
-        self._limiter = anyio.CapacityLimiter(max(1, getattr(engine, "limit", 16)))
+        self._limiter = anyio.CapacityLimiter(max(1, engine.limit))
 
     # -- one guest -------------------------------------------------------------------
     def declared(self, event: GuestEvent) -> list[AttachSpec]:
