@@ -104,7 +104,8 @@ def run_passthrough(word: str, args: Sequence[str], *, debug: bool) -> int:
     held: list[int] = []
 
     async def resolve() -> int:
-        from pipework.engine import Engine, require_privileges
+        from pipework.engine import Engine
+        from pipework.engine.engine import require_privileges
 
         require_privileges()
         async with Engine() as engine:

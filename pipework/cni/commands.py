@@ -17,13 +17,8 @@ from pipework.cni.config import Invocation, NetConf, network_prefix
 from pipework.cni.ipam import Delegate, IpamPlugin, IpamProvider
 from pipework.cni.protocol import INVALID_CONFIG, NOT_AVAILABLE, CniError, error_for
 from pipework.cni.result import Result, from_attachment
-from pipework.engine import (
-    AddressSpec,
-    AttachSpec,
-    Engine,
-    PipeworkError,
-    require_privileges,
-)
+from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError
+from pipework.engine.engine import require_privileges
 
 AUTO_CREATED = frozenset({"bridge", "ovs", "dummy"})
 """Built-in backends that need no existing host interface (they make their own)."""

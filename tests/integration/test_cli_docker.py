@@ -11,7 +11,7 @@ import pytest
 from support import infra
 from support.checks import links, only_loopback
 
-from pipework.engine import derive_mac
+from pipework.engine.specs import derive_mac
 
 pytestmark = pytest.mark.integration
 

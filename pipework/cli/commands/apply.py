@@ -65,7 +65,8 @@ def _plan(
 ) -> int:
     async def main() -> int:
         from pipework.apps.topology.reconcile import plan
-        from pipework.engine import Engine, require_privileges
+        from pipework.engine import Engine
+        from pipework.engine.engine import require_privileges
 
         require_privileges()
         async with Engine() as engine:
@@ -101,7 +102,8 @@ def _apply(
             release_bridges,
             specs,
         )
-        from pipework.engine import Engine, require_privileges
+        from pipework.engine import Engine
+        from pipework.engine.engine import require_privileges
 
         require_privileges()
         progress = make_progress("applying", json_output)

@@ -107,7 +107,8 @@ def run_jobs(
     """Run ``todo`` on a fresh engine; print results and the summary; the exit code."""
 
     async def main() -> int:
-        from pipework.engine import Engine, require_privileges
+        from pipework.engine import Engine
+        from pipework.engine.engine import require_privileges
 
         require_privileges()
         progress = make_progress("attaching", json_output)

@@ -20,7 +20,8 @@ import typer
 
 from pipework.cli.commands.common import options
 from pipework.cli.render import describe, run_async
-from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError, require_privileges
+from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError
+from pipework.engine.engine import require_privileges
 from pipework.engine.errors import ExternalCommandError, RuntimeUnavailableError
 from pipework.engine.kernel.netlink import new_netns, socket_in_netns
 

@@ -43,7 +43,8 @@ def command(
 def _destroy(loaded: Any, jobs: int | None, json_output: bool, debug: bool) -> int:
     async def main() -> int:
         from pipework.apps.topology.reconcile import destroy_jobs, release_bridges
-        from pipework.engine import Engine, require_privileges
+        from pipework.engine import Engine
+        from pipework.engine.engine import require_privileges
 
         require_privileges()
         progress = make_progress("destroying", json_output)

@@ -4,15 +4,16 @@ import ipaddress
 
 import pytest
 
-from pipework.engine import (
-    AddressSpec,
-    AttachSpec,
-    UsageError,
+from pipework.engine import AddressSpec, AttachSpec, UsageError
+from pipework.engine.specs import (
     derive_mac,
     parse_mac,
     parse_macspec,
+    parse_mtu,
+    parse_pkey,
+    parse_vlan,
+    validate_ifname,
 )
-from pipework.engine.specs import parse_mtu, parse_pkey, parse_vlan, validate_ifname
 
 
 def test_u_mac_matches_the_original_mapping():
