@@ -440,8 +440,7 @@ class Inventory:
             shown = "; ".join(result.unreadable[:3])
             more = f" and {len(result.unreadable) - 3} more" if len(result.unreadable) > 3 else ""
             skipped.append(
-                f"{len(result.unreadable)} namespace(s) could not be read ({shown}{more}):"
-                " nothing was removed"
+                f"{len(result.unreadable)} namespace(s) ({shown}{more}): nothing was removed"
             )
             return GcReport(items=(), skipped=tuple(skipped), dry_run=dry_run)
         try:
