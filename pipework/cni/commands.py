@@ -138,8 +138,14 @@ async def gc(invocation: Invocation, conf: NetConf) -> None:
         orphans: dict[tuple[str, str], tuple[str, str, str]] = {}
         for record in await engine.list_attachments():
             key = record.guest.key
-            if key.startswith(prefix):
+            if not key.startswith(prefix):
+                continue
+            if record.state == "orphan":  # read from a host side: the host's own marker
                 orphans[key, record.ifname] = (record.kind, record.host, record.address_method)
+            else:  # a guest-side marker is the guest's claim: what to undo is the network's
+                orphans.setdefault(
+                    (key, record.ifname), (conf.backend, conf.host, record.address_method)
+                )
         for (key, ifname), (kind, host, addr) in sorted(orphans.items()):
             if (key, ifname) in valid:
                 continue

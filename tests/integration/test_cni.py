@@ -21,6 +21,7 @@ from support.dhcp import DhcpServer
 from support.infra import MakeNetNS, NetNS
 from support.ovs import PrivateOvs
 
+from pipework.engine.marker import Marker
 from pipework.engine.specs import derive_mac
 
 pytestmark = pytest.mark.integration
@@ -309,6 +310,27 @@ def test_gc_stops_a_kept_dhcp_client_whose_namespace_the_runtime_removed(
     assert (reply.code, reply.data) == (0, None), reply.stderr
     assert host_side not in links(host_ns)
     assert list((dhcp_run_dir / "dhcp").iterdir()) == []
+
+
+def test_gc_does_not_act_on_what_a_guests_forged_marker_names(
+    runner: CniRunner, host_ns: NetNS, make_netns: MakeNetNS
+) -> None:
+    """A guest writes a marker claiming a phys attachment of this network on a
+    host interface: GC undoes only what the network's own configuration makes."""
+    host_ns.exec("ip", "link", "add", "pwtvictim0", "type", "veth", "peer", "name", "pwtvictim1")
+    evil = make_netns("evil")
+    evil.exec("ip", "link", "add", "x0", "type", "veth", "peer", "name", "x1")
+    forged = Marker(
+        guest="cni:pwtnet:forged", ifname="x0", kind="phys", host="pwtvictim0",
+        hostif="pwtvictim0", cfg="abc", state="02:00:00:00:00:42,up",
+    )  # fmt: skip
+    evil.exec("ip", "link", "set", "x0", "alias", forged.format())
+    before = links(host_ns)
+    reply = runner.call("GC", {**net("1.1.0"), "cni.dev/valid-attachments": []})
+    assert (reply.code, reply.data) == (0, None), reply.stderr
+    assert links(host_ns) == before
+    assert {"x0", "x1"} <= set(links(evil))
+    host_ns.exec("ip", "link", "del", "pwtvictim0")
 
 
 # -- STATUS ---------------------------------------------------------------------------------
