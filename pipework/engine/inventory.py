@@ -362,7 +362,11 @@ class Inventory:
         result = await self.scan(only)
         try:
             if only is None:
-                keys = {side.marker.guest for side in result.guest_sides}
+                # A path in a marker is the guest's to write: never opened to
+                # name it (guest_info names it by the path, as the resolver would).
+                keys = {
+                    s.marker.guest for s in result.guest_sides if not s.marker.guest.startswith("/")
+                }
                 known.update(await self.known_guests(keys))
             records = []
             for side in result.guest_sides:
