@@ -264,6 +264,9 @@ def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
     watch.connected()
     c = make_container(extra_args=label("eth1", "brpwtd udhcpc-f"))
     leased = addr(eth(c, watch=watch))
+    # The address is there once the client's hook ran, before the client
+    # went to the background and the watcher recorded it: wait for that.
+    watch.wait_log(lambda line: line.get("event") == "created" and line.get("guest") == c.name)
     key = infra.netns_key(c.netns_path)
     (first,) = client_pids_in(key)
     infra.terminate_pids([int(first.split()[1])])  # "pid 1234 (udhcpc ...)"
