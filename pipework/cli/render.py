@@ -13,11 +13,18 @@ from pipework.engine.errors import EXIT_INTERRUPTED, PipeworkError
 from pipework.engine.specs import Attachment
 
 
+class OneLineFormatter(logging.Formatter):
+    """Each record one line: a message may quote what a guest wrote (an
+    interface name, a marker), control characters included."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 def setup_logging(debug: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="pipework: %(levelname)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("pipework: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     # pyroute2 logs every netlink message at DEBUG: too much even for --debug.
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
 

@@ -32,6 +32,7 @@ from pipework.engine.errors import (
     TimeoutExpiredError,
     UnknownHostInterfaceError,
     UnsupportedError,
+    UnverifiedError,
     UsageError,
 )
 from pipework.engine.events import GuestEvent
@@ -61,7 +62,7 @@ from pipework.engine.specs import (
     parse_pkey,
     validate_ifname,
 )
-from pipework.engine.sublinks import create_child, create_veth, parent_link
+from pipework.engine.sublinks import create_child, create_veth, parent_link, veth_evidence
 
 __all__ = [
     "ARPHRD_INFINIBAND",
@@ -109,6 +110,7 @@ __all__ = [
     "TimeoutExpiredError",
     "UnknownHostInterfaceError",
     "UnsupportedError",
+    "UnverifiedError",
     "UsageError",
     "create_child",
     "create_veth",
@@ -123,4 +125,5 @@ __all__ = [
     "socket_in_netns",
     "unsupported_kind",
     "validate_ifname",
+    "veth_evidence",
 ]

@@ -262,6 +262,19 @@ class LinkBackend:
         host side needs. Must be idempotent."""
         raise NotImplementedError
 
+    async def verify(self, ctx: DetachContext) -> str | None:
+        """Does host-owned evidence corroborate ``ctx.marker``? None if it
+        does, else why not, for people (``its host side pw1a2b is not its
+        peer``). Asked before anything is removed or rebuilt because of a
+        marker, and by ``ls``: a marker is a claim the guest may have
+        written, so a backend whose ``detach`` acts outside the guest (a
+        host side, a NIC given back, a shared sub-interface, a firewall
+        rule) checks what only the host can write. Unverified attachments
+        are reported and left alone. ``ctx.guest_ns`` is None when only a
+        host side (``ctx.guest_link`` None too) is being looked at.
+        Default: None (nothing outside the guest to protect)."""
+        return None
+
     async def healthy(self, ctx: DetachContext) -> bool:
         """Is what only this backend knows of an attachment still whole (an
         OVS port)? Asked by a re-run that finds the same configuration, after

@@ -54,6 +54,7 @@ from pipework.engine.errors import (
     TimeoutExpiredError,
     UnknownHostInterfaceError,
     UnsupportedError,
+    UnverifiedError,
     UsageError,
 )
 from pipework.engine.guests import Guest, still_there
@@ -140,6 +141,9 @@ class Found:
     """What the provider holds, when ``unchanged``."""
     whole: bool = True
     """False for a ``repair`` of an attachment that is down or lost its host side."""
+    unverified: str | None = None
+    """For a ``conflict``: the interface's marker claims this attachment, but
+    nothing the host owns corroborates it (why, for people)."""
 
 
 class Engine:
@@ -428,7 +432,8 @@ class Engine:
             if found.action == "create":
                 raise NoSuchLink(f"{marker.ifname} is missing from {guest.name}", 19)
             if found.action == "conflict":
-                raise ConflictError(f"{where} is not this attachment")
+                why = f": {found.unverified}" if found.unverified else ""
+                raise ConflictError(f"{where} is not this attachment{why}")
             if found.action == "update":
                 raise ConflictError(f"{where} has another configuration")
             assert found.link is not None and found.marker is not None
@@ -500,6 +505,12 @@ class Engine:
                     return await self._result(
                         guest, gns, found.link, found.marker, spec, "unchanged", found.configured
                     )
+                if found.unverified is not None:
+                    raise UnverifiedError(
+                        f"{ifname} in {guest.name} carries a pipework marker, but "
+                        f"{found.unverified}: pipework leaves it alone",
+                        "remove it inside the guest, or choose another name with -i",
+                    )
                 if found.action == "conflict":
                     raise ConflictError(
                         f"{ifname} already exists in {guest.name} and pipework did not create it",
@@ -536,13 +547,17 @@ class Engine:
         if old is None or (old.guest, old.ifname) != (marker.guest, marker.ifname):
             return Found("conflict", existing)
         if not same_configuration(old.cfg, marker, spec):  # also 0.1.0's fingerprint
-            return Found("update", existing, old)
-        if not await self._healthy(old, existing, gns):
-            return Found("repair", existing, old, whole=False)
-        configured = await self._inspect(provider, old, gns, existing, spec)
-        if configured is None:
-            return Found("repair", existing, old)
-        return Found("unchanged", existing, old, configured)
+            found = Found("update", existing, old)
+        elif not await self._healthy(old, existing, gns):
+            found = Found("repair", existing, old, whole=False)
+        else:
+            configured = await self._inspect(provider, old, gns, existing, spec)
+            if configured is not None:
+                return Found("unchanged", existing, old, configured)
+            found = Found("repair", existing, old)
+        # Replacing it acts on the host because of what the marker says.
+        reason = await self._verify(old, gns, existing)
+        return found if reason is None else Found("conflict", existing, unverified=reason)
 
     @staticmethod
     def _marker(
@@ -574,15 +589,26 @@ class Engine:
         return Examination(action=found.action, guest=guest.info, marker=marker, existing=existing)
 
     async def owned(self, guest_ref: str) -> tuple[GuestInfo, list[Marker]]:
-        """The guest, and the markers of the interfaces pipework made in it."""
+        """The guest, and the markers of the interfaces pipework made in it
+        (those whose claim the host corroborates: the others are only
+        warned about)."""
         guest = await self.resolve(guest_ref)
         gns = self._pool.acquire(guest.fd, guest.name)
+        owned = []
         try:
-            markers = [Marker.parse(link.alias) for link in await gns.links()]
+            for link in await gns.links():
+                marker = Marker.parse(link.alias)
+                if marker is None or marker.guest != guest.info.key:
+                    continue
+                reason = await self._verify(marker, gns, link)
+                if reason is not None:
+                    log.warning("%s", _left_alone(link.ifname, f"in {guest.name}", marker, reason))
+                    continue
+                owned.append(marker)
         finally:
             self._pool.release(gns)
             guest.close()
-        return guest.info, [m for m in markers if m is not None and m.guest == guest.info.key]
+        return guest.info, owned
 
     async def _create(
         self,
@@ -803,8 +829,16 @@ class Engine:
                     continue
                 if ifname is not None and link.ifname != ifname:
                     continue
-                async with self.lock(f"guest:{marker.guest}:{marker.ifname}"):
-                    await self._remove(marker, gns, link)
+                try:
+                    async with self.lock(f"guest:{marker.guest}:{marker.ifname}"):
+                        await self._remove(marker, gns, link)
+                except (UnverifiedError, UnsupportedError) as exc:
+                    # Left alone: one interface the guest marked must not
+                    # keep --all from the others.
+                    if ifname is not None:
+                        raise
+                    log.warning("%s", exc)
+                    continue
                 removed.append(marker)
         finally:
             self._pool.release(gns)
@@ -904,6 +938,7 @@ class Engine:
             providers=self.providers,
             provider_of=self._provider_of,
             remove=self._remove,
+            verify=self._verify,
             timeout=self.config.timeout,
         )
 
@@ -953,8 +988,11 @@ class Engine:
                         link = await gns.link(ifname)
                         found = Marker.parse(link.alias) if link is not None else None
                         if found is not None and (found.guest, found.ifname) == (key, ifname):
-                            await self._remove(found, gns, link)
-                            return [found]
+                            try:
+                                await self._remove(found, gns, link)
+                                return [found]
+                            except UnverifiedError as exc:
+                                log.warning("%s", exc)  # what is left on the host, below
                 finally:
                     self._pool.release(gns)
                     guest.close()
@@ -981,12 +1019,15 @@ class Engine:
         guest's, or the host's for a host side whose guest is gone) if it
         still carries ``marker``. ``moved``: ``link`` is the user's device
         that came back to the host; only its backend may give it back."""
-        ctx = DetachContext(
-            marker=marker,
-            host=self.host,
-            guest_ns=where if where is not self.host else None,
-            guest_link=link if where is not self.host else None,
-        )
+        ctx = self._detach_context(marker, where, link)
+        reason = await self._verify(marker, where, link)
+        if reason is not None:
+            ifname = link.ifname if link is not None else marker.ifname
+            place = "on the host" if where is None or where is self.host else f"in {where.label}"
+            raise UnverifiedError(
+                _left_alone(ifname, place, marker, reason),
+                "pipework did not make it, or cannot tell; remove it by hand if it is unwanted",
+            )
         with anyio.CancelScope(shield=True):
             provider = self._provider_of(marker)
             if provider is not None:
@@ -1006,6 +1047,24 @@ class Engine:
                         "install it to detach; pipework will not delete an interface it moved",
                     )
                 await where.delete(link.index)
+
+    def _detach_context(
+        self, marker: Marker, where: Netns | None, link: Link | None
+    ) -> DetachContext:
+        return DetachContext(
+            marker=marker,
+            host=self.host,
+            guest_ns=where if where is not self.host else None,
+            guest_link=link if where is not self.host else None,
+        )
+
+    async def _verify(self, marker: Marker, where: Netns | None, link: Link | None) -> str | None:
+        """Why the host does not corroborate ``marker`` (None: it does, or
+        the backend that made it has nothing outside the guest to protect)."""
+        backend = self.backends.get(marker.kind)
+        if backend is None:
+            return None
+        return await backend.verify(self._detach_context(marker, where, link))
 
     def _provider_of(self, marker: Marker) -> AddressProvider | None:
         """The provider that configured an attachment, by its marker's method."""
@@ -1033,6 +1092,14 @@ def _marker_of(
         cfg=spec.fingerprint(
             backend.name, host_name, backend.options, provider.options if provider else {}
         ),
+    )
+
+
+def _left_alone(ifname: str, place: str, marker: Marker, reason: str) -> str:
+    """For people: an interface whose marker the host does not corroborate."""
+    return (
+        f"{ifname} {place} carries a pipework marker ({marker.kind} {marker.host}), "
+        f"but {reason}: left alone"
     )
 
 

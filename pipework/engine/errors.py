@@ -69,6 +69,11 @@ class ConflictError(PipeworkError):
     exit_code = 7
 
 
+class UnverifiedError(ConflictError):
+    """A marker claims an interface is pipework's, but nothing the host owns
+    corroborates it: it is left alone. Exit code 7."""
+
+
 class UnsupportedError(PipeworkError):
     """The kernel or the installed plugins lack what was asked for. Exit code 8."""
 

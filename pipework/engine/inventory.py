@@ -32,7 +32,7 @@ import anyio
 from pipework.engine.batch import BatchScope
 from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
 from pipework.engine.contract import DetachContext, GcContext
-from pipework.engine.errors import PipeworkError
+from pipework.engine.errors import PipeworkError, UnverifiedError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
 from pipework.engine.marker import Marker
 from pipework.engine.specs import GuestInfo, short_hash
@@ -49,7 +49,7 @@ TEMP_NAME = re.compile(r"^pwt[0-9a-f]{10}$")
 NAME_LOOKUPS = 16
 """Guests ``ls`` asks its resolvers about at once (for names and PIDs)."""
 
-State = Literal["attached", "orphan"]
+State = Literal["attached", "orphan", "unverified"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,9 @@ class AttachmentRecord(LegacyRecordFields):
     dhcp: InitVar[str | None] = UNSET
     """0.1.0's keyword for ``address_state``."""
     state: State = "attached"
-    """``orphan``: only a host side is left; its guest is gone (``gc`` removes it)."""
+    """``orphan``: only a host side is left; its guest is gone (``gc`` removes it).
+    ``unverified``: the guest interface's marker claims it, but nothing the
+    host owns corroborates it; pipework leaves it alone."""
     address_state: str | None = None
     """How the address provider's client stands, in its own words (its
     ``describe()``: ``kept, running``...); None when it has nothing to say
@@ -241,6 +243,7 @@ class Inventory:
         providers: Sequence[AddressProvider],
         provider_of: Callable[[Marker], AddressProvider | None],
         remove: Callable[..., Awaitable[None]],
+        verify: Callable[[Marker, Netns | None, Link | None], Awaitable[str | None]],
         timeout: float,
     ) -> None:
         self.host = host
@@ -251,6 +254,7 @@ class Inventory:
         self.providers = providers
         self.provider_of = provider_of
         self.remove = remove
+        self.verify = verify
         self.timeout = timeout
 
     async def scan(self, only: tuple[int, int] | None = None, *, keep: bool = True) -> Scan:
@@ -410,6 +414,12 @@ class Inventory:
                 dhcp = await provider.describe(ctx)
             except PipeworkError as exc:
                 dhcp = f"unknown ({exc.message})"
+        try:
+            unverified = await self.verify(marker, side.netns, link)
+        except PipeworkError as exc:
+            unverified = exc.message
+        if unverified is not None:
+            log.debug("%s in %s: %s", link.ifname, info.name, unverified)
         return AttachmentRecord(
             guest=info,
             ifname=link.ifname,
@@ -422,6 +432,7 @@ class Inventory:
             address_method=marker.addr or "static",
             addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
             address_state=dhcp,
+            state="attached" if unverified is None else "unverified",
         )
 
     # -- gc ------------------------------------------------------------------------------
@@ -460,9 +471,16 @@ class Inventory:
                     if came_home
                     else f"host side {link.ifname} of {marker.ifname} in {marker.guest} (guest gone)"
                 )
+                try:
+                    reason = await self.verify(marker, self.host, link)
+                    if reason is None and not dry_run:
+                        await self.remove(marker, self.host, link, moved=came_home)
+                except UnverifiedError as exc:
+                    reason = exc.message
+                if reason is not None:
+                    skipped.append(f"{link.ifname}: {reason}; left alone")
+                    continue
                 items.append(what)
-                if not dry_run:
-                    await self.remove(marker, self.host, link, moved=came_home)
             live = frozenset(side.marker for side in result.guest_sides)
         finally:
             self.close_scan(result)

@@ -16,10 +16,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pipework.engine.contract import GuestLink, LinkContext
+from pipework.engine.contract import DetachContext, GuestLink, LinkContext
 from pipework.engine.errors import HostInterfaceError
 from pipework.engine.kernel.mtu import pick_mtu
 from pipework.engine.kernel.netlink import Link, LinkExists, NetlinkFailure
+from pipework.engine.marker import Marker
 
 
 async def parent_link(ctx: LinkContext, kind: str) -> Link:
@@ -97,3 +98,31 @@ async def create_veth(ctx: LinkContext, mtu: int) -> Link:
     if veth is None:  # pragma: no cover - deleted by someone else in between
         raise HostInterfaceError(f"{name} vanished right after creation")
     return veth
+
+
+async def veth_evidence(ctx: DetachContext) -> str | None:
+    """``LinkBackend.verify`` for backends whose host side is a veth end.
+
+    The guest writes its own interface's marker, never the host side's: the
+    claim holds when the host side it names carries the same attachment's
+    marker and, with the guest interface at hand, the two are each other's
+    peer across namespaces. (A host side looked at alone is the evidence
+    itself: its marker is the host's.)
+    """
+    marker, guest_link = ctx.marker, ctx.guest_link
+    if guest_link is None:
+        return None
+    if not marker.hostif:
+        return "its marker names no host side"
+    host_side = await ctx.host.link(marker.hostif)
+    if host_side is None or not marker.same_attachment(Marker.parse(host_side.alias)):
+        return f"the host has no host side {marker.hostif} marked for it"
+    if not (
+        guest_link.kind == "veth"
+        and guest_link.parent == host_side.index
+        and host_side.parent == guest_link.index
+        and guest_link.link_netnsid is not None
+        and host_side.link_netnsid is not None
+    ):
+        return f"the host side {host_side.ifname} is not its peer"
+    return None

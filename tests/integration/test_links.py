@@ -275,8 +275,11 @@ async def test_direct_phys_rollback_returns_the_nic(host_ns, make_netns, monkeyp
 
     moved = spec(parent, guest, "198.18.81.2/24", direct_phys=True, mac="U:phys")
     faulted = await attach_with_each_fault(monkeypatch, host_ns.path, moved, check)
-    assert len(faulted) == 1, faulted  # one step: the move
+    assert len(faulted) == 2, faulted  # two steps: the host's record, the move
     assert parent not in links(host_ns)
+    async with Engine(host_netns=host_ns.path) as engine:
+        await engine.detach(f"netns:{guest.name}")  # and its record goes with it
+    assert links(host_ns)[parent]["address"] == before["address"]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 from support import infra, kernel
 from support.checks import links, only_loopback, routes
 
+from pipework.backends.links.phys.record import NicRecord, NicRecords
 from pipework.engine.marker import Marker
 from pipework.engine.specs import derive_mac
 
@@ -120,7 +121,9 @@ def test_detach_and_ls_a_container(host_ns, make_container, run_pipework):
     assert not [n for n, link in links(host_ns).items() if link.get("master") == "brpwtdc"]
 
 
-def test_gc_removes_what_dead_guests_left(host_ns, make_netns, run_pipework, tmp_path):
+def test_gc_removes_what_dead_guests_left(host_ns, make_netns, run_pipework, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("PIPEWORK_RUN_DIR", str(run_dir))
     guest = make_netns("g")
     ok(run_pipework("brpwtgc", f"netns:{guest.name}", "198.18.63.2/24", netns=host_ns.name))
     host_side = next(n for n, link in links(host_ns).items() if link.get("master") == "brpwtgc")
@@ -137,6 +140,16 @@ def test_gc_removes_what_dead_guests_left(host_ns, make_netns, run_pipework, tmp
             state="02:00:00:aa:bb:01,up",
         )  # fmt: skip
         host_ns.exec("ip", "link", "set", "pwtnicx", "alias", marker.format())
+        # The marker is the guest's word: the host's own record of the NIC is
+        # what gc checks and restores from (phys wrote it at attach time).
+        records = NicRecords(str(run_dir))
+        records.write(
+            NicRecord(
+                guest=marker.guest, ifname=marker.ifname, name="pwtnic0",
+                mac="02:00:00:aa:bb:01", up=True, kind="veth", perm_mac=None,
+                parent_dev=None, parent_bus=None, guest_index=7,
+            )
+        )  # fmt: skip
 
         listed = ls_json(run_pipework, host_ns)
         orphans = [r for r in listed if r["state"] == "orphan"]
@@ -158,6 +171,7 @@ def test_gc_removes_what_dead_guests_left(host_ns, make_netns, run_pipework, tmp
         assert "pwtnicx" not in host and "pwtnic0" in host
         nic = host["pwtnic0"]
         assert nic["address"] == "02:00:00:aa:bb:01" and "ifalias" not in nic
+        assert records.read(marker.guest, marker.ifname) is None
         assert ok(run_pipework("gc", netns=host_ns.name)).strip() == "nothing to collect"
     finally:
         os.close(held)

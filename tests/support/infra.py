@@ -731,6 +731,10 @@ def _ovs_bridges() -> list[str]:
     return proc.stdout.split() if proc.returncode == 0 else []
 
 
+DEFAULT_RUN_DIR = "/run/pipework"
+"""Where pipework keeps runtime files when no test gives it a private one."""
+
+
 def snapshot() -> Snapshot:
     """What the host looks like now (run in the host network namespace)."""
     links = json.loads(run(["ip", "-j", "link", "show"]).stdout or "[]")
@@ -755,6 +759,11 @@ def snapshot() -> Snapshot:
         processes=sorted(processes),
         mounts=sorted(mounts),
         tmp_dirs=sorted(str(p) for p in Path("/tmp").glob(f"{PREFIX}-*")),
+        run_files=sorted(
+            str(p)
+            for p in Path(DEFAULT_RUN_DIR).rglob("*")
+            if not p.is_dir() and p.relative_to(DEFAULT_RUN_DIR).parts[0] != "locks"
+        ),
         fixture_cleanups=list(FIXTURE_CLEANUPS),
         files={path: _sha256(path) for path in WATCHED_FILES},
     )

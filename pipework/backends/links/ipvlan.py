@@ -53,6 +53,9 @@ class IpvlanBackend(LinkBackend):
             state=state,
         )
 
+    async def verify(self, ctx: DetachContext) -> str | None:
+        return await vlans.verify_child(ctx, "ipvlan")
+
     async def detach(self, ctx: DetachContext) -> None:
         await vlans.detach_child(ctx)
 

@@ -68,6 +68,9 @@ class MacvlanBackend(LinkBackend):
             " parent must use one mode, and passthru allows one child",
         )
 
+    async def verify(self, ctx: DetachContext) -> str | None:
+        return await vlans.verify_child(ctx, "macvlan")
+
     async def detach(self, ctx: DetachContext) -> None:
         await vlans.detach_child(ctx)
 

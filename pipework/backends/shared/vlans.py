@@ -103,13 +103,39 @@ async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
 
 async def release_vlan(host: Netns, name: str, user: str, *, ours: bool = False) -> None:
     """Drop one user of ``name``; delete it with its last user if pipework
-    made it (``ours``: this caller made it, even if it is not marked yet)."""
+    made it (``ours``: this caller made it, even if it is not marked yet).
+    The user's name on the sub-interface is the evidence that this
+    attachment uses it (only the host writes it): without it, nothing."""
     link = await host.link(name)
     if link is None or not (ours or link.alias == BRIDGE_MARKER):
         return
-    await host.del_altname(link.index, user)
-    if not any(n.startswith(USER_PREFIX) for n in await host.altnames(link.index)):
+    names = await host.altnames(link.index)
+    if user in names:
+        await host.del_altname(link.index, user)
+        names.remove(user)
+    elif not ours:
+        return
+    if not any(n.startswith(USER_PREFIX) for n in names):
         await host.delete(link.index)
+
+
+async def verify_child(ctx: DetachContext, kind: str) -> str | None:
+    """``LinkBackend.verify`` for a ``kind`` child of a host interface: the
+    guest interface is one, and its parent, in another namespace, is the
+    host interface (or the ``PARENT.VID`` it sat on, which still counts this
+    attachment among its users) that the marker names."""
+    marker, link = ctx.marker, ctx.guest_link
+    if link is None:
+        return None  # a host-side look: release_vlan checks the user's name itself
+    name = marker.state or marker.host
+    parent = await ctx.host.link(name)
+    if link.kind != kind or link.link_netnsid is None or parent is None:
+        return f"it is not a {kind} interface of the host's {name}"
+    if link.parent != parent.index:
+        return f"it is not a {kind} interface of the host's {name}"
+    if marker.state and user_name(marker) not in await ctx.host.altnames(parent.index):
+        return f"the host's {name} does not count it among its users"
+    return None
 
 
 async def detach_child(ctx: DetachContext) -> None:
@@ -196,5 +222,6 @@ __all__ = [
     "parent_for",
     "release_vlan",
     "user_name",
+    "verify_child",
     "vlan_ifname",
 ]

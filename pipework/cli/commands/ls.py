@@ -55,6 +55,8 @@ def _row(data: dict[str, Any]) -> list[str]:
     state = data["dhcp"] or ("-" if data["address_method"] == "static" else data["address_method"])
     if data["state"] == "orphan":
         state = f"ORPHAN (guest gone; pipework gc removes it){'' if state == '-' else ' ' + state}"
+    elif data["state"] == "unverified":
+        state = "UNVERIFIED (its marker is the guest's word alone; pipework leaves it alone)"
     return [
         guest["name"],
         short,

@@ -220,6 +220,15 @@ class Link:
     parent: int | None = None
     """IFLA_LINK: the interface this one is stacked on (VLAN, macvlan...)."""
     vlan_id: int | None = None
+    link_netnsid: int | None = None
+    """IFLA_LINK_NETNSID: set when ``parent`` (a veth's peer, a macvlan's
+    parent) is in another network namespace, which the guest cannot fake."""
+    perm_mac: str | None = None
+    """IFLA_PERM_ADDRESS: the hardware's own MAC address (NICs only)."""
+    parent_dev: str | None = None
+    """IFLA_PARENT_DEV_NAME: the device behind a NIC (a PCI address...)."""
+    parent_bus: str | None = None
+    """IFLA_PARENT_DEV_BUS_NAME: its bus (``pci``, ``usb``...)."""
 
 
 def _family(addr: IPAddress | IPInterface | ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
@@ -314,7 +323,8 @@ class Netns:
         try:
             return Link(**self.rtnl.get_link(ifname=ifname))  # type: ignore[arg-type]
         except RtnlError as exc:
-            if exc.code in (errno.ENODEV, errno.EINVAL):
+            # ERANGE: a name too long to be any interface's (one a marker gave).
+            if exc.code in (errno.ENODEV, errno.EINVAL, errno.ERANGE):
                 return None
             raise _translate(exc, f"looking up {ifname}", self.label) from None
 

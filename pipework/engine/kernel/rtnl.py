@@ -72,10 +72,14 @@ IFLA_IFALIAS = 20
 IFLA_AF_SPEC = 26
 IFLA_GROUP = 27
 IFLA_NET_NS_FD = 28
+IFLA_LINK_NETNSID = 37
 IFLA_EXT_MASK = 29
 IFLA_MAX_MTU = 51
 IFLA_PROP_LIST = 52
 IFLA_ALT_IFNAME = 53
+IFLA_PERM_ADDRESS = 54
+IFLA_PARENT_DEV_NAME = 56
+IFLA_PARENT_DEV_BUS_NAME = 57
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 IFLA_VLAN_ID = 1
@@ -326,6 +330,8 @@ def link_fields(payload: bytes) -> dict[str, object]:
         raw = attributes(info.get(IFLA_INFO_DATA, b"")).get(IFLA_VLAN_ID)
         vlan_id = struct.unpack_from("=H", raw)[0] if raw and len(raw) >= 2 else None
     mac = attrs.get(IFLA_ADDRESS)
+    perm = attrs.get(IFLA_PERM_ADDRESS)
+    netnsid = attrs.get(IFLA_LINK_NETNSID)
     operstate = attrs.get(IFLA_OPERSTATE)
     state = operstate[0] if operstate else 0
     return {
@@ -333,7 +339,7 @@ def link_fields(payload: bytes) -> dict[str, object]:
         "ifname": _text(attrs.get(IFLA_IFNAME)),
         "kind": kind,
         "mtu": _u32_of(attrs.get(IFLA_MTU)) or 0,
-        "mac": ":".join(f"{b:02x}" for b in mac) if mac is not None else None,
+        "mac": _mac_text(mac),
         "alias": _text(attrs.get(IFLA_IFALIAS)),
         "master": _u32_of(attrs.get(IFLA_MASTER)),
         "up": bool(flags & IFF_UP),
@@ -342,7 +348,17 @@ def link_fields(payload: bytes) -> dict[str, object]:
         "max_mtu": _u32_of(attrs.get(IFLA_MAX_MTU)),
         "parent": _u32_of(attrs.get(IFLA_LINK)),
         "vlan_id": vlan_id,
+        "link_netnsid": struct.unpack_from("=i", netnsid)[0]
+        if netnsid and len(netnsid) >= 4
+        else None,
+        "perm_mac": _mac_text(perm) if perm and any(perm) else None,
+        "parent_dev": _text(attrs.get(IFLA_PARENT_DEV_NAME)),
+        "parent_bus": _text(attrs.get(IFLA_PARENT_DEV_BUS_NAME)),
     }
+
+
+def _mac_text(raw: bytes | None) -> str | None:
+    return ":".join(f"{b:02x}" for b in raw) if raw is not None else None
 
 
 def route_fields(payload: bytes) -> dict[str, object]:

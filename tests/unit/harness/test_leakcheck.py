@@ -13,6 +13,7 @@ def _snap(**overrides: object) -> Snapshot:
         "processes": ["dhclient[42]"],
         "mounts": [],
         "tmp_dirs": [],
+        "run_files": [],
         "fixture_cleanups": [],
         "files": {"/etc/resolv.conf": "aa", "/etc/hosts": "bb", "/etc/hostname": None},
     }
@@ -74,10 +75,14 @@ def test_fixture_cleanups_mounts_and_tmp_dirs_are_leaks() -> None:
         fixture_cleanups=["pid 7 (dhclient eth1) still running in netns pwt-g-1"],
         mounts=["/tmp/pwt-dockerd-x/data"],
         tmp_dirs=["/tmp/pwt-dockerd-x"],
+        run_files=["/run/pipework/phys/0123456789"],
     )
     diff = diff_snapshots(_snap(), after)
-    assert set(diff.added) == {"fixture_cleanups", "mounts", "tmp_dirs"}
+    assert set(diff.added) == {"fixture_cleanups", "mounts", "tmp_dirs", "run_files"}
     assert "still running in netns pwt-g-1" in diff.report()
+    assert "left behind: files in pipework's RUN_DIR: /run/pipework/phys/0123456789" in (
+        diff.report()
+    )
 
 
 def test_missing_categories_count_as_empty() -> None:

@@ -52,6 +52,7 @@ from pipework.engine import (
     create_veth,
     hookimpl,
     pick_mtu,
+    veth_evidence,
 )
 
 ALLOW_FORWARD = "allow_forward"
@@ -225,15 +226,23 @@ class BridgeBackend(LinkBackend):
                 await ctx.host.delete(bridge.index)
             return True
 
+    async def verify(self, ctx: DetachContext) -> str | None:
+        return await veth_evidence(ctx)
+
     async def detach(self, ctx: DetachContext) -> None:
         # Deleting the guest end removed the pair; this covers a guest that
-        # vanished while its host end lingered.
-        if ctx.marker.hostif:
-            veth = await ctx.host.link(ctx.marker.hostif)
-            if veth is not None and ctx.marker.same_attachment(Marker.parse(veth.alias)):
-                await ctx.host.delete(veth.index)
-        if FORWARD_FLAG in ctx.marker.state.split(","):
-            await release_forward(ctx.host, ctx.marker.host, leaving=ctx.marker.hostif)
+        # vanished while its host end lingered. What was done on the host
+        # (the forward rule's use) is read from the host end's marker: the
+        # guest's own is a claim.
+        if not ctx.marker.hostif:
+            return
+        veth = await ctx.host.link(ctx.marker.hostif)
+        own = Marker.parse(veth.alias) if veth is not None else None
+        if veth is None or own is None or not ctx.marker.same_attachment(own):
+            return
+        await ctx.host.delete(veth.index)
+        if FORWARD_FLAG in own.state.split(","):
+            await release_forward(ctx.host, own.host, leaving=own.hostif)
 
     async def healthy(self, ctx: DetachContext) -> bool:
         """An --allow-forward attachment is not whole while the firewall drops

@@ -90,6 +90,7 @@ from pipework.engine import (
     create_veth,
     hookimpl,
     socket_in_netns,
+    veth_evidence,
 )
 
 log = logging.getLogger("pipework.ovs")
@@ -336,6 +337,11 @@ class OvsBackend(LinkBackend):
                 raise
             await self._applied(_next_cfg(done), port=port, bridge=holder.name)
             return
+
+    async def verify(self, ctx: DetachContext) -> str | None:
+        # The port is removed only if its external_ids (the host's) say it
+        # is this attachment's; the veth is the evidence for the rest.
+        return await veth_evidence(ctx)
 
     async def detach(self, ctx: DetachContext) -> None:
         marker = ctx.marker

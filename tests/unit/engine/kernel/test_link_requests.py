@@ -26,6 +26,7 @@ import socket
 import struct
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from support.fake_netlink import (
@@ -102,6 +103,7 @@ from pipework.backends.links.ipoib import IpoibBackend
 from pipework.backends.links.ipvlan import IpvlanBackend
 from pipework.backends.links.macvlan import MacvlanBackend
 from pipework.backends.links.phys import PhysBackend
+from pipework.backends.links.phys.record import NicRecords
 from pipework.engine import (
     BRIDGE_MARKER,
     AddressContext,
@@ -147,6 +149,15 @@ BACKENDS = {
         PhysBackend(),
     )
 }
+
+
+@pytest.fixture(autouse=True)
+def phys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PhysBackend:
+    """``--direct-phys``, its host records in a private RUN_DIR."""
+    backend = BACKENDS["phys"]
+    assert isinstance(backend, PhysBackend)
+    monkeypatch.setattr(backend, "records", NicRecords(str(tmp_path)))
+    return backend
 
 
 @pytest.fixture
@@ -755,10 +766,10 @@ async def test_dummy_is_created_in_the_guest(net):
 # -- phys (--direct-phys) -------------------------------------------------------------
 
 
-async def test_phys_moves_the_nic_in_one_request(net):
+async def test_phys_moves_the_nic_in_one_request(net, phys):
     eth2 = net.kernel.add("host", "eth2", up=True, mac="52:54:00:12:34:56")
     ctx = await context(net, "phys", spec("eth2", direct_phys=True))
-    glink = await BACKENDS["phys"].attach(ctx)
+    glink = await phys.attach(ctx)
 
     (move,) = net.kernel.changes()
     assert (move.ns, move.type, move.index) == ("host", RTM_NEWLINK, eth2.index)
@@ -770,28 +781,36 @@ async def test_phys_moves_the_nic_in_one_request(net):
     assert net.kernel.names("guest") == [ctx.temp_ifname]
     assert glink.owned is False
     assert (glink.host, glink.state) == ("eth2", "52:54:00:12:34:56,up")
-    assert ctx.journal.steps == ["eth2 back to the host"]
+    assert ctx.journal.steps == ["the record of eth2", "eth2 back to the host"]
+    record = phys.records.read(ctx.marker.guest, ctx.marker.ifname)
+    assert record is not None and (record.name, record.mac, record.up) == (
+        "eth2", "52:54:00:12:34:56", True,
+    )  # fmt: skip
+    assert record.guest_index == eth2.index
+    path = phys.records.path(ctx.marker.guest, ctx.marker.ifname)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
 
 
-async def test_phys_missing_nic(net):
+async def test_phys_missing_nic(net, phys):
     ctx = await context(net, "phys", spec("eth9", direct_phys=True))
     with pytest.raises(HostInterfaceError) as err:
-        await BACKENDS["phys"].attach(ctx)
+        await phys.attach(ctx)
     assert err.value.message == "eth9 does not exist"
     assert net.kernel.changes() == []
 
 
 @pytest.mark.parametrize("was_up", [True, False], ids=["up", "down"])
-async def test_phys_detach_gives_the_nic_back_as_it_was(net, was_up):
+async def test_phys_detach_gives_the_nic_back_as_it_was(net, phys, was_up):
     eth2 = net.kernel.add("host", "eth2", up=was_up, mac="52:54:00:12:34:56")
     before = net.kernel.snapshot()
     ctx = await context(net, "phys", spec("eth2", direct_phys=True, mac="02:aa:bb:cc:dd:ee"))
-    detach = await attached(net, ctx, await BACKENDS["phys"].attach(ctx))
+    detach = await attached(net, ctx, await phys.attach(ctx))
     await net.guest_ns.set(eth2.index, address="02:aa:bb:cc:dd:ee")  # as the engine would
     net.kernel.log.clear()
     assert detach.marker.state == f"52:54:00:12:34:56,{'up' if was_up else 'down'}"
 
-    await BACKENDS["phys"].detach(detach)
+    await phys.detach(detach)
     down, move, restore = net.kernel.changes()
     assert (down.ns, down.index, down.msg["flags"], down.msg["change"]) == (
         "guest", eth2.index, 0, IFF_UP,
@@ -807,20 +826,55 @@ async def test_phys_detach_gives_the_nic_back_as_it_was(net, was_up):
     assert net.kernel.snapshot() == before
 
 
-async def test_phys_detach_after_the_guest_vanished(net):
+async def test_phys_detach_after_the_guest_vanished(net, phys):
     """The kernel returned the NIC to the host under its guest name, marker and all."""
     eth2 = net.kernel.add("host", "eth2", up=True, mac="52:54:00:12:34:56")
     before = net.kernel.snapshot()
     ctx = await context(net, "phys", spec("eth2", direct_phys=True))
-    detach = await attached(net, ctx, await BACKENDS["phys"].attach(ctx))
+    detach = await attached(net, ctx, await phys.attach(ctx))
     net.kernel.namespaces["host"][eth2.index] = net.kernel.namespaces["guest"].pop(eth2.index)
-    await BACKENDS["phys"].detach(replace(detach, guest_ns=None, guest_link=None))
+    await phys.detach(replace(detach, guest_ns=None, guest_link=None))
 
     down, restore = net.kernel.changes()
     assert (down.ns, down.index, down.msg["flags"]) == ("host", eth2.index, 0)
     assert restore.string(IFLA_IFNAME) == "eth2"
     assert restore.msg.get("IFLA_ADDRESS") == "52:54:00:12:34:56"
     assert net.kernel.snapshot() == before
+
+
+async def test_phys_gives_back_only_the_nic_its_record_names(net, phys):
+    """The marker is the guest's: a forged one (no record) or one moved onto
+    another interface (not the recorded index) moves nothing to the host."""
+    eth2 = net.kernel.add("host", "eth2", up=True, mac="52:54:00:12:34:56")
+    ctx = await context(net, "phys", spec("eth2", direct_phys=True))
+    detach = await attached(net, ctx, await phys.attach(ctx))
+    assert await phys.verify(detach) is None
+    # The guest renames the NIC and puts the marker on an interface of its own.
+    await net.guest_ns.set(eth2.index, ifname="hidden", ifalias="")
+    forged = net.kernel.add("guest", detach.marker.ifname, mac="02:00:00:00:00:42")
+    await net.guest_ns.set(forged.index, ifalias=detach.marker.format())
+    fake = replace(detach, guest_link=await net.guest_ns.link(detach.marker.ifname))
+    assert "not the interface pipework moved there" in (await phys.verify(fake) or "")
+    net.kernel.log.clear()
+    await phys.detach(fake)
+    assert net.kernel.changes() == []
+    # No record at all: another guest key, the same claim.
+    stranger = replace(fake, marker=replace(fake.marker, guest="netns:evil"))
+    assert "no record" in (await phys.verify(stranger) or "")
+
+
+async def test_phys_a_forged_nic_that_comes_home_is_left_alone(net, phys):
+    net.kernel.add("host", "eth2", up=True, mac="52:54:00:12:34:56")
+    ctx = await context(net, "phys", spec("eth2", direct_phys=True))
+    detach = await attached(net, ctx, await phys.attach(ctx))
+    gone = replace(detach, guest_ns=None, guest_link=None)
+    # What comes home carrying the marker is not the recorded device.
+    other = net.kernel.add("host", "weird0", kind="veth", mac="02:00:00:00:00:42")
+    await net.host.set(other.index, ifalias=detach.marker.format())
+    assert "not eth2" in (await phys.verify(gone) or "")
+    net.kernel.log.clear()
+    await phys.detach(gone)
+    assert net.kernel.changes() == []
 
 
 # -- EOPNOTSUPP names the missing module ------------------------------------------------

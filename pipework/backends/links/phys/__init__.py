@@ -6,17 +6,25 @@ it back under that name with that MAC, in the state (up or down) it was in.
 If the guest's namespace disappears first, the kernel returns a physical NIC
 to the host by itself; ``detach`` then finds it by its marker and restores
 its name and MAC. (A veth is destroyed with the namespace instead.)
+
+The marker is the guest's to write, so it is never what a NIC is given back
+on: the host's own record (record.py) says which device was passed through
+and how to restore it, and anything that is not that device is left alone.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Mapping
 
+from pipework.backends.links.phys.record import NicRecord, NicRecords
 from pipework.engine import (
     ARPHRD_LOOPBACK,
     DetachContext,
     EngineConfig,
+    GcContext,
     GuestLink,
     HostInterfaceError,
     HostRequest,
@@ -32,6 +40,8 @@ from pipework.engine import (
     hookimpl,
 )
 
+log = logging.getLogger("pipework")
+
 #: Kinds that are not a NIC to hand over (other backends own them).
 KIND_NAMES = {
     "bridge": "a bridge",
@@ -43,6 +53,9 @@ NOT_A_NIC = frozenset(KIND_NAMES)
 
 DIRECT_PHYS = "direct_phys"
 """The ``--direct-phys`` setting (``AttachSpec.settings``): it chooses this backend."""
+RECORD_GRACE = 60.0
+"""Seconds during which ``gc`` leaves a record alone whose guest side it does
+not see (an attach writes it before the NIC moves)."""
 
 
 class PhysBackend(LinkBackend):
@@ -51,6 +64,9 @@ class PhysBackend(LinkBackend):
     options: Mapping[str, OptionSpec] = {
         DIRECT_PHYS: OptionSpec("move the NIC itself into the guest", flag="--direct-phys")
     }
+
+    def __init__(self, run_dir: str = "/run/pipework") -> None:
+        self.records = NicRecords(run_dir)
 
     async def claim(self, request: HostRequest) -> int:
         # Above everything, so that --direct-phys on a bridge reaches
@@ -80,11 +96,23 @@ class PhysBackend(LinkBackend):
                     f"{name} does not exist", "--direct-phys needs an existing network card"
                 )
             guest_ns, names = ctx.guest_ns, (ctx.temp_ifname, ctx.ifname)
+            record = NicRecord.of(ctx.marker, nic)
+            records = self.records
+            records.write(record)
+
+            async def forget() -> None:
+                records.remove(record.guest, record.ifname)
+
+            ctx.journal.record(f"the record of {name}", forget)
             await ctx.journal.step(
                 f"{name} back to the host",
                 ctx.host.move(nic.index, ctx.guest.fd, ctx.temp_ifname),
                 lambda: _give_back(guest_ns, names, ctx.host, nic),
             )
+            moved = await guest_ns.link(ctx.temp_ifname)
+            if moved is None:
+                raise HostInterfaceError(f"{name} vanished while moving into {ctx.guest.name}")
+            self.records.write(record.moved(moved.index))
         return GuestLink(
             temp_ifname=ctx.temp_ifname,
             host=name,
@@ -93,17 +121,63 @@ class PhysBackend(LinkBackend):
             state=f"{nic.mac or ''},{'up' if nic.up else 'down'}",
         )
 
+    async def verify(self, ctx: DetachContext) -> str | None:
+        marker = ctx.marker
+        record = self.records.read(marker.guest, marker.ifname)
+        if record is None:
+            return f"the host has no record of passing a NIC through as {marker.ifname}"
+        if ctx.guest_link is not None:
+            return record.mismatch(ctx.guest_link, in_guest=True)
+        homes = await self._came_home(ctx)
+        if not homes or any(record.mismatch(link, in_guest=False) is None for link in homes):
+            return None
+        return f"the interface that came back is not {record.name}"
+
     async def detach(self, ctx: DetachContext) -> None:
-        mac, _, updown = ctx.marker.state.partition(",")
-        original = _original(ctx.marker.host, mac, updown == "up")
+        marker = ctx.marker
+        record = self.records.read(marker.guest, marker.ifname)
+        if record is None:
+            return  # nothing of ours (the engine verified the guest's claim)
+        original = _original(record.name, record.mac or "", record.up)
         if ctx.guest_ns is not None and ctx.guest_link is not None:
-            await _give_back(ctx.guest_ns, (ctx.guest_link.ifname,), ctx.host, original)
+            if record.mismatch(ctx.guest_link, in_guest=True) is None:
+                await _give_back(ctx.guest_ns, (ctx.guest_link.ifname,), ctx.host, original)
+                self.records.remove(marker.guest, marker.ifname)
             return
-        # The guest is gone: a NIC comes home by itself, still carrying our marker.
-        for link in await ctx.host.links():
-            if ctx.marker.same_attachment(Marker.parse(link.alias)):
+        # The guest is gone: a NIC comes home by itself, still carrying our
+        # marker; it is restored only if it is the device the record names.
+        for link in await self._came_home(ctx):
+            if record.mismatch(link, in_guest=False) is None:
                 await ctx.host.set(link.index, state="down")
                 await _restore(ctx.host, link.index, original)
+                self.records.remove(marker.guest, marker.ifname)
+                return
+
+    async def _came_home(self, ctx: DetachContext) -> list[Link]:
+        return [
+            link
+            for link in await ctx.host.links()
+            if ctx.marker.same_attachment(Marker.parse(link.alias))
+        ]
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """Records of NICs whose guest side is nowhere (a NIC unplugged while
+        passed through): they can no longer be checked against anything."""
+        live = {(m.guest, m.ifname) for m in ctx.live}
+        found = []
+        now = time.time()
+        for path, record in self.records.all():
+            if (record.guest, record.ifname) in live:
+                continue
+            try:
+                if now - path.stat().st_mtime < RECORD_GRACE:
+                    continue
+            except OSError:
+                continue
+            found.append(f"record of NIC {record.name} ({record.ifname} of {record.guest}): gone")
+            if not ctx.dry_run:
+                path.unlink(missing_ok=True)
+        return found
 
 
 def _original(name: str, mac: str, up: bool) -> Link:
@@ -148,4 +222,4 @@ async def _restore(host: Netns, index: int, nic: Link) -> None:
 
 @hookimpl
 def pipework_link_backends(config: EngineConfig) -> list[PhysBackend]:
-    return [PhysBackend()]
+    return [PhysBackend(config.run_dir)]
