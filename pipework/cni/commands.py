@@ -8,9 +8,10 @@ plugin joins as an address provider registered in code.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from pipework.cni.config import Invocation, NetConf, network_prefix
@@ -60,9 +61,15 @@ async def add(invocation: Invocation, conf: NetConf) -> dict[str, Any]:
 
 async def delete(invocation: Invocation, conf: NetConf) -> None:
     """Idempotent: whatever is left (maybe nothing) goes; the IPAM delegate's
-    DEL runs through the provider's release, exactly once."""
+    DEL runs through the provider's release, exactly once.
+
+    ``CNI_NETNS`` is entered only if it still is a network namespace: a
+    path that is gone, or is now a file, directory or FIFO, means the guest
+    is gone, and what is left of the attachment is found by its identity
+    (host sides, OVS ports, kept DHCP clients, the IPAM allocation).
+    """
     spec = conf.attach_spec(invocation, invocation.container_id, invocation.ifname)
-    alive = _exists(invocation.netns)
+    alive = is_netns(invocation.netns)
     async with open_engine(invocation, conf, invocation.container_id) as (engine, _):
         await engine.remove(spec, resolve=alive)
 
@@ -162,9 +169,16 @@ async def gc(invocation: Invocation, conf: NetConf) -> None:
             await provider.delegate.call("GC")
 
 
-def _exists(path: str) -> bool:
-    """Is the namespace file still there? (A runtime may DEL after removing it.)"""
-    return bool(path) and Path(path).exists()
+def is_netns(path: str) -> bool:
+    """Is ``path`` still a namespace file? (A runtime may DEL after removing it,
+    or something else may be there now.) Only stat: nothing is opened."""
+    if not path:
+        return False
+    try:
+        found, nsfs = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_dev == nsfs.st_dev
 
 
 COMMANDS = {"ADD": add, "DEL": delete, "CHECK": check, "STATUS": status, "GC": gc}

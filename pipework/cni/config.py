@@ -313,7 +313,8 @@ def load(data: bytes, command: str) -> NetConf:
         host_netns=reader.string("hostNetns"),
         run_dir=_absolute(reader, "runDir"),
         runtime_config=reader.mapping("runtimeConfig") or {},
-        prev_result=reader.mapping("prevResult"),
+        # DEL does not use it: one that does not parse cannot stop a DEL.
+        prev_result=reader.mapping("prevResult") if command != "DEL" else None,
         valid_attachments=_valid_attachments(conf) if command == "GC" else None,
         raw=data,
     )

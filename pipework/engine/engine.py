@@ -971,7 +971,10 @@ class Engine:
         written. Idempotent. Returns the markers of the interfaces removed.
         """
         require_privileges()
-        host_link = await self._host_link(spec)
+        try:
+            host_link = await self._host_link(spec)
+        except HostInterfaceError:  # a mac: selector whose NIC left (or is in the guest)
+            host_link = None
         backend = await self.choose_backend(spec, host_link)
         ifname = spec.ifname or backend.default_ifname
         key = spec.guest_key

@@ -477,3 +477,95 @@ def test_ovs_vlan_port_is_removed_by_del_after_the_namespace_is_gone(
     assert gone.code == 0, gone.stderr
     assert ovs.ports("pwtovsc") == []
     assert runner.call("DEL", conf, netns="", container_id=container).code == 0
+
+
+# -- DEL succeeds whatever is gone or no longer valid ------------------------------------
+
+
+@pytest.mark.parametrize("what", ["file", "directory", "fifo"])
+def test_del_when_cni_netns_is_no_longer_a_namespace(
+    runner: CniRunner, host_ns: NetNS, make_netns: MakeNetNS, scratch: Path, what: str
+) -> None:
+    """The runtime's CNI_NETNS path now holds something else: DEL does not
+    open it, and removes what is left by the attachment's identity."""
+    import os
+
+    guest, container = make_netns(), cid()
+    conf = net(address="198.18.45.2/24")
+    added = runner.call("ADD", conf, netns=guest.path, container_id=container)
+    assert added.code == 0, added.stderr
+    host_side = added.data["interfaces"][0]["name"]
+    stale = scratch / "netns"
+    {"file": stale.touch, "directory": stale.mkdir, "fifo": lambda: os.mkfifo(stale)}[what]()
+    for _ in range(2):
+        gone = runner.call("DEL", conf, netns=str(stale), container_id=container)
+        assert (gone.code, gone.data) == (0, None), gone.stderr
+        assert host_side not in links(host_ns) and "eth0" not in links(guest)
+    assert host_leftovers(host_ns) == []
+
+
+@pytest.mark.parametrize("backend", ["macvlan", "phys"])
+def test_del_when_the_mac_selected_host_nic_has_left(
+    runner: CniRunner, host_ns: NetNS, make_netns: MakeNetNS, backend: str
+) -> None:
+    """``host: mac:...``: DEL succeeds once that NIC is gone from the host
+    (unplugged, or, for phys, in the guest, where ADD put it)."""
+    host_ns.exec("ip", "link", "add", "pwtnic0", "type", "veth", "peer", "name", "pwtnic1")
+    host_ns.exec("ip", "link", "set", "pwtnic0", "up")
+    mac = links(host_ns)["pwtnic0"]["address"]
+    guest, container = make_netns(), cid()
+    conf = net(backend=backend, bridge=None, host=f"mac:{mac}", address="198.18.46.2/24")
+    added = runner.call("ADD", conf, netns=guest.path, container_id=container)
+    assert added.code == 0, added.stderr
+    if backend == "macvlan":
+        host_ns.exec("ip", "link", "del", "pwtnic0")  # the NIC leaves; its macvlan too
+    for _ in range(2):
+        gone = runner.call("DEL", conf, netns=guest.path, container_id=container)
+        assert (gone.code, gone.data) == (0, None), gone.stderr
+        assert "eth0" not in links(guest)
+    if backend == "phys":  # given back to the host, under its own name
+        assert "pwtnic0" in links(host_ns)
+    host_ns.exec("ip", "link", "del", "pwtnic1", check=False)
+
+
+def test_del_when_the_host_bridge_is_gone(
+    runner: CniRunner, host_ns: NetNS, make_netns: MakeNetNS
+) -> None:
+    guest, container = make_netns(), cid()
+    conf = net(address="198.18.47.2/24", bridge="brpwtgone")
+    added = runner.call("ADD", conf, netns=guest.path, container_id=container)
+    assert added.code == 0, added.stderr
+    host_side = added.data["interfaces"][0]["name"]
+    host_ns.exec("ip", "link", "del", "brpwtgone")
+    gone = runner.call("DEL", conf, netns=guest.path, container_id=container)
+    assert (gone.code, gone.data) == (0, None), gone.stderr
+    assert host_side not in links(host_ns) and "eth0" not in links(guest)
+
+
+def test_del_ignores_a_prev_result_it_cannot_read(
+    runner: CniRunner, host_ns: NetNS, make_netns: MakeNetNS
+) -> None:
+    guest, container = make_netns(), cid()
+    conf = net(address="198.18.49.2/24")
+    added = runner.call("ADD", conf, netns=guest.path, container_id=container)
+    assert added.code == 0, added.stderr
+    for garbage in ("not a result", [1, 2], {"interfaces": "x", "ips": 7}):
+        gone = runner.call(
+            "DEL", {**conf, "prevResult": garbage}, netns=guest.path, container_id=container
+        )
+        assert (gone.code, gone.data) == (0, None), gone.stderr
+    assert "eth0" not in links(guest) and host_leftovers(host_ns) == []
+
+
+@pytest.mark.parametrize("plugin", ["/bin/sh", "../../bin/sh", "..", "sub/host-local"])
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_an_ipam_type_that_is_a_path_is_refused(
+    runner: CniRunner, host_ns: NetNS, make_netns: MakeNetNS, plugin: str, command: str
+) -> None:
+    guest = make_netns()
+    before = set(links(host_ns))
+    conf = net(ipam={"type": plugin})
+    reply = runner.call(command, conf, netns=guest.path, container_id=cid())
+    assert reply.code == 1 and reply.error["code"] == 7, reply.error
+    assert "is not a plugin name" in reply.error["msg"]
+    assert set(links(host_ns)) == before and set(links(guest)) == {"lo"}

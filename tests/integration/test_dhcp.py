@@ -8,6 +8,7 @@ that the host's resolv.conf, hostname and hosts files did not change.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -304,8 +305,12 @@ def test_state_files_live_under_the_run_dir(
         "dhclient.leases",
         "dhclient.conf",
     } <= names
+    # The pidfile holds the PID dhclient has in its sandbox's PID namespace.
     pid = int((state.path / "dhclient.pid").read_text())
-    assert infra._read_proc(pid, "comm") == "dhclient"
+    (daemon,) = [int(p.split()[1]) for p in client_pids_in(netns_key(guest))]
+    status = infra._read_proc(daemon, "status").splitlines()
+    (nspid,) = [line for line in status if line.startswith("NSpid")]
+    assert nspid.split()[-1] == str(pid)
     assert parse_report((state.path / "lease").read_text())["state"] == "bound"
     gone = run_pipework("brpwtd", f"netns:{guest.name}", "0/0", "--force", netns=host_ns.name)
     assert gone.returncode == 0, gone.stderr
@@ -368,3 +373,48 @@ def test_cli_attach_subcommand_takes_the_dhcp_options(
     assert gone.returncode == 0, gone.stderr
     assert client_pids_in(netns_key(guest)) == [] and not state_of(dhcp_run_dir, guest).exists()
     assert not Path(f"/etc/netns/{guest.name}").exists()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+async def test_a_running_client_holds_only_its_capabilities(
+    client, host_ns, make_netns, dhcp_server, dhcp_run_dir
+):
+    """Every process of a kept client: three capabilities, no new privileges,
+    a PID namespace of its own whose init stays while the client does."""
+    dhcp_server()
+    guest = make_netns("c")
+    async with Engine(host_netns=host_ns.path) as engine:
+        await engine.attach(spec(guest, f"{client}-f", mac="U:" + guest.name))
+        state = state_of(dhcp_run_dir, guest)
+        mntns = tuple(int(w) for w in (state.path / "mntns").read_text().split())
+        procs = [
+            pid
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if infra.netns_key(f"/proc/{pid}/ns/mnt") == mntns
+        ]
+        statuses = {
+            pid: dict(
+                line.split(":\t", 1)
+                for line in infra._read_proc(pid, "status").splitlines()
+                if ":\t" in line
+            )
+            for pid in procs
+        }
+        names = sorted(s["Name"] for s in statuses.values())
+        assert "pipework-init" in names and client in names, names
+        # dhcpcd's privilege separation: its network processes as user
+        # dhcpcd with none; its privileged proxy also with SETUID, SETGID, SYS_CHROOT.
+        caps = 0x3400 | (0x400C0 if client == "dhcpcd" else 0)
+        for status in statuses.values():
+            uid = status["Uid"].split()[0]
+            assert int(status["CapBnd"], 16) == caps, status
+            assert int(status["CapEff"], 16) == int(status["CapPrm"], 16), status
+            assert int(status["CapEff"], 16) == (caps if uid == "0" else 0), status
+            assert status["NoNewPrivs"] == "1"
+            assert len(status["NSpid"].split()) == 2  # host PID, sandbox PID
+        (init,) = [pid for pid, s in statuses.items() if s["Name"] == "pipework-init"]
+        assert statuses[init]["NSpid"].split()[1] == "1"
+        manager = state.meta()["manager"][0]
+        assert statuses[manager]["Name"] == client and statuses[manager]["PPid"] == str(init)
+        await engine.detach(f"netns:{guest.name}")
+    assert [pid for pid in procs if infra._alive(pid)] == []

@@ -48,6 +48,8 @@ class DhcpServer:
     subnet: ipaddress.IPv4Network = SUBNET
     lease_time: str = "2m"
     router: bool = True
+    options: tuple[str, ...] = ()
+    """More dnsmasq arguments (``--dhcp-option-force=...``), after ours."""
     dir: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
@@ -98,6 +100,7 @@ class DhcpServer:
             argv.append(f"--dhcp-option=option:router,{self.server_ip}")
         else:
             argv.append("--dhcp-option=option:router")  # no router option at all
+        argv += self.options
         log = self.log_path.open("wb")
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)

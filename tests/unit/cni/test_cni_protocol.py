@@ -315,3 +315,20 @@ def test_version_does_not_load_the_engine() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_del_enters_cni_netns_only_if_it_still_is_a_namespace(tmp_path):
+    import os
+
+    from pipework.cni.commands import is_netns
+
+    (tmp_path / "file").touch()
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    for path in (
+        "",
+        str(tmp_path / "missing"),
+        *(str(tmp_path / n) for n in ("file", "dir", "fifo")),
+    ):
+        assert not is_netns(path), path
+    assert is_netns("/proc/self/ns/net")

@@ -124,6 +124,8 @@ class HostClient:
     """``-f`` in OPTS means "kept" (as ``udhcpc:-f`` did in the original)."""
     private: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(host directory, state subdirectory) pairs the sandbox makes private."""
+    capabilities: ClassVar[tuple[str, ...]] = ("net_admin", "net_raw", "net_bind_service")
+    """All the sandbox leaves it (raw sockets, port 68, the guest's addresses and routes)."""
 
     def argv(self, run: Run) -> list[str]:
         raise NotImplementedError
@@ -226,6 +228,10 @@ class Dhcpcd(HostClient):
     # directories; each attachment gets its own (two guests' eth1 would
     # otherwise share them).
     private = (("/run/dhcpcd", "dhcpcd-run"), ("/var/lib/dhcpcd", "dhcpcd-db"))
+    # Its privilege separation: the processes that read the network switch to
+    # the user dhcpcd, with no capabilities, chrooted in /usr/lib/dhcpcd;
+    # only its privileged proxy keeps these (without them, it runs all as root).
+    capabilities = (*HostClient.capabilities, "setuid", "setgid", "sys_chroot")
 
     def prepare(self, run: Run) -> None:
         for _, sub in self.private:
@@ -456,6 +462,8 @@ class HostClientProvider(AddressProvider):
         argv += ["--state", str(state)]
         for target, sub in self.client.private:
             argv += ["--private", f"{target}={state.file(sub)}"]
+        for capability in self.client.capabilities:
+            argv += ["--cap", capability]
         argv += ["--", *self.client.argv(run)]
         log = os.open(state.file(CLIENT_LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:

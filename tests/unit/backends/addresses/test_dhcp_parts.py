@@ -394,11 +394,24 @@ def test_mountinfo_parsing():
 
 
 def test_sandbox_arguments():
-    fd, state, private, argv = sandbox.parse(
-        ["--netns-fd", "3", "--state", "/s", "--private", "/run/x=/s/x", "--", "dhcpcd", "-v"]
+    request = sandbox.parse(
+        [
+            *("--netns-fd", "3", "--state", "/s", "--private", "/run/x=/s/x"),
+            *("--cap", "net_raw", "--cap", "CAP_SETUID", "--", "dhcpcd", "-v"),
+        ]
     )
-    assert (fd, state, private, argv) == (3, "/s", [("/run/x", "/s/x")], ["dhcpcd", "-v"])
-    for bad in (["--state", "/s", "--", "x"], ["--netns-fd", "3", "--state"], ["--bogus", "1"]):
+    assert request == sandbox.Request(
+        3, "/s", [("/run/x", "/s/x")], ["net_raw", "CAP_SETUID"], ["dhcpcd", "-v"]
+    )
+    assert sandbox.cap_mask(request.caps) == (1 << 13) | (1 << 7)
+    assert sandbox.cap_mask(sandbox.DEFAULT_CAPS) == 0x3400
+    for bad in (
+        ["--state", "/s", "--", "x"],
+        ["--netns-fd", "3", "--state"],
+        ["--bogus", "1"],
+        ["--netns-fd", "3", "--state", "relative", "--", "x"],
+        ["--netns-fd", "3", "--state", "/s", "--cap", "all", "--", "x"],
+    ):
         with pytest.raises(sandbox.SetupError):
             sandbox.parse(bad)
     assert sandbox.main(["--private", "nonsense", "--", "x"]) == sandbox.EXIT_SETUP
