@@ -55,6 +55,15 @@ def event_from(data: Mapping[str, Any]) -> GuestEvent | None:
     )
 
 
+def lookup_errors() -> tuple[type[BaseException], ...]:
+    """What a lookup raises when the daemon cannot answer it (aiodocker's,
+    aiohttp's and the socket's errors), imported only when needed."""
+    import aiodocker
+    import aiohttp
+
+    return (aiodocker.DockerError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
 def labels_of(data: Mapping[str, Any] | None) -> dict[str, str]:
     """The labels in an inspect answer's ``Config`` (container or image)."""
     config = (data or {}).get("Config") or {}
@@ -71,14 +80,12 @@ class DockerEvents(EventSource):
 
     async def _image_labels(self, image_id: str) -> dict[str, str] | None:
         """The labels of image ``image_id``; None when it cannot be read."""
-        import aiodocker
-
         if image_id in self._images:
             return self._images[image_id]
         try:
             with anyio.fail_after(self.timeout):
                 data = await self._docker().images.inspect(image_id)
-        except (aiodocker.DockerError, OSError, TimeoutError, ValueError):
+        except lookup_errors():
             return None
         if len(self._images) >= IMAGE_CACHE_MAX:
             self._images.clear()
@@ -88,14 +95,12 @@ class DockerEvents(EventSource):
     async def _with_image_labels(self, event: GuestEvent) -> GuestEvent:
         """``event`` with the container's labels and its image's, as the daemon
         says now; every label inherited when it cannot say."""
-        import aiodocker
-
         try:
             with anyio.fail_after(self.timeout):
                 container = await self._docker().containers.get(event.key)
             data = container._container
             image = await self._image_labels(str(data.get("Image") or ""))
-        except (aiodocker.DockerError, OSError, TimeoutError, ValueError):
+        except lookup_errors():
             return replace(event, image_labels=dict(event.labels))
         labels = labels_of(data)
         return replace(event, labels=labels, image_labels=labels if image is None else image)
@@ -144,7 +149,6 @@ class DockerEvents(EventSource):
         return out
 
     async def watch(self, send: Callable[[GuestEvent], Awaitable[None]], since: float) -> None:
-        import aiodocker
 
         docker = self._docker()
         params = {
@@ -157,7 +161,7 @@ class DockerEvents(EventSource):
         async def pump() -> None:
             try:
                 await docker.events.run(timeout=None, **params)
-            except (aiodocker.DockerError, OSError) as exc:
+            except lookup_errors() as exc:  # a stream cut short too (aiohttp's)
                 failure.append(exc)
 
         try:
