@@ -256,13 +256,20 @@ def test_a_dead_containers_ovs_port_is_removed(ovs, start_watch, make_container,
     assert ovs.ports("ovspwtw") == []
 
 
-def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
-    dhcp_server, start_watch, make_container, docker_daemon, host_files_unchanged
-):
+@pytest.fixture
+def dhcp_watch(dhcp_server, start_watch, host_files_unchanged) -> Watch:
+    """A DHCP server on brpwtd, and a watcher allowed to join that bridge
+    (the test made it, not pipework)."""
     dhcp_server()
-    # The test's DHCP server made brpwtd: a bridge pipework did not create.
     watch = start_watch("--allow-host", "brpwtd")
     watch.connected()
+    return watch
+
+
+def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
+    dhcp_watch, make_container, docker_daemon
+):
+    watch = dhcp_watch
     c = make_container(extra_args=label("eth1", "brpwtd udhcpc-f"))
     leased = addr(eth(c, watch=watch))
     # The address is there once the client's hook ran, before the client
@@ -441,12 +448,8 @@ def test_host_affecting_labels_with_the_allowance(start_watch, make_container, h
     assert refusals(watch, c.name) == []
 
 
-def test_dhcp_helper_containers_are_not_guests(
-    dhcp_server, start_watch, make_container, docker_daemon, host_files_unchanged
-):
-    dhcp_server()
-    watch = start_watch("--allow-host", "brpwtd")
-    watch.connected()
+def test_dhcp_helper_containers_are_not_guests(dhcp_watch, make_container, docker_daemon):
+    watch = dhcp_watch
     c = make_container(extra_args=label("eth1", "brpwtd dhcp:-f"))
     eth(c, watch=watch)
     watch.wait_log(lambda line: line.get("event") == "created" and line.get("guest") == c.name)
