@@ -406,7 +406,9 @@ def hostile_host(host_ns):
     return host_ns, trapped
 
 
-def test_host_affecting_labels_are_refused_by_default(start_watch, make_container, hostile_host):
+def test_host_affecting_labels_are_refused_by_default(
+    start_watch, make_container, hostile_host, run_dir
+):
     host_ns, _ = hostile_host
     before = host_state(host_ns)
     watch = start_watch()
@@ -425,6 +427,11 @@ def test_host_affecting_labels_are_refused_by_default(start_watch, make_containe
     time.sleep(4.5)  # two more reconciliations
     assert sorted(line["ifname"] for line in refusals(watch, c.name)) == sorted(HOSTILE)
     assert set(links(c)) == {"lo"}
+    env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+    argv = [sys.executable, "-m", "pipework", "--json", "watch", "--status"]
+    status = json.loads(infra.run(argv, env=env, cwd=infra.REPO_ROOT).stdout)
+    assert status["refused"] == len(HOSTILE)
+    assert sorted(status["guests"][c.id]["refused"]) == sorted(HOSTILE)
     assert host_state(host_ns) == before
     assert not any("Traceback" in raw for raw in watch.raw)
 
@@ -468,3 +475,18 @@ def test_dhcp_helper_containers_are_not_guests(dhcp_watch, make_container, docke
         time.sleep(0.1)
     said = [line for line in watch.raw if any(h in line for h in helpers)]
     assert said == [] and not any("pipework.guest" in line for line in watch.raw)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--allow-option", "everything"), "--allow-option: no option named everything"),
+        (("--allow-kinds", "macvlan,nosuch"), "--allow-kinds: no link backend named nosuch"),
+        (("--allow-host", "eth0/x"), "--allow-host: interface name 'eth0/x' is not valid"),
+    ],
+)
+def test_a_bad_allowance_stops_the_watcher_at_once(args, fragment, host_ns, run_pipework):
+    result = run_pipework("watch", "--once", *args, netns=host_ns.name)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"pipework: {fragment}")

@@ -226,5 +226,7 @@ def show_status(json_output: bool) -> int:
                 else f"{att.get('kind')} {att.get('host')} {', '.join(att.get('addresses') or []) or 'no address'}"
             )
             lines.append(f"  {guest['name']} ({key[:12]}) {ifname}: {what}")
+        for ifname, reason in (guest.get("refused") or {}).items():
+            lines.append(f"  {guest['name']} ({key[:12]}) {ifname}: refused: {reason}")
     emit(data, json_output, "\n".join(lines))
     return 0
