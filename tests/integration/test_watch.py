@@ -250,6 +250,10 @@ def test_a_dead_containers_ovs_port_is_removed(ovs, start_watch, make_container,
     eth(c, watch=watch)
     (port,) = ovs.ports("ovspwtw")
     assert ovs.get("Port", port, "tag") == 5
+    # The next reconciliations find the bridge there: pipework's (its
+    # external_ids), so the label may still use it.
+    time.sleep(4.5)
+    assert refusals(watch, c.name) == []
     docker_daemon.cli("kill", c.id)
     died = watch.wait_log(lambda line: line.get("event") == "died")
     assert died["guest"] == c.name and "eth1 (ovs ovspwtw)" in died["message"]
