@@ -13,6 +13,11 @@ the provider reports it, and the attachment is rebuilt).
 Declarations without a MAC address get a stable one derived from the guest
 and the interface name (as ``U:`` does), so a restarted container keeps its
 MAC address, and with it its DHCP lease.
+
+Labels are input, not instructions: the label policy (apps/watch_policy.py)
+decides which the watcher acts on. A label refused, or one that does not
+parse, is logged once per guest (not on every reconciliation) and shown in
+the status. The watcher's own DHCP helper containers are not guests.
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ import anyio
 import anyio.abc
 
 from pipework.apps.grammar import parse_legacy
+from pipework.apps.watch_policy import (
+    BRIDGE_KINDS,
+    LABEL_VALUE_MAX,
+    HostFacts,
+    LabelPolicy,
+    host_refusal,
+    own_keys,
+    spec_refusal,
+)
 from pipework.engine.contract import EventSource
 from pipework.engine.errors import PipeworkError, UsageError
 from pipework.engine.events import GuestEvent
@@ -39,6 +53,10 @@ from pipework.engine.specs import AttachSpec, derive_mac, validate_ifname
 log = logging.getLogger("pipework.watch")
 
 LABEL_PREFIX = "pipework."
+HELPER_LABEL = "pipework.helper"
+"""The label of pipework's own helper containers (the ``dhcp`` provider's,
+backends/addresses/dhcp/helper.py): they are not guests, and their other
+``pipework.*`` labels (``pipework.guest``...) are not declarations."""
 DEFAULT_INTERVAL = 30.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 
@@ -59,12 +77,19 @@ def specs_from_labels(event: GuestEvent) -> tuple[list[AttachSpec], list[LabelEr
     """
     specs: list[AttachSpec] = []
     errors: list[LabelError] = []
+    if is_helper(event):
+        return specs, errors
     for key in sorted(event.labels):
         if not key.startswith(LABEL_PREFIX):
             continue
         ifname = key[len(LABEL_PREFIX) :]
         try:
             validate_ifname(ifname, f"label {key}: guest interface name")
+            if len(event.labels[key]) > LABEL_VALUE_MAX:
+                raise UsageError(
+                    f"label {key} is {len(event.labels[key])} characters long",
+                    f"at most {LABEL_VALUE_MAX}",
+                )
             words = shlex.split(event.labels[key])
             if not words:
                 raise UsageError(f"label {key} is empty", "write HOSTIF IPSPEC [MACSPEC]")
@@ -76,6 +101,11 @@ def specs_from_labels(event: GuestEvent) -> tuple[list[AttachSpec], list[LabelEr
             continue
         specs.append(spec)
     return specs, errors
+
+
+def is_helper(event: GuestEvent) -> bool:
+    """Is this one of pipework's own helper containers?"""
+    return HELPER_LABEL in event.labels
 
 
 def topology_declarations(loaded: Any) -> Declare:
@@ -117,6 +147,8 @@ class GuestState:
     specs: list[AttachSpec] = field(default_factory=list)
     attachments: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Labels the policy refused, by interface: why."""
     updated: float = 0.0
 
 
@@ -136,6 +168,7 @@ class Watcher:
         declare: Declare | None = None,
         interval: float = DEFAULT_INTERVAL,
         status_path: Path | None = None,
+        policy: LabelPolicy | None = None,
     ) -> None:
         if not sources:
             raise UsageError(
@@ -146,7 +179,10 @@ class Watcher:
         self.declare = declare
         self.interval = interval
         self.status_path = status_path
+        self.policy = policy or LabelPolicy()
         self.guests: dict[str, GuestState] = {}
+        self._told: dict[str, set[str]] = {}
+        """What was logged about each guest's labels, so it is said once."""
         self.connected: dict[str, str] = {s.name: "connecting" for s in self.sources}
         self.started = time.time()
         self.failures = 0
@@ -154,13 +190,56 @@ class Watcher:
         self._limiter = anyio.CapacityLimiter(max(1, engine.limit))
 
     # -- one guest -------------------------------------------------------------------
-    def declared(self, event: GuestEvent) -> list[AttachSpec]:
-        specs, errors = specs_from_labels(event)
+    async def declared(
+        self, event: GuestEvent, *, quiet: bool = False
+    ) -> tuple[list[AttachSpec], dict[str, str]]:
+        """What ``event``'s guest declares and the policy allows, and the labels
+        refused (by interface: why). Each problem is logged once per guest."""
+        labelled, errors = specs_from_labels(event)
         for error in errors:
-            log.warning("%s", error, extra={"guest": event.name, "event": "label"})
+            self._tell(event, str(error), "label", None, quiet)
+        own = own_keys(event.labels, event.image_labels)
+        specs: list[AttachSpec] = []
+        refused: dict[str, str] = {}
+        for spec in labelled:
+            key = f"{LABEL_PREFIX}{spec.ifname}"
+            reason = spec_refusal(spec, own=key in own, policy=self.policy)
+            if reason is None:
+                reason = await self._host_refusal(spec)
+            if reason is None:
+                specs.append(spec)
+                continue
+            refused[spec.ifname or "?"] = reason
+            self._tell(
+                event, f"label {key} of {event.name} refused: {reason}", "refused",
+                spec.ifname, quiet,
+            )  # fmt: skip
         if self.declare is not None:
             specs.extend(self.declare(event))
-        return [with_stable_mac(spec, event.key) for spec in specs]
+        return [with_stable_mac(spec, event.key) for spec in specs], refused
+
+    async def _host_refusal(self, spec: AttachSpec) -> str | None:
+        """The policy's word on what ``spec``'s host interface is."""
+        try:
+            link = await self.engine.host.link(spec.host)
+            kind = (await self.engine.choose_backend(spec, link)).name
+            ours = (
+                link is not None
+                and kind in BRIDGE_KINDS
+                and await self.engine.owns_host(kind, spec.host)
+            )
+        except PipeworkError as exc:
+            return f"cannot tell what {spec.host} is: {exc}"
+        return host_refusal(spec, HostFacts(kind, link is not None, ours), self.policy)
+
+    def _tell(
+        self, event: GuestEvent, message: str, what: str, ifname: str | None, quiet: bool
+    ) -> None:
+        told = self._told.setdefault(event.key, set())
+        if quiet or message in told:
+            return
+        told.add(message)
+        log.warning("%s", message, extra={"guest": event.name, "ifname": ifname, "event": what})
 
     async def handle(self, event: GuestEvent) -> None:
         lock = self._locks.setdefault(event.key, anyio.Lock())
@@ -178,11 +257,13 @@ class Watcher:
                 )  # fmt: skip
 
     async def _attach_all(self, event: GuestEvent) -> None:
-        specs = self.declared(event)
-        if not specs:
+        specs, refused = await self.declared(event)
+        if not specs and not refused and event.key not in self.guests:
             return
         state = self.guests.setdefault(event.key, GuestState(event.name, event.ref))
-        state.specs, state.errors = specs, []
+        state.specs, state.errors, state.refused = specs, [], refused
+        for ifname in [i for i in state.attachments if i in refused]:
+            del state.attachments[ifname]
         for spec in specs:
             ifname = spec.ifname or "?"
             try:
@@ -217,7 +298,10 @@ class Watcher:
 
     async def _forget(self, event: GuestEvent) -> None:
         state = self.guests.pop(event.key, None)
-        specs = self.declared(event) or (state.specs if state is not None else [])
+        self._told.pop(event.key, None)
+        specs = (await self.declared(event, quiet=True))[0] or (
+            state.specs if state is not None else []
+        )
         removed: list[str] = []
         for spec in specs:
             try:
@@ -319,11 +403,13 @@ class Watcher:
             "started": self.started,
             "updated": time.time(),
             "sources": dict(self.connected),
+            "refused": sum(len(g.refused) for g in self.guests.values()),
             "guests": {
                 key: {
                     "name": g.name,
                     "attachments": g.attachments,
                     "errors": g.errors,
+                    "refused": g.refused,
                     "updated": g.updated,
                 }
                 for key, g in sorted(self.guests.items(), key=lambda kv: kv[1].name)

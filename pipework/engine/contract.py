@@ -294,6 +294,13 @@ class LinkBackend:
         True if it did. Default: False (nothing of ours to remove)."""
         return False
 
+    async def owns_host(self, ctx: HostContext) -> bool:
+        """Did pipework create the shared host resource ``ctx.name`` (a bridge
+        made on demand or for a topology file)? Answer from evidence kept on
+        the host, never in a guest (``pipework watch`` lets labels join only
+        such bridges). Default: False (nothing of ours)."""
+        return False
+
     async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """``gc``: remove what this backend keeps outside the kernel's
         interfaces for attachments that are gone (OVS ports, firewall

@@ -895,6 +895,14 @@ class Engine:
             return False
         return await backend.release_host(self._host_context(name, {}, force=False, dry_run=False))
 
+    async def owns_host(self, kind: str, name: str) -> bool:
+        """Did pipework create the shared host resource ``name`` of the backend
+        ``kind`` (its own mark, on the host)? False for an unknown kind."""
+        backend = self.backends.get(kind)
+        if backend is None:
+            return False
+        return await backend.owns_host(self._host_context(name, {}, force=False, dry_run=True))
+
     # -- batches -------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[BatchScope]:

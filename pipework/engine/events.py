@@ -30,6 +30,12 @@ class GuestEvent:
     labels: Mapping[str, str] = field(default_factory=dict)
     time_ns: int | None = None
     """When the runtime says it happened (wall clock, ns), if it says."""
+    image_labels: Mapping[str, str] | None = None
+    """The labels the guest's image declares, which the guest inherits
+    (``labels`` has them too): ``pipework watch`` acts only on a guest's own
+    labels unless told otherwise. None: the runtime has no images, every
+    label is the guest's own. A source that cannot read them gives
+    ``labels`` itself (all inherited: nothing is acted on by default)."""
 
 
 def __getattr__(name: str) -> object:

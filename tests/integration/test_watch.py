@@ -250,18 +250,30 @@ def test_a_dead_containers_ovs_port_is_removed(ovs, start_watch, make_container,
     eth(c, watch=watch)
     (port,) = ovs.ports("ovspwtw")
     assert ovs.get("Port", port, "tag") == 5
+    # The next reconciliations find the bridge there: pipework's (its
+    # external_ids), so the label may still use it.
+    time.sleep(4.5)
+    assert refusals(watch, c.name) == []
     docker_daemon.cli("kill", c.id)
     died = watch.wait_log(lambda line: line.get("event") == "died")
     assert died["guest"] == c.name and "eth1 (ovs ovspwtw)" in died["message"]
     assert ovs.ports("ovspwtw") == []
 
 
-def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
-    dhcp_server, start_watch, make_container, docker_daemon, host_files_unchanged
-):
+@pytest.fixture
+def dhcp_watch(dhcp_server, start_watch, host_files_unchanged) -> Watch:
+    """A DHCP server on brpwtd, and a watcher allowed to join that bridge
+    (the test made it, not pipework)."""
     dhcp_server()
-    watch = start_watch()
+    watch = start_watch("--allow-host", "brpwtd")
     watch.connected()
+    return watch
+
+
+def test_a_kept_dhcp_client_is_supervised_and_stopped_with_its_guest(
+    dhcp_watch, make_container, docker_daemon
+):
+    watch = dhcp_watch
     c = make_container(extra_args=label("eth1", "brpwtd udhcpc-f"))
     leased = addr(eth(c, watch=watch))
     # The address is there once the client's hook ran, before the client
@@ -306,3 +318,179 @@ def test_a_bad_topology_file_stops_the_watcher_at_once(tmp_path, run_pipework):
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"pipework: {topology}:3: attachments[0]") and "netmask" in line
+
+
+# -- the label policy -------------------------------------------------------------------
+
+
+@pytest.fixture
+def labelled_image(docker_daemon, busybox_image) -> Iterator[Callable[..., str]]:
+    """Factory: an image FROM the test image with ``LABEL`` lines (no registry)."""
+    made: list[str] = []
+
+    def make(labels: dict[str, str]) -> str:
+        tag = f"pipework-test/{infra.unique_name('img')}:latest"
+        changes = [
+            a
+            for k, v in labels.items()
+            for a in ("--change", f"LABEL {json.dumps(k)}={json.dumps(v)}")
+        ]
+        cid = docker_daemon.cli("create", busybox_image, "true").stdout.strip()
+        try:
+            docker_daemon.cli("commit", *changes, cid, tag)
+        finally:
+            docker_daemon.cli("rm", "-f", cid)
+        made.append(tag)
+        return tag
+
+    yield make
+    for tag in made:
+        docker_daemon.cli("rmi", "-f", tag, check=False)
+
+
+def refusals(watch: Watch, guest: str) -> list[dict]:
+    return [
+        line for line in list(watch.lines)
+        if line.get("event") == "refused" and line.get("guest") == guest
+    ]  # fmt: skip
+
+
+def host_state(host_ns) -> tuple[list[str], str]:
+    """The host namespace's interfaces (name, kind, state) and firewall."""
+    names = sorted(
+        f"{name} {data.get('linkinfo', {}).get('info_kind', '')} {data['operstate']}"
+        for name, data in links(host_ns).items()
+    )
+    rules = [host_ns.exec("iptables", "-S", check=False).stdout]
+    rules.append(host_ns.exec("nft", "list", "ruleset", check=False).stdout)
+    return names, "\n".join(rules)
+
+
+def test_an_image_label_is_acted_on_only_when_allowed(
+    start_watch, make_container, labelled_image, host_ns
+):
+    image = labelled_image({"pipework.eth1": "brpwtwi 198.18.39.2/24"})
+    watch = start_watch()
+    watch.connected()
+    inherited = make_container(image=image)
+    # The same key set on the container itself, with its own value, is its own.
+    overridden = make_container(image=image, extra_args=label("eth1", "brpwtwi 198.18.39.3/24"))
+    assert addr(eth(overridden, watch=watch)) == "198.18.39.3/24"
+    line = watch.wait_log(
+        lambda line: line.get("event") == "refused" and line.get("guest") == inherited.name
+    )
+    assert "--allow-image-labels" in line["message"] and line["ifname"] == "eth1"
+    time.sleep(4.5)  # two more reconciliations: still one warning
+    assert len(refusals(watch, inherited.name)) == 1
+    assert set(links(inherited)) == {"lo"}
+    assert watch.stop() == 0
+    start_watch("--allow-image-labels")
+    assert addr(eth(inherited)) == "198.18.39.2/24"
+
+
+HOSTILE = {
+    "eth1": "pwtnic0 0/0 --direct-phys",
+    "eth2": "pwtnicp 198.18.41.2/24",  # macvlan on a host NIC
+    "eth3": "brpwtwf 198.18.41.3/24 --allow-forward",
+    "eth4": "brpwtfor 198.18.41.4/24",  # a bridge pipework did not make
+}
+
+
+@pytest.fixture
+def hostile_host(host_ns):
+    """``host_ns`` with a NIC pair, a foreign bridge, and a FORWARD trap
+    (when this kernel has br_netfilter in a new namespace)."""
+    host_ns.exec("ip", "link", "add", "pwtnic0", "type", "veth", "peer", "name", "pwtnicp")
+    host_ns.exec("ip", "link", "add", "brpwtfor", "type", "bridge")
+    for name in ("pwtnic0", "pwtnicp", "brpwtfor"):
+        host_ns.exec("ip", "link", "set", name, "up")
+    host_ns.exec("iptables", "-P", "FORWARD", "DROP", check=False)
+    sysctl = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    trapped = host_ns.exec("sh", "-c", f"echo 1 > {sysctl}", check=False).returncode == 0
+    return host_ns, trapped
+
+
+def test_host_affecting_labels_are_refused_by_default(
+    start_watch, make_container, hostile_host, run_dir
+):
+    host_ns, _ = hostile_host
+    before = host_state(host_ns)
+    watch = start_watch()
+    watch.connected()
+    c = make_container(extra_args=[a for i, v in HOSTILE.items() for a in label(i, v)])
+    for ifname, fragment in [
+        ("eth1", "--allow-direct-phys --allow-host pwtnic0"),
+        ("eth2", "--allow-kinds macvlan --allow-host pwtnicp"),
+        ("eth3", "--allow-forward"),
+        ("eth4", "--allow-host brpwtfor"),
+    ]:
+        line = watch.wait_log(
+            lambda line, i=ifname: line.get("event") == "refused" and line.get("ifname") == i
+        )
+        assert fragment in line["message"] and line["level"] == "warning"
+    time.sleep(4.5)  # two more reconciliations
+    assert sorted(line["ifname"] for line in refusals(watch, c.name)) == sorted(HOSTILE)
+    assert set(links(c)) == {"lo"}
+    env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+    argv = [sys.executable, "-m", "pipework", "--json", "watch", "--status"]
+    status = json.loads(infra.run(argv, env=env, cwd=infra.REPO_ROOT).stdout)
+    assert status["refused"] == len(HOSTILE)
+    assert sorted(status["guests"][c.id]["refused"]) == sorted(HOSTILE)
+    assert host_state(host_ns) == before
+    assert not any("Traceback" in raw for raw in watch.raw)
+
+
+def test_host_affecting_labels_with_the_allowance(start_watch, make_container, hostile_host):
+    host_ns, trapped = hostile_host
+    watch = start_watch(
+        "--allow-direct-phys", "--allow-kinds", "macvlan", "--allow-forward",
+        "--allow-host", "pwtnic0", "--allow-host", "pwtnicp", "--allow-host", "brpwtfor",
+    )  # fmt: skip
+    watch.connected()
+    c = make_container(extra_args=[a for i, v in HOSTILE.items() for a in label(i, v)])
+    for ifname in ("eth2", "eth3", "eth4"):
+        eth(c, ifname, watch=watch)
+    got = links(c)
+    assert got["eth2"]["linkinfo"]["info_kind"] == "macvlan"
+    assert "eth1" in got and "pwtnic0" not in links(host_ns)  # the NIC itself moved
+    if trapped:
+        rules = host_ns.exec("iptables", "-S", "FORWARD").stdout
+        assert "pipework allow-forward brpwtwf" in rules
+    assert refusals(watch, c.name) == []
+
+
+def test_dhcp_helper_containers_are_not_guests(dhcp_watch, make_container, docker_daemon):
+    watch = dhcp_watch
+    c = make_container(extra_args=label("eth1", "brpwtd dhcp:-f"))
+    eth(c, watch=watch)
+    watch.wait_log(lambda line: line.get("event") == "created" and line.get("guest") == c.name)
+    helpers = docker_daemon.cli(
+        "ps", "--filter", "label=pipework.helper=dhcp", "--format", "{{.Names}}"
+    ).stdout.split()
+    assert helpers  # the kept helper runs beside its guest
+    time.sleep(4.5)  # the helper's start event, then two reconciliations
+    docker_daemon.cli("kill", c.id)
+    watch.wait_log(lambda line: line.get("event") == "died" and line.get("guest") == c.name)
+    deadline = time.monotonic() + 10
+    while (
+        time.monotonic() < deadline
+        and docker_daemon.cli("ps", "-q", "--filter", "label=pipework.helper=dhcp").stdout.strip()
+    ):
+        time.sleep(0.1)
+    said = [line for line in watch.raw if any(h in line for h in helpers)]
+    assert said == [] and not any("pipework.guest" in line for line in watch.raw)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--allow-option", "everything"), "--allow-option: no option named everything"),
+        (("--allow-kinds", "macvlan,nosuch"), "--allow-kinds: no link backend named nosuch"),
+        (("--allow-host", "eth0/x"), "--allow-host: interface name 'eth0/x' is not valid"),
+    ],
+)
+def test_a_bad_allowance_stops_the_watcher_at_once(args, fragment, host_ns, run_pipework):
+    result = run_pipework("watch", "--once", *args, netns=host_ns.name)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"pipework: {fragment}")

@@ -73,6 +73,43 @@ def command(
     status: Annotated[
         bool, typer.Option("--status", help="Show what the running watcher manages, and exit.")
     ] = False,
+    allow_image_labels: Annotated[
+        bool,
+        typer.Option(
+            "--allow-image-labels",
+            help="Also act on labels a container inherits from its image.",
+        ),
+    ] = False,
+    allow_kinds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-kinds",
+            help="Link kinds labels may use besides bridge and ovs (comma-separated, repeatable).",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="A host interface labels may name: a parent, an existing bridge (repeatable).",
+        ),
+    ] = None,
+    allow_direct_phys: Annotated[
+        bool,
+        typer.Option(
+            "--allow-direct-phys", help="Let labels use --direct-phys (with --allow-host)."
+        ),
+    ] = False,
+    allow_forward: Annotated[
+        bool, typer.Option("--allow-forward", help="Let labels use --allow-forward.")
+    ] = False,
+    allow_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-option",
+            help="Let labels use: host-ifname, opt, dhcp-options, dhcp-image, force, method (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Attach what guests' labels declare whenever they start; clean up when they die."""
     opts = options(ctx)
@@ -81,11 +118,25 @@ def command(
         raise typer.Exit(2)
     if status:
         raise typer.Exit(show_status(opts.json))
+    from pipework.apps.watch_policy import policy_from
+    from pipework.engine.errors import PipeworkError
+
+    try:
+        policy = policy_from(
+            image_labels=allow_image_labels,
+            kinds=allow_kinds or [],
+            hosts=allow_host or [],
+            direct_phys=allow_direct_phys,
+            forward=allow_forward,
+            options=allow_option or [],
+        )
+    except PipeworkError as exc:
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
     declare = None
     if file is not None:
         from pipework.apps.topology.loader import load
         from pipework.apps.watch import topology_declarations
-        from pipework.engine.errors import PipeworkError
 
         try:
             loaded = load(file)
@@ -95,20 +146,30 @@ def command(
             raise typer.Exit(exc.exit_code) from None
     _log_to_stderr(log_format, opts.debug)
     raise typer.Exit(
-        run_async(lambda: _watch(once=once, interval=interval, declare=declare), opts.debug)
+        run_async(
+            lambda: _watch(once=once, interval=interval, declare=declare, policy=policy),
+            opts.debug,
+        )
     )
 
 
-async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
+async def _watch(*, once: bool, interval: float, declare: Any = None, policy: Any = None) -> int:
     import signal
 
     import anyio
 
     from pipework.apps.watch import Watcher
     from pipework.engine import Engine
+    from pipework.engine.errors import UsageError
     from pipework.engine.plugins import event_sources
 
     async with Engine() as engine:
+        unknown = sorted(policy.kinds - set(engine.backends)) if policy is not None else []
+        if unknown:
+            raise UsageError(
+                f"--allow-kinds: no link backend named {', '.join(unknown)}",
+                f"known kinds: {', '.join(sorted(engine.backends))}",
+            )
         sources = event_sources(engine.plugin_manager, engine.config)
         watcher = Watcher(
             engine,
@@ -116,6 +177,7 @@ async def _watch(*, once: bool, interval: float, declare: Any = None) -> int:
             declare=declare,
             interval=interval,
             status_path=None if once else status_path(engine.config.run_dir),
+            policy=policy,
         )
         try:
             if once:
@@ -164,5 +226,7 @@ def show_status(json_output: bool) -> int:
                 else f"{att.get('kind')} {att.get('host')} {', '.join(att.get('addresses') or []) or 'no address'}"
             )
             lines.append(f"  {guest['name']} ({key[:12]}) {ifname}: {what}")
+        for ifname, reason in (guest.get("refused") or {}).items():
+            lines.append(f"  {guest['name']} ({key[:12]}) {ifname}: refused: {reason}")
     emit(data, json_output, "\n".join(lines))
     return 0

@@ -144,6 +144,7 @@ def test_every_optional_link_backend_method_has_its_default():
         assert await backend.healthy(detach_ctx()) is True
         assert await backend.prepare_host(host) is None  # "keeps no shared host resources"
         assert await backend.release_host(host) is False
+        assert await backend.owns_host(host) is False  # "nothing of ours"
         assert await backend.collect_garbage(gc_ctx()) == []
         assert await backend.aclose() is None  # type: ignore[func-returns-value]
 

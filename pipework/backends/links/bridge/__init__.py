@@ -214,11 +214,15 @@ class BridgeBackend(LinkBackend):
             await disable_vlan_filtering(host, bridge.index)
         await host.set(bridge.index, state="up", **({"mtu": mtu} if mtu else {}))
 
+    async def owns_host(self, ctx: HostContext) -> bool:
+        """A bridge pipework created carries its mark as alias (host-side)."""
+        return _ours(await ctx.host.link(ctx.name))
+
     async def release_host(self, ctx: HostContext) -> bool:
         """Remove a declared bridge if pipework created it and no port is left."""
         async with ctx.lock(f"bridge:{ctx.name}"):
             bridge = await ctx.host.link(ctx.name)
-            if bridge is None or bridge.kind != "bridge" or bridge.alias != BRIDGE_MARKER:
+            if bridge is None or not _ours(bridge):
                 return False
             if await ctx.host.ports(bridge.index):
                 return False
@@ -279,6 +283,10 @@ async def _remove_if_empty(host: Netns, name: str) -> None:
     bridge = await host.link(name)
     if bridge is not None and not await host.ports(bridge.index):
         await host.delete(bridge.index)
+
+
+def _ours(bridge: Link | None) -> bool:
+    return bridge is not None and bridge.kind == "bridge" and bridge.alias == BRIDGE_MARKER
 
 
 @hookimpl

@@ -360,6 +360,20 @@ class OvsBackend(LinkBackend):
         if veth is not None and marker.same_attachment(Marker.parse(veth.alias)):
             await ctx.host.delete(veth.index)
 
+    async def owns_host(self, ctx: HostContext) -> bool:
+        """An OVS bridge pipework created has ``external_ids:pipework=auto-created``
+        in OVSDB; False when OVSDB does not answer."""
+        if self._setup_error is not None or not self.client.available():
+            return False
+        try:
+            results = await self.client.transact(
+                bridge_ops(ctx.name)[:1], what=f"looking up bridge {ctx.name}"
+            )
+        except (OvsdbUnavailable, OvsdbError):
+            return False
+        rows = result_rows(results[0])
+        return bool(rows) and BridgeRow.from_row(rows[0]).auto_created
+
     async def release_host(self, ctx: HostContext) -> bool:
         """Remove an OVS bridge pipework created, once no port but its own
         internal one is left (``pipework destroy``, ``detach --prune-bridges``).
