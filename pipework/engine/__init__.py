@@ -15,6 +15,7 @@ from pipework.engine.contract import (
     HostRequest,
     LinkBackend,
     LinkContext,
+    Lock,
     hookimpl,
     required,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "LinkBackend",
     "LinkContext",
     "LinkExists",
+    "Lock",
     "Marker",
     "NetlinkFailure",
     "Netns",

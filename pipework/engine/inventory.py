@@ -31,7 +31,7 @@ import anyio
 
 from pipework.engine.batch import BatchScope
 from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
-from pipework.engine.contract import DetachContext, GcContext
+from pipework.engine.contract import DetachContext, GcContext, Lock, no_lock
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
 from pipework.engine.marker import Marker
@@ -242,6 +242,7 @@ class Inventory:
         provider_of: Callable[[Marker], AddressProvider | None],
         remove: Callable[..., Awaitable[None]],
         timeout: float,
+        lock: Lock = no_lock,
     ) -> None:
         self.host = host
         self.pool = pool
@@ -252,6 +253,7 @@ class Inventory:
         self.provider_of = provider_of
         self.remove = remove
         self.timeout = timeout
+        self.lock = lock
 
     async def scan(self, only: tuple[int, int] | None = None, *, keep: bool = True) -> Scan:
         """Read the markers of every guest namespace (or of the one ``only`` names).
@@ -467,7 +469,12 @@ class Inventory:
         finally:
             self.close_scan(result)
         ctx = GcContext(
-            host=host, dry_run=dry_run, live=live, rescan=self.rescan, scope=BatchScope()
+            host=host,
+            dry_run=dry_run,
+            live=live,
+            rescan=self.rescan,
+            scope=BatchScope(),
+            lock=self.lock,
         )
         collectors: list[LinkBackend | AddressProvider] = [
             *self.backends.values(),
