@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 from support.fake_netlink import FakeNet
 
@@ -49,32 +50,36 @@ def user(guest: str) -> str:
     return "pw-" + hashlib.sha1(f"{guest}\0eth1".encode()).hexdigest()[:10]
 
 
-async def race(net: FakeNet, leaving: Lock, joining: Lock, guest: str) -> None:
-    """The last user of eth0.10 leaves while ``guest`` joins, at once."""
+async def race(net: FakeNet, leaving: Lock, joining: Lock, guest: str, late: int) -> None:
+    """The last user of eth0.10 leaves while ``guest`` joins, ``late``
+    scheduling steps after it (each step is one request of the other)."""
     ctx = net.link_context(
         AttachSpec(host="eth0", guest=guest, vlan=10), marker(guest), lock=joining
     )
-    parent = await net.host.link("eth0")
-    assert parent is not None
 
     async def leave() -> None:
         await vlans.release_vlan(net.host, "eth0.10", user("netns:a"), leaving)
 
+    async def join() -> None:
+        for _ in range(late):
+            await anyio.lowlevel.checkpoint()
+        await vlans.parent_for(ctx, "macvlan", 10)  # as macvlan's attach does
+
     async with anyio.create_task_group() as tg:
         tg.start_soon(leave)
-        tg.start_soon(vlans.acquire_vlan, ctx, parent, 10)
+        tg.start_soon(join)
 
 
 async def test_the_last_user_leaving_while_another_joins(net: FakeNet, tmp_path: Path) -> None:
     eth0 = net.kernel.add("host", "eth0", up=True, mtu=1500)
-    for i in range(10):
+    for i in range(12):
         net.kernel.add(
             "host", "eth0.10", kind="vlan", parent=eth0.index, vlan_id=10, up=True,
             alias=BRIDGE_MARKER, altnames=[user("netns:a")],
         )  # fmt: skip
         # Two processes: each its own locks on the one lock directory.
         leaving, joining = HostLocks(str(tmp_path), 5), HostLocks(str(tmp_path), 5)
-        await race(net, leaving.hold, joining.hold, f"netns:b{i}")
+        await race(net, leaving.hold, joining.hold, f"netns:b{i}", late=i % 6)
         # Whole: the sub-interface is there, with exactly the user that joined.
         link = net.kernel.find("host", "eth0.10")
         assert link is not None and link.alias == BRIDGE_MARKER
