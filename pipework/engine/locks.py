@@ -12,7 +12,9 @@ first an ``anyio.Lock`` for the tasks of this process, then an exclusive
   whole name. The directory is created on demand, mode 0700.
 * The event loop is never blocked: the ``flock`` is tried without waiting
   and retried after a short sleep, so a wait is cancellable; it is bounded
-  (``LockTimeout``, a one-line error naming the holder's PID).
+  (``LockTimeout``, a one-line error naming the holder's PID, which
+  /proc/locks tells: writing it into the file would cost a block write
+  per lock on a disk-backed /run).
 * A lock is released however its block ends (cancellation included), and
   by the kernel when its process dies: a lock file left by a killed process
   holds nothing.
@@ -49,7 +51,7 @@ READABLE = 40
 
 def lock_file_name(name: str) -> str:
     """``bridge:br1`` -> ``bridge_br1-<hash>.lock``: safe whatever ``name`` holds."""
-    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     readable = _UNSAFE.sub("_", name)[:READABLE].strip("._") or "lock"
     return f"{readable}-{digest}.lock"
 
@@ -130,7 +132,6 @@ class HostLocks:
                         await anyio.sleep(pause)
                         pause = min(pause * 2, POLL_MAX)
                     if self._still_at_path(fd, filename):
-                        _write_pid(fd)
                         return fd
                 except BaseException:
                     os.close(fd)
@@ -177,17 +178,26 @@ class HostLocks:
         os.close(fd)  # releases the flock
 
     def _holder(self, filename: str) -> str:
+        """`` (pid N)``: who holds the lock on ``filename``, from /proc/locks."""
         try:
-            fd = os.open(filename, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dir())
+            there = os.stat(filename, dir_fd=self._dir(), follow_symlinks=False)
+            with open("/proc/locks", encoding="ascii", errors="replace") as table:
+                pid = holder_pid(table.read(), there.st_dev, there.st_ino)
         except OSError:
             return ""
-        try:
-            text = os.read(fd, 32).decode("ascii", "replace").strip()
-        except OSError:
-            text = ""
-        finally:
-            os.close(fd)
-        return f" (pid {text})" if text.isdigit() else ""
+        return f" (pid {pid})" if pid is not None else ""
+
+
+def holder_pid(table: str, dev: int, ino: int) -> int | None:
+    """The PID holding a ``flock`` on the file (``dev``, ``ino``), read from
+    /proc/locks (``1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF``)."""
+    wanted = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        # Waiters are listed as "N: -> FLOCK ...": not the holder.
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+            return int(fields[4]) if fields[4].isdigit() else None
+    return None
 
 
 def _try_lock(fd: int) -> bool:
@@ -200,13 +210,4 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
-def _write_pid(fd: int) -> None:
-    """The holder's PID, for the message of a process that waits too long."""
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass  # only a hint
-
-
-__all__ = ["LOCK_DIR", "HostLocks", "LockTimeout", "describe", "lock_file_name"]
+__all__ = ["LOCK_DIR", "HostLocks", "LockTimeout", "describe", "holder_pid", "lock_file_name"]
