@@ -99,7 +99,7 @@ class BridgeBackend(LinkBackend):
             # A bridge pipework made (or makes now) may be pruned by another
             # process once empty, and VLAN filtering turned off once no port
             # needs it: the bridge is made and joined under its lock.
-            async with ctx.lock(f"bridge:{spec.host}"):
+            async with ctx.lock(f"bridge:{_bridge_name(ctx)}"):
                 bridge, veth, mtu = await self._join(ctx, await self._ensure_bridge(ctx), vlan)
         await settle_forward(ctx, bridge.ifname)
         return GuestLink(
@@ -138,8 +138,8 @@ class BridgeBackend(LinkBackend):
         return bridge, veth, mtu
 
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:
-        """The bridge ``ctx.spec.host``, made if missing (under its lock)."""
-        name = ctx.spec.host
+        """The bridge, made if missing (under its lock)."""
+        name = _bridge_name(ctx)
         host = ctx.host
         bridge = await host.link(name)
         if bridge is not None:
@@ -271,6 +271,11 @@ class BridgeBackend(LinkBackend):
                 if not ctx.dry_run:
                     await remove_forward(host.fd, bridge)
         return found
+
+
+def _bridge_name(ctx: LinkContext) -> str:
+    """The bridge's name: as found (a ``mac:`` selector names it by MAC), or as asked."""
+    return ctx.host_link.ifname if ctx.host_link is not None else ctx.spec.host
 
 
 def _users_bridge(link: Link | None) -> bool:
