@@ -259,6 +259,7 @@ def child_env(bytecode: str, workdir: Path) -> dict[str, str]:
     makes every run compile pipework's modules again).
     """
     env = dict(os.environ)
+    env["PIPEWORK_RUN_DIR"] = str(workdir / "run")  # lock files too: never /run/pipework
     if bytecode == "cached":
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")

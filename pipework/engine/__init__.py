@@ -15,6 +15,7 @@ from pipework.engine.contract import (
     HostRequest,
     LinkBackend,
     LinkContext,
+    Lock,
     hookimpl,
     required,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "LinkBackend",
     "LinkContext",
     "LinkExists",
+    "Lock",
     "Marker",
     "NetlinkFailure",
     "Netns",

@@ -46,8 +46,8 @@ wrapped in an adapter that supplies the defaults and maps the old names.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -83,6 +83,21 @@ class EngineConfig:
 # -- what the engine hands to plugins -----------------------------------------
 
 
+Lock = Callable[[str], AbstractAsyncContextManager[None]]
+"""``async with ctx.lock("bridge:br1"):``: the engine's named locks, held
+against this engine's other tasks and against other processes (file locks
+under RUN_DIR/locks). Take one around every check-then-act on a resource
+other attachments share: creating or removing a bridge, adding or dropping
+a firewall rule, counting the users of a shared sub-interface."""
+
+
+@asynccontextmanager
+async def no_lock(name: str) -> AsyncIterator[None]:
+    """The default ``lock`` of a context built by hand (tests): guards nothing.
+    The engine always passes its own."""
+    yield
+
+
 @dataclass(frozen=True)
 class HostRequest:
     """What a link backend sees when asked to claim a request."""
@@ -114,9 +129,9 @@ class LinkContext:
     marker: Marker
     """The ownership marker; put ``marker.format()`` in the alias of host-side
     interfaces you create."""
-    lock: Callable[[str], AbstractAsyncContextManager[None]]
-    """``async with ctx.lock("bridge:br1")``: serialise work on a shared resource
-    within this engine (other processes are handled by EEXIST-tolerance)."""
+    lock: Lock
+    """``async with ctx.lock("bridge:br1")``: serialise work on a shared resource,
+    within this engine and across processes (``Lock``)."""
     scope: BatchScope = field(default_factory=current_scope)
     """Shared by the attaches of one batch: host-wide reads done once (engine/batch.py)."""
 
@@ -153,6 +168,9 @@ class DetachContext:
     """Shared by the attaches of one batch (a re-run's health check)."""
     spec: AttachSpec | None = None
     """The request, when the engine has one (a re-run, a check)."""
+    lock: Lock = no_lock
+    """The engine's named locks (``Lock``): releasing a shared resource is a
+    check-then-act too (the last user of a rule or a sub-interface)."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +185,7 @@ class HostContext:
     """Change an existing resource that differs (else raise ``ConflictError``)."""
     dry_run: bool
     """Only say what would change."""
-    lock: Callable[[str], AbstractAsyncContextManager[None]]
+    lock: Lock
 
 
 @dataclass(frozen=True)
@@ -456,6 +474,8 @@ class GcContext:
     scope: BatchScope = field(default_factory=BatchScope)
     """Shared by the collectors of this run: plugins that share a resource do
     its work once with ``await ctx.scope.once(key, ...)``."""
+    lock: Lock = no_lock
+    """The engine's named locks (``Lock``), for what a collector removes."""
 
 
 # -- the hooks -------------------------------------------------------------------

@@ -19,7 +19,12 @@ import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,6 +66,7 @@ from pipework.engine.guests import Guest, still_there
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.announce import announce
 from pipework.engine.kernel.netlink import Link, NetlinkPool, Netns, NoSuchLink
+from pipework.engine.locks import HostLocks
 from pipework.engine.marker import Marker
 from pipework.engine.plugins import (
     address_providers,
@@ -88,6 +94,9 @@ and gains little from concurrency (bench/README.md); what overlaps is waiting
 on Docker lookups and on the kernel, so a modest bound suffices."""
 DEFAULT_RUN_DIR = "/run/pipework"
 """Where plugins keep runtime files, unless ``run_dir`` or PIPEWORK_RUN_DIR says otherwise."""
+LOCK_WAIT_FACTOR = 2
+"""A lock another process holds is waited for this many times the timeout:
+its holder's steps are each bounded by the timeout, and it takes a few."""
 STACKED_KINDS = frozenset({"bridge", "vlan", "macvlan", "macvtap", "ipvlan", "bond", "team"})
 
 
@@ -175,7 +184,7 @@ class Engine:
         self._pool = NetlinkPool()
         self._host_fd: int | None = None
         self._host: Netns | None = None
-        self._locks: dict[str, anyio.Lock] = {}
+        self._locks = HostLocks(run_dir, wait=max(timeout, 5.0) * LOCK_WAIT_FACTOR)
         self._background: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
 
@@ -188,6 +197,7 @@ class Engine:
             # plugins, after the pending announcements.
             stack.callback(self._close_host)
             stack.callback(self._pool.close)
+            stack.callback(self._locks.close)
             stack.push_async_callback(self._close_plugins)
             self._collect_plugins()
             if self.config.host_netns is not None:
@@ -252,13 +262,11 @@ class Engine:
             self._host = self._pool.acquire(self._host_fd, "host")
         return self._host
 
-    @asynccontextmanager
-    async def lock(self, name: str) -> AsyncIterator[None]:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = anyio.Lock()
-        async with lock:
-            yield
+    def lock(self, name: str) -> AbstractAsyncContextManager[None]:
+        """``async with engine.lock("bridge:br1"):`` serialise work on a shared
+        resource with this engine's other tasks and with other processes
+        (a file lock under RUN_DIR/locks: engine/locks.py)."""
+        return self._locks.hold(name)
 
     # -- selection ------------------------------------------------------------------
     async def resolve(self, ref: str) -> Guest:
@@ -948,6 +956,7 @@ class Engine:
             remove=self._remove,
             verify=self._verify,
             timeout=self.config.timeout,
+            lock=self.lock,
         )
 
     async def wait(self, guest_ref: str | None, ifname: str, seconds: float | None = None) -> Link:
@@ -1067,6 +1076,7 @@ class Engine:
             host=self.host,
             guest_ns=where if where is not self.host else None,
             guest_link=link if where is not self.host else None,
+            lock=self.lock,
         )
 
     async def _verify(self, marker: Marker, where: Netns | None, link: Link | None) -> str | None:

@@ -31,7 +31,7 @@ import anyio
 
 from pipework.engine.batch import BatchScope
 from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
-from pipework.engine.contract import DetachContext, GcContext
+from pipework.engine.contract import DetachContext, GcContext, Lock, no_lock
 from pipework.engine.errors import PipeworkError, UnverifiedError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
 from pipework.engine.marker import Marker
@@ -245,6 +245,7 @@ class Inventory:
         remove: Callable[..., Awaitable[None]],
         verify: Callable[[Marker, Netns | None, Link | None], Awaitable[str | None]],
         timeout: float,
+        lock: Lock = no_lock,
     ) -> None:
         self.host = host
         self.pool = pool
@@ -256,6 +257,7 @@ class Inventory:
         self.remove = remove
         self.verify = verify
         self.timeout = timeout
+        self.lock = lock
 
     async def scan(self, only: tuple[int, int] | None = None, *, keep: bool = True) -> Scan:
         """Read the markers of every guest namespace (or of the one ``only`` names).
@@ -485,7 +487,12 @@ class Inventory:
         finally:
             self.close_scan(result)
         ctx = GcContext(
-            host=host, dry_run=dry_run, live=live, rescan=self.rescan, scope=BatchScope()
+            host=host,
+            dry_run=dry_run,
+            live=live,
+            rescan=self.rescan,
+            scope=BatchScope(),
+            lock=self.lock,
         )
         collectors: list[LinkBackend | AddressProvider] = [
             *self.backends.values(),

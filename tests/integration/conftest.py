@@ -8,9 +8,11 @@ when CI=true, see ``infra.require``).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from types import FrameType
 
@@ -22,6 +24,25 @@ from support.infra import Container, DockerDaemon, MakeContainer, MakeNetNS, Net
 @pytest.fixture(autouse=True)
 def _integration_needs_root() -> None:
     infra.require_root()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_run_dir() -> Iterator[str]:
+    """pipework's RUN_DIR (its lock files under ``locks/``, DHCP state), in a
+    private directory for the whole session, never the machine's /run/pipework:
+    ``PIPEWORK_RUN_DIR``, for the engine in this process and for every CLI
+    subprocess. ``dhcp_run_dir`` gives a test one of its own."""
+    path = tempfile.mkdtemp(prefix=f"{infra.PREFIX}-run-")
+    saved = os.environ.get("PIPEWORK_RUN_DIR")
+    os.environ["PIPEWORK_RUN_DIR"] = path
+    try:
+        yield path
+    finally:
+        if saved is None:
+            os.environ.pop("PIPEWORK_RUN_DIR", None)
+        else:
+            os.environ["PIPEWORK_RUN_DIR"] = saved
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -186,6 +207,36 @@ def run_pipework() -> RunPipework:
     return run_it
 
 
+# -- the Docker FORWARD trap --------------------------------------------------------
+
+SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+
+
+def host_firewall() -> str:
+    """The machine's own rules (read only), to prove they never change."""
+    parts = []
+    for argv in (["iptables", "-S"], ["ip6tables", "-S"], ["nft", "list", "ruleset"]):
+        if shutil.which(argv[0]):
+            parts.append(infra.run(argv, check=False).stdout)
+    return "\n".join(parts)
+
+
+@pytest.fixture
+def trapped_host(host_ns: NetNS) -> Iterator[NetNS]:
+    """``host_ns`` with bridged traffic filtered by FORWARD (br_netfilter), as
+    Docker leaves a host; the test sets the policy. The machine's own
+    firewall is compared before and after."""
+    infra.require_binaries("iptables", "nft", "nsenter")
+    have = host_ns.exec("test", "-e", SYSCTL, check=False).returncode == 0
+    infra.require(
+        have, f"this kernel has no br_netfilter: {SYSCTL} does not exist in a new namespace"
+    )
+    host_ns.exec("sh", "-c", f"echo 1 > {SYSCTL}")
+    before = host_firewall()
+    yield host_ns
+    assert host_firewall() == before, "the machine's own firewall changed"
+
+
 # -- Open vSwitch -------------------------------------------------------------------
 
 from support.ovs import BINARIES, SCHEMA, OvsStartError, PrivateOvs  # noqa: E402
@@ -219,8 +270,6 @@ def ovs(host_ns: NetNS, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateOvs]
 
 # -- DHCP ---------------------------------------------------------------------------
 
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -259,8 +308,9 @@ def dhcp_server(host_ns: NetNS) -> Iterator[Callable[..., DhcpServer]]:
 @pytest.fixture
 def dhcp_run_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private RUN_DIR for DHCP state (``PIPEWORK_RUN_DIR``, also for CLI
-    subprocesses). pipework must leave it empty: anything still in it at the
-    end fails the test (and is removed)."""
+    subprocesses). pipework must leave its ``dhcp/`` empty: anything still
+    in it at the end fails the test (and is removed). Its ``locks/`` may
+    stay: the directory is made on demand and kept (docs/ARCHITECTURE.md)."""
     path = Path(tempfile.mkdtemp(prefix=f"{infra.PREFIX}-run-"))
     monkeypatch.setenv("PIPEWORK_RUN_DIR", str(path))
     try:

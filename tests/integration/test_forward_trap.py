@@ -9,55 +9,21 @@ policy of DROP. The machine's own firewall is compared before and after.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import anyio
 import pytest
 from support import infra
-from support.checks import links
+from support.checks import forward_rules, links
 
 from pipework import AddressSpec, AttachSpec, Engine
 
 pytestmark = pytest.mark.integration
 
-SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-
-
-def host_firewall() -> str:
-    """The machine's own rules (read only), to prove they never change."""
-    parts = []
-    for argv in (["iptables", "-S"], ["ip6tables", "-S"], ["nft", "list", "ruleset"]):
-        if shutil.which(argv[0]):
-            parts.append(infra.run(argv, check=False).stdout)
-    return "\n".join(parts)
-
-
-@pytest.fixture
-def trapped_host(host_ns):
-    """``host_ns`` with bridged traffic filtered by FORWARD (br_netfilter)."""
-    infra.require_binaries("iptables", "nft", "nsenter")
-    have = host_ns.exec("test", "-e", SYSCTL, check=False).returncode == 0
-    infra.require(
-        have, f"this kernel has no br_netfilter: {SYSCTL} does not exist in a new namespace"
-    )
-    host_ns.exec("sh", "-c", f"echo 1 > {SYSCTL}")
-    before = host_firewall()
-    yield host_ns
-    assert host_firewall() == before, "the machine's own firewall changed"
-
 
 def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
     assert result.returncode == 0, (result.returncode, result.stderr)
     return result
-
-
-def forward_rules(ns) -> list[str]:
-    return [
-        line
-        for line in ns.exec("iptables", "-S", "FORWARD").stdout.splitlines()
-        if "pipework" in line
-    ]
 
 
 def test_iptables_drop_policy_is_detected_and_allow_forward_fixes_it(

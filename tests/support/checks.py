@@ -28,6 +28,15 @@ def routes(ns: infra.NetNS, *family: str) -> list[dict]:
     return json.loads(ns.exec("ip", "-j", *family, "route").stdout)
 
 
+def forward_rules(ns: infra.NetNS) -> list[str]:
+    """pipework's rules in the FORWARD chain of ``ns`` (``iptables -S``)."""
+    return [
+        line
+        for line in ns.exec("iptables", "-S", "FORWARD").stdout.splitlines()
+        if "pipework" in line
+    ]
+
+
 def only_loopback(ns: infra.NetNS | infra.Container) -> bool:
     return set(links(ns)) == {"lo"}
 

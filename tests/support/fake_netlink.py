@@ -35,7 +35,18 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from pipework.engine import Netns
+from pipework.engine import (
+    AttachSpec,
+    Guest,
+    GuestInfo,
+    Journal,
+    Link,
+    LinkContext,
+    Lock,
+    Marker,
+    Netns,
+)
+from pipework.engine.contract import no_lock
 
 #: Kernel numbers (include/uapi/linux/rtnetlink.h, netlink.h, if_link.h,
 #: if_bridge.h, if_addr.h), kept apart from rtnl.py's and pyroute2's tables so
@@ -826,6 +837,32 @@ class FakeNet:
         connect = self.kernel.connect
         self.host = Netns("host", self.host_fd, (0, 1), connect=connect)  # type: ignore[arg-type]
         self.guest_ns = Netns("blue", self.guest_fd, (0, 2), connect=connect)  # type: ignore[arg-type]
+
+    def link_context(
+        self,
+        spec: AttachSpec,
+        marker: Marker,
+        *,
+        host_link: Link | None = None,
+        guest: str = "blue",
+        temp_ifname: str = "pwttemp",
+        lock: Lock = no_lock,
+    ) -> LinkContext:
+        """What the engine hands a link backend for ``spec``: the guest is
+        this fake's guest namespace, the host side named by ``marker``."""
+        return LinkContext(
+            spec=spec,
+            guest=Guest(GuestInfo(name=guest, key=marker.guest, runtime="netns"), self.guest_fd),
+            host=self.host,
+            guest_ns=self.guest_ns,
+            journal=Journal(),
+            host_link=host_link,
+            ifname=marker.ifname,
+            temp_ifname=temp_ifname,
+            host_ifname=marker.hostif,
+            marker=marker,
+            lock=lock,
+        )
 
     def close(self) -> None:
         self.host.close()

@@ -25,6 +25,7 @@ from pipework.engine import (
     Link,
     LinkContext,
     LinkExists,
+    Lock,
     Marker,
     Netns,
     parent_link,
@@ -64,10 +65,10 @@ async def parent_for(ctx: LinkContext, kind: str, vid: int | None) -> tuple[Link
 async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
     """``PARENT.VID``: existing, or created and marked as ours; this attachment
     is counted as one of its users (undone by the journal on failure)."""
-    host = ctx.host
+    host, lock = ctx.host, ctx.lock
     name = vlan_ifname(parent.ifname, vid)
     user = user_name(ctx.marker)
-    async with ctx.lock(f"vlan:{name}"):
+    async with lock(vlan_lock(name)):
         link = await host.link(name)
         created = False
         if link is None:
@@ -75,7 +76,7 @@ async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
                 await ctx.journal.step(
                     f"VLAN interface {name}",
                     host.create(name, "vlan", link=parent.index, vlan_id=vid, mtu=parent.mtu),
-                    lambda: release_vlan(host, name, user, ours=True),
+                    lambda: release_vlan(host, name, user, lock, ours=True),
                 )
                 created = True
             except LinkExists:  # another process won the race: share its sub-interface
@@ -94,29 +95,38 @@ async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
             await ctx.journal.step(
                 f"use of {name}",
                 host.add_altname(link.index, user),
-                lambda: release_vlan(host, name, user),
+                lambda: release_vlan(host, name, user, lock),
             )
         if not link.up:
             await host.set(link.index, state="up")
         return link
 
 
-async def release_vlan(host: Netns, name: str, user: str, *, ours: bool = False) -> None:
+def vlan_lock(name: str) -> str:
+    """The lock around every change to the users of ``name`` (a ``PARENT.VID``)."""
+    return f"vlan:{name}"
+
+
+async def release_vlan(
+    host: Netns, name: str, user: str, lock: Lock, *, ours: bool = False
+) -> None:
     """Drop one user of ``name``; delete it with its last user if pipework
     made it (``ours``: this caller made it, even if it is not marked yet).
     The user's name on the sub-interface is the evidence that this
-    attachment uses it (only the host writes it): without it, nothing."""
-    link = await host.link(name)
-    if link is None or not (ours or link.alias == BRIDGE_MARKER):
-        return
-    names = await host.altnames(link.index)
-    if user in names:
-        await host.del_altname(link.index, user)
-        names.remove(user)
-    elif not ours:
-        return
-    if not any(n.startswith(USER_PREFIX) for n in names):
-        await host.delete(link.index)
+    attachment uses it (only the host writes it): without it, nothing.
+    Under the lock: an attach in another process may be adding its user."""
+    async with lock(vlan_lock(name)):
+        link = await host.link(name)
+        if link is None or not (ours or link.alias == BRIDGE_MARKER):
+            return
+        names = await host.altnames(link.index)
+        if user in names:
+            await host.del_altname(link.index, user)
+            names.remove(user)
+        elif not ours:
+            return
+        if not any(n.startswith(USER_PREFIX) for n in names):
+            await host.delete(link.index)
 
 
 async def verify_child(ctx: DetachContext, kind: str) -> str | None:
@@ -151,7 +161,7 @@ async def detach_child(ctx: DetachContext) -> None:
         return  # the engine deletes the child
     if ctx.guest_ns is not None and ctx.guest_link is not None:
         await ctx.guest_ns.delete(ctx.guest_link.index)
-    await release_vlan(ctx.host, vlan, user_name(ctx.marker))
+    await release_vlan(ctx.host, vlan, user_name(ctx.marker), ctx.lock)
 
 
 async def collect_garbage(ctx: GcContext) -> list[str]:
@@ -204,13 +214,14 @@ async def _stale_users(ctx: GcContext) -> list[str]:
         )
         if ctx.dry_run:
             continue
-        current = await host.link(name)
-        if current is None or current.alias != BRIDGE_MARKER:
-            continue
-        for user in gone:
-            await host.del_altname(current.index, user)
-        if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
-            await host.delete(current.index)
+        async with ctx.lock(vlan_lock(name)):  # an attach may be adding its user
+            current = await host.link(name)
+            if current is None or current.alias != BRIDGE_MARKER:
+                continue
+            for user in gone:
+                await host.del_altname(current.index, user)
+            if not [n for n in await host.altnames(current.index) if n.startswith(USER_PREFIX)]:
+                await host.delete(current.index)
     return items
 
 
@@ -224,4 +235,5 @@ __all__ = [
     "user_name",
     "verify_child",
     "vlan_ifname",
+    "vlan_lock",
 ]

@@ -18,6 +18,7 @@ from pipework.backends.links.bridge.firewall import (
     FORWARD_FLAG,
     check_bridge_name,
     forward_intact,
+    forward_lock,
     forward_users,
     our_rules,
     release_forward,
@@ -45,6 +46,7 @@ from pipework.engine import (
     LinkBackend,
     LinkContext,
     LinkExists,
+    Lock,
     Marker,
     Netns,
     OptionSpec,
@@ -88,16 +90,39 @@ class BridgeBackend(LinkBackend):
     async def attach(self, ctx: LinkContext) -> GuestLink:
         spec = ctx.spec
         vlan = spec.vlan_id("Linux bridges")
-        bridge = await self._ensure_bridge(ctx)
-        if vlan is not None:
-            async with ctx.lock(f"bridge:{bridge.ifname}"):
-                if await enable_vlan_filtering(ctx.host, bridge):
-                    ctx.journal.record(
-                        f"VLAN filtering on {bridge.ifname}",
-                        functools.partial(_filtering_off_if_unused, ctx.host, bridge.ifname),
-                    )
-        mtu = pick_mtu(spec.mtu, bridge)
+        found = ctx.host_link
+        if vlan is None and _users_bridge(found):
+            # The common case: pipework never removes a bridge of the user's
+            # (nor changes it without a VLAN): no lock, no extra request.
+            assert found is not None
+            bridge, veth, mtu = await self._join(ctx, found, vlan)
+        else:
+            # A bridge pipework made (or makes now) may be pruned by another
+            # process once empty, and VLAN filtering turned off once no port
+            # needs it: the bridge is made and joined under its lock.
+            async with ctx.lock(f"bridge:{_bridge_name(ctx)}"):
+                bridge, veth, mtu = await self._join(ctx, await self._ensure_bridge(ctx), vlan)
+        await settle_forward(ctx, bridge.ifname)
+        return GuestLink(
+            temp_ifname=ctx.temp_ifname,
+            host=bridge.ifname,
+            host_ifname=veth.ifname,
+            mtu=mtu,
+            state=FORWARD_FLAG if spec.settings.get(ALLOW_FORWARD) else "",
+        )
+
+    async def _join(
+        self, ctx: LinkContext, bridge: Link, vlan: int | None
+    ) -> tuple[Link, Link, int]:
+        """The veth pair, its host end a port of ``bridge`` (on ``vlan``); its MTU."""
+        spec = ctx.spec
         host = ctx.host
+        if vlan is not None and await enable_vlan_filtering(host, bridge):
+            ctx.journal.record(
+                f"VLAN filtering on {bridge.ifname}",
+                functools.partial(_filtering_off_if_unused, host, bridge.ifname, ctx.lock),
+            )
+        mtu = pick_mtu(spec.mtu, bridge)
         veth = await create_veth(ctx, mtu)
         # The host end's marker says which VLAN it is on, so that undoing
         # "VLAN filtering on" can tell whether other ports still need it, and
@@ -111,46 +136,37 @@ class BridgeBackend(LinkBackend):
             await host.set(veth.index, master=bridge.index, ifalias=marker.format())
             await set_port_vlan(host, veth.index, vlan)
             await host.set(veth.index, state="up")
-        await settle_forward(ctx, bridge.ifname, veth.ifname)
-        return GuestLink(
-            temp_ifname=ctx.temp_ifname,
-            host=bridge.ifname,
-            host_ifname=veth.ifname,
-            mtu=mtu,
-            state=FORWARD_FLAG if spec.settings.get(ALLOW_FORWARD) else "",
-        )
+        return bridge, veth, mtu
 
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:
-        name = ctx.spec.host
+        """The bridge, made if missing (under its lock)."""
+        name = _bridge_name(ctx)
         host = ctx.host
-        found = ctx.host_link
-        if found is not None and found.kind == "bridge" and found.up:
-            return found  # the common case: no lock, no extra request
-        async with ctx.lock(f"bridge:{name}"):
-            bridge = await host.link(name)
-            if bridge is not None:
-                if bridge.kind != "bridge":
-                    raise HostInterfaceError(f"{name} exists but is not a Linux bridge")
-                if not bridge.up:
-                    await host.set(bridge.index, state="up")
-                return bridge
-            try:
-                await ctx.journal.step(
-                    f"bridge {name}",
-                    host.create(name, "bridge"),
-                    lambda: _remove_if_empty(host, name),
-                )
-                created = True
-            except LinkExists:  # another process won the race: use its bridge
-                created = False
-            bridge = await host.link(name)
-            if bridge is None:
-                raise HostInterfaceError(f"bridge {name} vanished while being created")
-            if created:
-                await host.set(bridge.index, ifalias=BRIDGE_MARKER, state="up")
-            else:
+        bridge = await host.link(name)
+        if bridge is not None:
+            if bridge.kind != "bridge":
+                raise HostInterfaceError(f"{name} exists but is not a Linux bridge")
+            if not bridge.up:
                 await host.set(bridge.index, state="up")
             return bridge
+        lock = ctx.lock
+        try:
+            await ctx.journal.step(
+                f"bridge {name}",
+                host.create(name, "bridge"),
+                lambda: _remove_if_empty(host, name, lock),
+            )
+            created = True
+        except LinkExists:  # made meanwhile by a pipework older than these locks, or by hand
+            created = False
+        bridge = await host.link(name)
+        if bridge is None:
+            raise HostInterfaceError(f"bridge {name} vanished while being created")
+        if created:
+            await host.set(bridge.index, ifalias=BRIDGE_MARKER, state="up")
+        else:
+            await host.set(bridge.index, state="up")
+        return bridge
 
     async def prepare_host(self, ctx: HostContext) -> HostChange:
         """A bridge declared in a topology file: create it, or check (and with
@@ -244,9 +260,10 @@ class BridgeBackend(LinkBackend):
         own = Marker.parse(veth.alias) if veth is not None else None
         if veth is None or own is None or not ctx.marker.same_attachment(own):
             return
-        await ctx.host.delete(veth.index)
         if FORWARD_FLAG in own.state.split(","):
-            await release_forward(ctx.host, own.host, leaving=own.hostif)
+            # Its port leaves the bridge under the rule's lock (see release_forward).
+            await release_forward(ctx.host, own.host, ctx.lock, leaving=own)
+        await ctx.host.delete(veth.index)
 
     async def healthy(self, ctx: DetachContext) -> bool:
         """An --allow-forward attachment is not whole while the firewall drops
@@ -259,30 +276,46 @@ class BridgeBackend(LinkBackend):
         host = ctx.host
         found = []
         for bridge in sorted({owner for _chain, owner in await our_rules(host.fd)}):
-            if await forward_users(host, bridge):
-                continue
-            found.append(f"forward rule for bridge {bridge} (no --allow-forward attachment left)")
-            if not ctx.dry_run:
-                await remove_forward(host.fd, bridge)
+            async with ctx.lock(forward_lock(bridge)):  # an attach may be adding a user
+                if await forward_users(host, bridge):
+                    continue
+                found.append(
+                    f"forward rule for bridge {bridge} (no --allow-forward attachment left)"
+                )
+                if not ctx.dry_run:
+                    await remove_forward(host.fd, bridge)
         return found
 
 
-async def _filtering_off_if_unused(host: Netns, name: str) -> None:
+def _bridge_name(ctx: LinkContext) -> str:
+    """The bridge's name: as found (a ``mac:`` selector names it by MAC), or as asked."""
+    return ctx.host_link.ifname if ctx.host_link is not None else ctx.spec.host
+
+
+def _users_bridge(link: Link | None) -> bool:
+    """An existing Linux bridge, up, that pipework did not make."""
+    return link is not None and link.kind == "bridge" and link.up and link.alias != BRIDGE_MARKER
+
+
+async def _filtering_off_if_unused(host: Netns, name: str, lock: Lock) -> None:
     """Undo "VLAN filtering on", unless another port has joined a VLAN since."""
-    bridge = await host.link(name)
-    if bridge is None:
-        return
-    for port in await host.ports(bridge.index):
-        marker = Marker.parse(port.alias)
-        if marker is not None and marker.state.startswith("vlan="):
+    async with lock(f"bridge:{name}"):
+        bridge = await host.link(name)
+        if bridge is None:
             return
-    await disable_vlan_filtering(host, bridge.index)
+        for port in await host.ports(bridge.index):
+            marker = Marker.parse(port.alias)
+            if marker is not None and marker.state.startswith("vlan="):
+                return
+        await disable_vlan_filtering(host, bridge.index)
 
 
-async def _remove_if_empty(host: Netns, name: str) -> None:
-    bridge = await host.link(name)
-    if bridge is not None and not await host.ports(bridge.index):
-        await host.delete(bridge.index)
+async def _remove_if_empty(host: Netns, name: str, lock: Lock) -> None:
+    """Undo "bridge NAME": unless another attachment has joined it since."""
+    async with lock(f"bridge:{name}"):
+        bridge = await host.link(name)
+        if bridge is not None and not await host.ports(bridge.index):
+            await host.delete(bridge.index)
 
 
 def _ours(bridge: Link | None) -> bool:

@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 
 from pipework.engine.batch import BatchScope
-from pipework.engine.contract import DetachContext, LinkContext
+from pipework.engine.contract import DetachContext, LinkContext, Lock
 from pipework.engine.errors import ExternalCommandError, TimeoutExpiredError, UsageError
 from pipework.engine.kernel.netlink import Netns, netns_identity, read_sysctl
 from pipework.engine.marker import Marker
@@ -374,29 +374,28 @@ def has_flag(marker: Marker | None) -> bool:
     return marker is not None and FORWARD_FLAG in marker.state.split(",")
 
 
-async def forward_users(host: Netns, bridge: str, leaving: str | None = None) -> list[str]:
-    """The ports of ``bridge`` made with ``--allow-forward`` (but ``leaving``)."""
+async def forward_users(host: Netns, bridge: str) -> list[str]:
+    """The ports of ``bridge`` made with ``--allow-forward``."""
     link = await host.link(bridge)
     if link is None:
         return []
     return [
-        port.ifname
-        for port in await host.ports(link.index)
-        if port.ifname != leaving and has_flag(Marker.parse(port.alias))
+        port.ifname for port in await host.ports(link.index) if has_flag(Marker.parse(port.alias))
     ]
 
 
-async def settle_forward(ctx: LinkContext, bridge: str, port: str) -> None:
+async def settle_forward(ctx: LinkContext, bridge: str) -> None:
     """At attach time: with ``--allow-forward`` make sure traffic across
     ``bridge`` is accepted (undone with the last such attachment); without
     it, warn when the host's firewall would drop that traffic."""
-    host = ctx.host
+    host, lock, marker = ctx.host, ctx.lock, ctx.marker
     if ctx.spec.settings.get("allow_forward"):  # the bridge backend's ALLOW_FORWARD
-        async with ctx.lock(f"forward:{bridge}"):  # one rule, however many attach at once
+        # One rule, however many attach at once, in one process or several.
+        async with lock(forward_lock(bridge)):
             if await allow_forward(host.fd, bridge, ctx.scope):
                 ctx.journal.record(
                     f"forward rule for {bridge}",
-                    lambda: release_forward(host, bridge, leaving=port),
+                    lambda: release_forward(host, bridge, lock, leaving=marker),
                 )
         return
     chains = await forward_trap(host.fd, bridge, ctx.scope)
@@ -404,11 +403,34 @@ async def settle_forward(ctx: LinkContext, bridge: str, port: str) -> None:
         log.warning("%s", trap_message(bridge, chains))
 
 
-async def release_forward(host: Netns, bridge: str, leaving: str | None = None) -> None:
+def forward_lock(bridge: str) -> str:
+    """The lock around every check-then-act on the rules of ``bridge``."""
+    return f"forward:{bridge}"
+
+
+async def release_forward(
+    host: Netns, bridge: str, lock: Lock, leaving: Marker | None = None
+) -> None:
     """Remove the rules for ``bridge`` unless another ``--allow-forward``
-    attachment still uses it."""
-    if not await forward_users(host, bridge, leaving):
-        await remove_forward(host.fd, bridge)
+    attachment still uses it.
+
+    The port of ``leaving`` (the attachment that goes) leaves the bridge
+    first, under the lock: two attachments detached at once would otherwise
+    each see the other's port still there, and both keep the rule. Only a
+    port whose own marker says it is that attachment's.
+    """
+    async with lock(forward_lock(bridge)):
+        if leaving is not None and leaving.hostif:
+            port, link = await host.link(leaving.hostif), await host.link(bridge)
+            if (
+                port is not None
+                and link is not None
+                and port.master == link.index
+                and leaving.same_attachment(Marker.parse(port.alias))
+            ):
+                await host.set(port.index, master=0)
+        if not await forward_users(host, bridge):
+            await remove_forward(host.fd, bridge)
 
 
 async def forward_intact(ctx: DetachContext) -> bool:
@@ -426,6 +448,7 @@ __all__ = [
     "check_bridge_name",
     "dropping_chains",
     "forward_intact",
+    "forward_lock",
     "forward_trap",
     "forward_users",
     "our_rules",

@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import anyio
 
@@ -221,6 +221,28 @@ class OvsBackend(LinkBackend):
         if decided.datapath == "netdev":
             disable_tx_checksum(ctx.guest.fd, ctx.temp_ifname)
 
+        if decided.bridge is None:
+            # A new bridge: made under its lock, so that no other pipework
+            # process removes it (``release_host``) before the port is in.
+            async with ctx.lock(bridge_lock(bridge)):
+                await self._add_port(ctx, plan, decided, bridge=bridge, port=port, vlan=vlan)
+        else:
+            await self._add_port(ctx, plan, decided, bridge=bridge, port=port, vlan=vlan)
+        return GuestLink(temp_ifname=ctx.temp_ifname, host=bridge, host_ifname=port, mtu=mtu)
+
+    async def _add_port(
+        self,
+        ctx: LinkContext,
+        plan: Callable[[OvsView], AttachPlan],
+        decided: AttachPlan,
+        *,
+        bridge: str,
+        port: str,
+        vlan: int | None,
+    ) -> None:
+        """The port (and its bridge, if planned) in one transaction, re-planned
+        when another client got there first (the transaction asserts what the
+        plan saw); applied by ovs-vswitchd."""
         for attempt in range(RETRIES):
             created = decided.bridge is None
             ops = add_port_ops(decided, bridge=bridge, port=port, marker=ctx.marker, vlan=vlan)
@@ -258,13 +280,20 @@ class OvsBackend(LinkBackend):
             device = await ctx.host.link(bridge)
             if device is not None and not device.up:
                 await ctx.host.set(device.index, state="up")
-        return GuestLink(temp_ifname=ctx.temp_ifname, host=bridge, host_ifname=port, mtu=mtu)
 
     def _record_port(self, ctx: LinkContext, bridge: str, port: str, created: bool) -> None:
-        marker = ctx.marker
+        marker, lock = ctx.marker, ctx.lock
+
+        async def undo() -> None:
+            if created:  # the bridge goes too if nothing else joined it: under its lock
+                async with lock(bridge_lock(bridge)):
+                    await self._remove_port(port, marker, bridge=bridge, drop_bridge=True)
+            else:
+                await self._remove_port(port, marker, bridge=bridge, drop_bridge=False)
+
         ctx.journal.record(
             f"ovs bridge {bridge} and port {port}" if created else f"ovs port {port} on {bridge}",
-            lambda: self._remove_port(port, marker, bridge=bridge, drop_bridge=created),
+            undo,
         )
 
     async def _view(self, bridge: str, port: str) -> OvsView:
@@ -381,6 +410,10 @@ class OvsBackend(LinkBackend):
         attachments removed concurrently cannot each leave it to the other."""
         if self._setup_error is not None:
             raise self._setup_error
+        async with ctx.lock(bridge_lock(ctx.name)):  # an attach may be making it anew
+            return await self._release_bridge(ctx)
+
+    async def _release_bridge(self, ctx: HostContext) -> bool:
         for attempt in range(RETRIES):
             results = await self.client.transact(
                 bridge_ops(ctx.name), what=f"looking up bridge {ctx.name}"
@@ -450,6 +483,12 @@ class OvsBackend(LinkBackend):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def bridge_lock(name: str) -> str:
+    """The lock around making and removing the bridge ``name`` (the Linux
+    bridge backend's name for it too: both are interface names)."""
+    return f"bridge:{name}"
 
 
 def _next_cfg(results: list[Row]) -> int:

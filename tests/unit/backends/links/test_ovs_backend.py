@@ -745,30 +745,10 @@ def net():
 
 
 async def context(net, attach: AttachSpec):
-    from contextlib import asynccontextmanager
-
-    from pipework.engine import Guest, GuestInfo, Journal, LinkContext
-
-    @asynccontextmanager
-    async def no_lock(name):
-        yield
-
     host_link = await net.host.link(attach.host)
     host = host_link.ifname if host_link else attach.host
     marker = replace(MARKER, host=host, cfg=attach.fingerprint("ovs", host))
-    return LinkContext(
-        spec=attach,
-        guest=Guest(GuestInfo(name="blue", key="netns:blue", runtime="netns"), net.guest_fd),
-        host=net.host,
-        guest_ns=net.guest_ns,
-        journal=Journal(),
-        host_link=host_link,
-        ifname="eth1",
-        temp_ifname="pwttemp",
-        host_ifname="pwabc",
-        marker=marker,
-        lock=no_lock,
-    )
+    return net.link_context(attach, marker, host_link=host_link)
 
 
 async def test_attach_to_an_existing_bridge(net):
