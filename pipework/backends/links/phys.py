@@ -52,6 +52,8 @@ class PhysBackend(LinkBackend):
         DIRECT_PHYS: OptionSpec("move the NIC itself into the guest", flag="--direct-phys")
     }
 
+    make_before_break = False  # one NIC cannot be in the guest twice
+
     async def claim(self, request: HostRequest) -> int:
         # Above everything, so that --direct-phys on a bridge reaches
         # check() and is refused with the reason.

@@ -46,8 +46,23 @@ def vlan_ifname(parent: str, vid: int) -> str:
     return parent[: IFNAMSIZ - len(suffix)] + suffix
 
 
-def user_name(marker: Marker) -> str:
-    return USER_PREFIX + short_hash(marker.guest, marker.ifname)
+SLOTS = ("", "b")
+"""An attachment's reference is in one of two slots: a replacement built
+beside the one it replaces (``LinkContext.replacing``) takes the other one,
+so each drops only its own. The marker state names a slot other than the
+first: ``PARENT.VID,b``."""
+
+
+def user_name(marker: Marker, slot: str = "") -> str:
+    if not slot:
+        return USER_PREFIX + short_hash(marker.guest, marker.ifname)
+    return USER_PREFIX + short_hash(marker.guest, marker.ifname, slot)
+
+
+def _slot_of(state: str) -> tuple[str, str]:
+    """(the sub-interface, the slot) a marker's state names."""
+    vlan, _, slot = state.partition(",")
+    return vlan, slot if slot in SLOTS else ""
 
 
 async def parent_for(ctx: LinkContext, kind: str, vid: int | None) -> tuple[Link, str]:
@@ -57,16 +72,19 @@ async def parent_for(ctx: LinkContext, kind: str, vid: int | None) -> tuple[Link
     parent = await parent_link(ctx, kind)
     if vid is None:
         return parent, ""
-    link = await acquire_vlan(ctx, parent, vid)
-    return link, link.ifname
+    slot = ""
+    if ctx.replacing is not None and _slot_of(ctx.replacing.state)[1] == "":
+        slot = SLOTS[1]
+    link = await acquire_vlan(ctx, parent, vid, slot)
+    return link, link.ifname + ("," + slot if slot else "")
 
 
-async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
+async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int, slot: str = "") -> Link:
     """``PARENT.VID``: existing, or created and marked as ours; this attachment
     is counted as one of its users (undone by the journal on failure)."""
     host = ctx.host
     name = vlan_ifname(parent.ifname, vid)
-    user = user_name(ctx.marker)
+    user = user_name(ctx.marker, slot)
     async with ctx.lock(f"vlan:{name}"):
         link = await host.link(name)
         created = False
@@ -114,18 +132,21 @@ async def release_vlan(host: Netns, name: str, user: str, *, ours: bool = False)
 
 async def detach_child(ctx: DetachContext) -> None:
     """Remove the child, then release the VLAN sub-interface it sat on."""
-    vlan = ctx.marker.state
+    vlan, slot = _slot_of(ctx.marker.state)
     if not vlan and ctx.guest_ns is None:
         # The guest is gone with the child and its marker (Engine.remove()
         # passes the marker the request would have made, without state):
         # the sub-interface still carries this attachment's reference name.
-        holder = await ctx.host.link(user_name(ctx.marker))
-        vlan = holder.ifname if holder is not None else ""
+        for slot in SLOTS:
+            holder = await ctx.host.link(user_name(ctx.marker, slot))
+            if holder is not None:
+                await release_vlan(ctx.host, holder.ifname, user_name(ctx.marker, slot))
+        return
     if not vlan:
         return  # the engine deletes the child
     if ctx.guest_ns is not None and ctx.guest_link is not None:
         await ctx.guest_ns.delete(ctx.guest_link.index)
-    await release_vlan(ctx.host, vlan, user_name(ctx.marker))
+    await release_vlan(ctx.host, vlan, user_name(ctx.marker, slot))
 
 
 async def collect_garbage(ctx: GcContext) -> list[str]:
@@ -155,7 +176,7 @@ async def _stale_users(ctx: GcContext) -> list[str]:
     if not shared:
         return []
     stale: dict[str, list[str]] = {}
-    live = {user_name(marker) for marker in ctx.live}
+    live = {user_name(marker, slot) for marker in ctx.live for slot in SLOTS}
     for link in shared:
         users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
         if [n for n in users if n not in live]:
@@ -165,7 +186,7 @@ async def _stale_users(ctx: GcContext) -> list[str]:
     # An attach names itself a user a moment before its interface exists:
     # look again before calling a user stale.
     await anyio.sleep(CONFIRM_DELAY)
-    live = {user_name(marker) for marker in await ctx.rescan()}
+    live = {user_name(marker, slot) for marker in await ctx.rescan() for slot in SLOTS}
     items = []
     for name, users in stale.items():
         gone = [n for n in users if n not in live]
