@@ -174,7 +174,7 @@ async def keep_default_route(
         for route in ours:
             await gns.delete_route(route)
 
-    ctx.journal.record(f"the default route of {ctx.guest.name}", restore)
+    ctx.journal.record("the guest's default route", restore)
     if previous is None:
         return  # nothing for a detach to give back
     path = record_path(run_dir, ctx.guest.info.key, ctx.ifname)
