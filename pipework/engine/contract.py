@@ -134,6 +134,10 @@ class LinkContext:
     within this engine and across processes (``Lock``)."""
     scope: BatchScope = field(default_factory=current_scope)
     """Shared by the attaches of one batch: host-wide reads done once (engine/batch.py)."""
+    replacing: Marker | None = None
+    """The attachment this one replaces (``--force``, a repair), still in
+    place while this one is built beside it: the engine removes it once this
+    one is ready. ``host_ifname`` is then a name the old one does not use."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,16 @@ class AddressContext:
     guest_ns: Netns
     index: int
     ifname: str
+    """The final name of the interface: what the attachment is known by."""
     journal: Journal
+    device: str | None = None
+    """The interface's name now, when it is not ``ifname`` yet: a replacement
+    (``--force``, a repair) is configured beside the attachment it replaces,
+    under a temporary name, and renamed once that one is removed; ``adopt``
+    is called then. Only providers with ``make_before_break`` see this."""
+    replacing: Marker | None = None
+    """The attachment being replaced, still in place (``device`` is set):
+    leave what it holds alone; the engine releases it once this one is ready."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +277,13 @@ class LinkBackend:
         ``--direct-phys``...). Called before anything is touched, so a
         refused ``--force`` re-run leaves the old attachment in place.
         Default: accept everything. (0.1.0 called it ``check``.)"""
+
+    make_before_break = True
+    """Can a replacement be built while the attachment it replaces still
+    stands (``ctx.replacing``)? True: the engine builds the new one first
+    and removes the old one only once the new one is ready. False (a NIC
+    passed through cannot be in the guest twice): ``--force`` is refused,
+    and a repair removes the broken one first."""
 
     @required
     async def attach(self, ctx: LinkContext) -> GuestLink:
@@ -352,10 +372,23 @@ class AddressProvider:
         guest). Called after the guest lookup and before anything is
         created. Default: accept. (0.1.0: ``check``.)"""
 
+    make_before_break = False
+    """Can this provider configure a replacement beside the attachment it
+    replaces, under a temporary name (``ctx.device``), and finish in
+    ``adopt`` once it has its final name? False (the default, for providers
+    that know an interface by its final name): the engine removes the old
+    attachment before it configures the new one."""
+
     @required
     async def configure(self, ctx: AddressContext) -> AddressResult:
         """Configure the (up) interface ``ctx.index`` in the guest."""
         raise NotImplementedError
+
+    async def adopt(self, ctx: AddressContext) -> None:
+        """A replacement configured under ``ctx.device`` has its final name
+        ``ctx.ifname`` now, and the attachment it replaced is gone: move
+        what was kept under the temporary name (only with
+        ``make_before_break``). Default: nothing."""
 
     @required
     async def release(self, ctx: DetachContext) -> None:

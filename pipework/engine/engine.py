@@ -15,6 +15,7 @@ any exception or cancellation unwinds it under a shielded scope.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
@@ -65,7 +66,7 @@ from pipework.engine.errors import (
 from pipework.engine.guests import Guest, still_there
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.announce import announce
-from pipework.engine.kernel.netlink import Link, NetlinkPool, Netns, NoSuchLink
+from pipework.engine.kernel.netlink import Link, NetlinkFailure, NetlinkPool, Netns, NoSuchLink
 from pipework.engine.locks import HostLocks
 from pipework.engine.marker import Marker
 from pipework.engine.plugins import (
@@ -75,7 +76,15 @@ from pipework.engine.plugins import (
     make_plugin_manager,
 )
 from pipework.engine.resolution import Outcome, choose_guest, guess_order
-from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo, Status, short_hash
+from pipework.engine.specs import (
+    AddressSpec,
+    Attachment,
+    AttachSpec,
+    GuestInfo,
+    RouteSpec,
+    Status,
+    short_hash,
+)
 
 if TYPE_CHECKING:  # loaded on use: not on the attach path
     from pipework.engine.inventory import AttachmentRecord, GcReport, Inventory
@@ -529,12 +538,31 @@ class Engine:
                         f"{ifname} in {guest.name} is attached with another configuration",
                         "add --force to replace it, or choose another name with -i",
                     )
+                beside: Found | None = None
                 if found.marker is not None:  # update (--force) or repair
-                    await self._remove(found.marker, gns, found.link)
                     status = "replaced"
-                link, final, configured = await self._create(
-                    spec, guest, gns, backend, provider, marker, host_link
-                )
+                    if self._beside(found, spec, backend, provider):
+                        beside = found  # make before break: the old one goes once the new is ready
+                    elif found.action == "update" and not self._coexist(found, backend):
+                        raise ConflictError(
+                            f"{ifname} in {guest.name} cannot be replaced with --force: "
+                            "a NIC passed through cannot be in the guest twice, and --force "
+                            "removes nothing before its replacement is ready",
+                            f"detach it first (pipework detach {guest.name} {ifname}), "
+                            "then attach again",
+                        )
+                    else:  # the old one cannot stay beside the new one
+                        await self._remove(found.marker, gns, found.link)
+                try:
+                    link, final, configured = await self._create(
+                        spec, guest, gns, backend, provider, marker, host_link, beside
+                    )
+                except _NoLiveRename:  # rolled back; before Linux 6.2: break, then make
+                    assert beside is not None and beside.marker is not None
+                    await self._remove(beside.marker, gns, beside.link)
+                    link, final, configured = await self._create(
+                        spec, guest, gns, backend, provider, marker, host_link
+                    )
                 # Committed: a cancellation now must not lose the result of
                 # what stays (a batch reports it as done, and keeps it).
                 with anyio.CancelScope(shield=True):
@@ -542,6 +570,26 @@ class Engine:
                 return result
         finally:
             self._pool.release(gns)
+
+    def _beside(
+        self, found: Found, spec: AttachSpec, backend: LinkBackend, provider: AddressProvider
+    ) -> bool:
+        """Can the replacement of ``found`` be built while it still stands?
+        The old one's backend, the new one's and the new address provider
+        must all say so, and the new host side must be free to take another
+        name than the old one's (not one ``-l`` fixes to it)."""
+        assert found.marker is not None
+        return (
+            found.link is not None
+            and self._coexist(found, backend)
+            and provider.make_before_break
+            and not (spec.host_ifname and spec.host_ifname == found.marker.hostif)
+        )
+
+    def _coexist(self, found: Found, backend: LinkBackend) -> bool:
+        """Can the backends of ``found`` and of its replacement have both at once?"""
+        old = self.backends.get(found.marker.kind) if found.marker is not None else None
+        return backend.make_before_break and (old is None or old.make_before_break)
 
     async def _classify(
         self, gns: Netns, marker: Marker, spec: AttachSpec, provider: AddressProvider
@@ -627,10 +675,23 @@ class Engine:
         provider: AddressProvider,
         marker: Marker,
         host_link: Link | None,
+        beside: Found | None = None,
     ) -> tuple[Link, Marker, AddressResult]:
         """Create the attachment; return the guest link, its final marker and
-        what the address provider configured."""
+        what the address provider configured.
+
+        ``beside``: the attachment this one replaces, left in place while
+        this one is built under temporary names (make before break); it is
+        removed once this one is ready, and this one then takes its name. If
+        anything fails before that, only this one is rolled back.
+        """
         journal = Journal()
+        replacing = beside.marker if beside is not None else None
+        if replacing is not None and replacing.hostif and marker.hostif == replacing.hostif:
+            # One host-side name cannot be used twice: the other derived name.
+            marker = replace(marker, hostif=_other_hostif(marker))
+        mac_later: str | None = None
+        device: str | None = None
         try:
             glink: GuestLink = await backend.attach(
                 LinkContext(
@@ -645,6 +706,7 @@ class Engine:
                     host_ifname=marker.hostif,
                     marker=marker,
                     lock=self.lock,
+                    replacing=replacing,
                 )
             )
             created = await gns.link(glink.temp_ifname)
@@ -666,34 +728,39 @@ class Engine:
                 vlan=str(spec.vlan) if spec.vlan is not None else "",
             )
             # One request: rename, alias, MAC, MTU and up (the kernel renames
-            # before it changes flags).
-            attrs: dict[str, Any] = {
-                "ifname": marker.ifname,
-                "ifalias": final.format(),
-                "state": "up",
-            }
+            # before it changes flags). A replacement keeps its temporary name.
+            attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up"}
+            if replacing is None:
+                attrs["ifname"] = marker.ifname
             if spec.mac:
                 attrs["address"] = spec.mac
             if glink.mtu:
                 attrs["mtu"] = glink.mtu
-            await gns.set(created.index, **attrs)
-            configured = await provider.configure(
-                AddressContext(
-                    address=spec.address,
-                    spec=spec,
-                    guest=guest,
-                    guest_ns=gns,
-                    index=created.index,
-                    ifname=marker.ifname,
-                    journal=journal,
-                )
+            try:
+                await gns.set(created.index, **attrs)
+            except NetlinkFailure as exc:
+                if replacing is None or not spec.mac or exc.code != errno.EADDRINUSE:
+                    raise
+                # The old one holds the MAC on the same parent (a macvlan):
+                # the new one takes it once the old one is gone.
+                mac_later = attrs.pop("address")
+                await gns.set(created.index, **attrs)
+            if replacing is not None:
+                device = await self._live_rename(gns, created.index, marker)
+            actx = AddressContext(
+                address=spec.address,
+                spec=spec,
+                guest=guest,
+                guest_ns=gns,
+                index=created.index,
+                ifname=marker.ifname,
+                journal=journal,
+                device=device,
+                replacing=replacing,
             )
+            configured = await provider.configure(actx)
             # Routes ride on the interface: deleting it (any rollback) removes them.
-            for route in spec.routes:
-                await gns.add_route(created.index, route.dst, route.via, route.metric)
-            link = await gns.link_by_index(created.index)
-            if link is None:
-                raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
+            deferred = await _add_routes(gns, created.index, spec.routes, defer=bool(replacing))
             if not still_there(guest):
                 # Our open fd kept the namespace alive for nothing: its guest
                 # (a container that was killed) is gone.
@@ -701,18 +768,44 @@ class Engine:
                     f"{guest.name} stopped during the attach",
                     "nothing was left behind; start it and attach again",
                 )
+            if beside is not None and replacing is not None:
+                with anyio.CancelScope(shield=True):  # the new one is ready: break
+                    await self._remove(replacing, gns, beside.link)
+                    attrs = {"ifname": marker.ifname}
+                    if mac_later:
+                        attrs["address"] = mac_later
+                    await gns.set(created.index, **attrs)
+                await _add_routes(gns, created.index, deferred)
+            link = await gns.link_by_index(created.index)
+            if link is None:
+                raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
         except BaseException:
             failures = await journal.rollback()
             if failures:
                 log.error("rollback left things behind: %s", "; ".join(failures))
             raise
         journal.commit()
+        if device is not None:  # the provider's part of the rename
+            await provider.adopt(replace(actx, journal=Journal(), replacing=None))
         address = spec.address.address
         if address is not None and address.version == 4 and link.mac and self._background:
             self._background.start_soon(
                 self._announce, os.dup(guest.fd), guest.name, link, glink.host_ifname, address.ip
             )
         return link, final, configured
+
+    async def _live_rename(self, gns: Netns, index: int, marker: Marker) -> str:
+        """Give a replacement, up, a second temporary name: the kernel must be
+        able to rename it while it is up (Linux 6.2 and later) to give it its
+        final name once the old one is gone. ``_NoLiveRename`` if it cannot."""
+        device = "pwu" + short_hash(marker.guest, marker.ifname, "tmp")
+        try:
+            await gns.set(index, ifname=device)
+        except NetlinkFailure as exc:
+            if exc.code == errno.EBUSY:
+                raise _NoLiveRename from None
+            raise
+        return device
 
     async def _inspect(
         self, provider: AddressProvider, marker: Marker, gns: Netns, link: Link, spec: AttachSpec
@@ -1122,6 +1215,33 @@ def _left_alone(ifname: str, place: str, marker: Marker, reason: str) -> str:
         f"{ifname} {place} carries a pipework marker ({marker.kind} {marker.host}), "
         f"but {reason}: left alone"
     )
+
+
+async def _add_routes(
+    gns: Netns, index: int, routes: Sequence[RouteSpec], *, defer: bool = False
+) -> list[RouteSpec]:
+    """Add ``routes`` through ``index``; with ``defer``, return those that
+    exist already (the attachment being replaced has them) instead of failing."""
+    deferred = []
+    for route in routes:
+        try:
+            await gns.add_route(index, route.dst, route.via, route.metric)
+        except ConflictError:
+            if not defer:
+                raise
+            deferred.append(route)
+    return deferred
+
+
+def _other_hostif(marker: Marker) -> str:
+    """The second derived host-side name, for a replacement built beside the
+    attachment that has the first (and the first, beside the second)."""
+    first = "pw" + short_hash(marker.guest, marker.ifname)
+    return "pw" + short_hash(marker.guest, marker.ifname, "b") if marker.hostif == first else first
+
+
+class _NoLiveRename(Exception):
+    """This kernel renames no interface that is up: replace the old way."""
 
 
 def _apply_key(guest: Guest, spec: AttachSpec) -> None:

@@ -44,8 +44,9 @@ async def test_fault_after_every_step(host_ns, make_netns, monkeypatch, bridge_e
 
     faulted = await attach_with_each_fault(monkeypatch, host_ns.path, spec, check)
     # Every recorded step had its fault: veth, guest interface, default route,
-    # and the bridge when the attach created it.
-    assert len(faulted) == (3 if bridge_exists else 4), faulted
+    # the host-side record of the route it replaced, and the bridge when the
+    # attach created it.
+    assert len(faulted) == (4 if bridge_exists else 5), faulted
     assert "eth1" in links(guest)  # the run without a fault succeeded
 
 

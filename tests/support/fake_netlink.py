@@ -771,6 +771,13 @@ class FakeKernel:
                 continue
             if wanted.proto and wanted.proto != x.proto:
                 continue
+            # As the kernel: an interface, gateway or metric given must match.
+            if (wanted.oif and wanted.oif != x.oif) or (
+                wanted.gateway is not None and wanted.gateway != x.gateway
+            ):
+                continue
+            if wanted.priority and wanted.priority != x.priority:
+                continue
             del self.routes[ns][i]
             return
         raise KernelError(errno.ESRCH)

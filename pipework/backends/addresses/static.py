@@ -1,4 +1,8 @@
-"""Static addressing: ``ADDR/PREFIX[@GATEWAY]`` for IPv4 and IPv6, and ``0/0``."""
+"""Static addressing: ``ADDR/PREFIX[@GATEWAY]`` for IPv4 and IPv6, and ``0/0``.
+
+A gateway replaces the guest's default route; its rollback and its detach
+give the guest back the route it replaced (backends/shared/routes.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pipework.engine import (
     AddressSpec,
     DetachContext,
     EngineConfig,
+    GcContext,
     OptionSpec,
     hookimpl,
 )
@@ -19,6 +24,10 @@ from pipework.engine import (
 class StaticProvider(AddressProvider):
     name = "static"
     options: Mapping[str, OptionSpec] = {}
+    make_before_break = True
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.run_dir = (config or EngineConfig()).run_dir
 
     def handles(self, address: AddressSpec) -> bool:
         return address.method == "static"
@@ -32,25 +41,28 @@ class StaticProvider(AddressProvider):
         gateway = spec.gateway
         if gateway is None:
             return AddressResult(addresses=(str(spec.address),))
-        previous = await gns.default_route(gateway.version)
         if gateway not in spec.address.network:
             # Not directly reachable: tell the kernel it is on this link.
             await gns.add_onlink_route(ctx.index, gateway)
-        await gns.set_default_route(gateway, ctx.index)
+        from pipework.backends.shared.routes import replace_default_route  # few attaches need it
 
-        async def restore() -> None:
-            if previous is None:
-                await gns.delete_default_route(gateway.version)
-            else:
-                await gns.restore_route(previous)
-
-        ctx.journal.record(f"default route via {gateway}", restore)
+        await replace_default_route(ctx, self.run_dir, gateway)
         return AddressResult(addresses=(str(spec.address),), gateway=str(gateway))
 
     async def release(self, ctx: DetachContext) -> None:
-        """Nothing to release: addresses and routes go with the interface."""
+        """Addresses and routes go with the interface; the default route it
+        replaced comes back."""
+        from pipework.backends.shared.routes import give_back_default_route
+
+        await give_back_default_route(ctx, self.run_dir)
+
+    async def collect_garbage(self, ctx: GcContext) -> list[str]:
+        """Default-route records of interfaces that are gone (every provider's)."""
+        from pipework.backends.shared.routes import collect_records
+
+        return await collect_records(ctx, self.run_dir)
 
 
 @hookimpl
 def pipework_address_providers(config: EngineConfig) -> list[StaticProvider]:
-    return [StaticProvider()]
+    return [StaticProvider(config)]

@@ -47,8 +47,23 @@ def vlan_ifname(parent: str, vid: int) -> str:
     return parent[: IFNAMSIZ - len(suffix)] + suffix
 
 
-def user_name(marker: Marker) -> str:
-    return USER_PREFIX + short_hash(marker.guest, marker.ifname)
+SLOTS = ("", "b")
+"""An attachment's reference is in one of two slots: a replacement built
+beside the one it replaces (``LinkContext.replacing``) takes the other one,
+so each drops only its own. The marker state names a slot other than the
+first: ``PARENT.VID,b``."""
+
+
+def user_name(marker: Marker, slot: str = "") -> str:
+    if not slot:
+        return USER_PREFIX + short_hash(marker.guest, marker.ifname)
+    return USER_PREFIX + short_hash(marker.guest, marker.ifname, slot)
+
+
+def _slot_of(state: str) -> tuple[str, str]:
+    """(the sub-interface, the slot) a marker's state names."""
+    vlan, _, slot = state.partition(",")
+    return vlan, slot if slot in SLOTS else ""
 
 
 async def parent_for(ctx: LinkContext, kind: str, vid: int | None) -> tuple[Link, str]:
@@ -58,16 +73,19 @@ async def parent_for(ctx: LinkContext, kind: str, vid: int | None) -> tuple[Link
     parent = await parent_link(ctx, kind)
     if vid is None:
         return parent, ""
-    link = await acquire_vlan(ctx, parent, vid)
-    return link, link.ifname
+    slot = ""
+    if ctx.replacing is not None and _slot_of(ctx.replacing.state)[1] == "":
+        slot = SLOTS[1]
+    link = await acquire_vlan(ctx, parent, vid, slot)
+    return link, link.ifname + ("," + slot if slot else "")
 
 
-async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int) -> Link:
+async def acquire_vlan(ctx: LinkContext, parent: Link, vid: int, slot: str = "") -> Link:
     """``PARENT.VID``: existing, or created and marked as ours; this attachment
     is counted as one of its users (undone by the journal on failure)."""
     host, lock = ctx.host, ctx.lock
     name = vlan_ifname(parent.ifname, vid)
-    user = user_name(ctx.marker)
+    user = user_name(ctx.marker, slot)
     async with lock(vlan_lock(name)):
         link = await host.link(name)
         created = False
@@ -137,31 +155,35 @@ async def verify_child(ctx: DetachContext, kind: str) -> str | None:
     marker, link = ctx.marker, ctx.guest_link
     if link is None:
         return None  # a host-side look: release_vlan checks the user's name itself
-    name = marker.state or marker.host
+    vlan, slot = _slot_of(marker.state)
+    name = vlan or marker.host
     parent = await ctx.host.link(name)
     if link.kind != kind or link.link_netnsid is None or parent is None:
         return f"it is not a {kind} interface of the host's {name}"
     if link.parent != parent.index:
         return f"it is not a {kind} interface of the host's {name}"
-    if marker.state and user_name(marker) not in await ctx.host.altnames(parent.index):
+    if vlan and user_name(marker, slot) not in await ctx.host.altnames(parent.index):
         return f"the host's {name} does not count it among its users"
     return None
 
 
 async def detach_child(ctx: DetachContext) -> None:
     """Remove the child, then release the VLAN sub-interface it sat on."""
-    vlan = ctx.marker.state
+    vlan, slot = _slot_of(ctx.marker.state)
     if not vlan and ctx.guest_ns is None:
         # The guest is gone with the child and its marker (Engine.remove()
         # passes the marker the request would have made, without state):
         # the sub-interface still carries this attachment's reference name.
-        holder = await ctx.host.link(user_name(ctx.marker))
-        vlan = holder.ifname if holder is not None else ""
+        for slot in SLOTS:
+            holder = await ctx.host.link(user_name(ctx.marker, slot))
+            if holder is not None:
+                await release_vlan(ctx.host, holder.ifname, user_name(ctx.marker, slot), ctx.lock)
+        return
     if not vlan:
         return  # the engine deletes the child
     if ctx.guest_ns is not None and ctx.guest_link is not None:
         await ctx.guest_ns.delete(ctx.guest_link.index)
-    await release_vlan(ctx.host, vlan, user_name(ctx.marker), ctx.lock)
+    await release_vlan(ctx.host, vlan, user_name(ctx.marker, slot), ctx.lock)
 
 
 async def collect_garbage(ctx: GcContext) -> list[str]:
@@ -191,7 +213,7 @@ async def _stale_users(ctx: GcContext) -> list[str]:
     if not shared:
         return []
     stale: dict[str, list[str]] = {}
-    live = {user_name(marker) for marker in ctx.live}
+    live = {user_name(marker, slot) for marker in ctx.live for slot in SLOTS}
     for link in shared:
         users = [n for n in await host.altnames(link.index) if n.startswith(USER_PREFIX)]
         if [n for n in users if n not in live]:
@@ -201,7 +223,7 @@ async def _stale_users(ctx: GcContext) -> list[str]:
     # An attach names itself a user a moment before its interface exists:
     # look again before calling a user stale.
     await anyio.sleep(CONFIRM_DELAY)
-    live = {user_name(marker) for marker in await ctx.rescan()}
+    live = {user_name(marker, slot) for marker in await ctx.rescan() for slot in SLOTS}
     items = []
     for name, users in stale.items():
         gone = [n for n in users if n not in live]

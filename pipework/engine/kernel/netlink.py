@@ -239,6 +239,21 @@ def _default(version: int) -> tuple[int, str]:
     return (socket.AF_INET, "0.0.0.0/0") if version == 4 else (socket.AF_INET6, "::/0")
 
 
+def _route_body(attrs: dict[str, Any], **fields: int) -> bytes:
+    """``encode_route`` for a route as ``Netns.default_route`` describes it."""
+    dst = ipaddress.ip_network(attrs["dst"])
+    gateway = attrs.get("gateway")
+    return rtnl.encode_route(
+        attrs.get("family", _family(dst)),
+        dst.prefixlen,
+        dst.network_address.packed,
+        gateway=ipaddress.ip_address(gateway).packed if gateway else None,
+        oif=attrs.get("oif"),
+        priority=attrs.get("priority"),
+        **fields,
+    )
+
+
 def _pyroute2_compile(method: str, command: str, attrs: dict[str, Any]) -> tuple[int, int, bytes]:
     """(type, flags, body) of the message pyroute2 builds for ``method(command, **attrs)``.
 
@@ -472,7 +487,14 @@ class Netns:
     async def default_route(self, version: int) -> dict[str, Any] | None:
         """The main table's default route, as attributes ``restore_route`` takes
         (pyroute2's names: ``family dst proto`` and ``gateway oif priority``)."""
+        routes = await self.default_routes(version)
+        return routes[0] if routes else None
+
+    async def default_routes(self, version: int) -> list[dict[str, Any]]:
+        """Every default route of the main table (several when their metrics
+        differ), in the kernel's order (the one in use first), as ``default_route``."""
         family, dst = _default(version)
+        found = []
         for route in await self._ask("listing routes", self.rtnl.routes, family):
             if (
                 route["dst_len"] == 0
@@ -486,8 +508,8 @@ class Netns:
                 for key in ("oif", "priority"):
                     if route[key] is not None:
                         attrs[key] = route[key]
-                return attrs
-        return None
+                found.append(attrs)
+        return found
 
     async def restore_route(self, attrs: dict[str, Any]) -> None:
         """Put back a route ``default_route`` returned."""
@@ -499,17 +521,7 @@ class Netns:
             except RtnlError as exc:
                 raise _translate(exc, "restoring a route", self.label) from None
             return
-        dst = ipaddress.ip_network(attrs["dst"])
-        gateway = attrs.get("gateway")
-        body = rtnl.encode_route(
-            attrs.get("family", _family(dst)),
-            dst.prefixlen,
-            dst.network_address.packed,
-            proto=attrs.get("proto", rtnl.RTPROT_STATIC),
-            gateway=ipaddress.ip_address(gateway).packed if gateway else None,
-            oif=attrs.get("oif"),
-            priority=attrs.get("priority"),
-        )
+        body = _route_body(attrs, proto=attrs.get("proto", rtnl.RTPROT_STATIC))
         await self._ask(
             "restoring a route", functools.partial(self.rtnl.add_route, replace=True), body
         )
@@ -529,6 +541,20 @@ class Netns:
         except RtnlError as exc:
             if exc.code != errno.ESRCH:
                 raise _translate(exc, "removing the default route", self.label) from None
+
+    async def delete_route(self, attrs: dict[str, Any]) -> bool:
+        """Delete exactly the main-table route ``attrs`` describes (as
+        ``default_route`` gives them: its gateway, interface and metric must
+        match, so another route to the same place stays); False if it is not there."""
+        body = _route_body(attrs, proto=0, scope=rtnl.RT_SCOPE_NOWHERE, type_=0)
+        await checkpoint()
+        try:
+            self.rtnl.delete_route(body)
+        except RtnlError as exc:
+            if exc.code == errno.ESRCH:
+                return False
+            raise _translate(exc, "removing a route", self.label) from None
+        return True
 
     async def add_onlink_route(self, index: int, dest: IPAddress) -> None:
         body = rtnl.encode_route(

@@ -47,6 +47,7 @@ from pipework.backends.addresses.dhcp.toolbox import (
     check_request,
     client_patience,
     dhcp_hostname,
+    give_back_default_route,
     guest_alive,
     hook_script,
     intact_result,
@@ -418,17 +419,25 @@ class HostClientProvider(AddressProvider):
         self.mode(spec.address)
         self.binary()
 
+    # A replacement gets its lease under its temporary name, beside the old
+    # attachment (whose client and state stay untouched), with a one-shot
+    # client; ``adopt`` moves the state to the final name, and restarts a
+    # kept client there (same interface, same MAC: the same lease).
+    make_before_break = True
+
     async def configure(self, ctx: AddressContext) -> AddressResult:
         address = ctx.address
         keep, options = self.mode(address)
+        keep = keep and ctx.device is None
         binary = self.binary()
         dns = None
         if wants_dns(address):
             dns = GuestResolvConf.locate(ctx.guest.info, ctx.guest_ns.key)
-        state = StateDir.of(self.config.run_dir, ctx.guest.info.key, ctx.ifname)
+        device = ctx.device or ctx.ifname
+        state = StateDir.of(self.config.run_dir, ctx.guest.info.key, device)
         await self._discard(state)
         # Undone last: the route the hook may replace; then the client.
-        await keep_default_route(ctx)
+        await keep_default_route(ctx, self.config.run_dir)
         state.create(base_meta(ctx, self.name, "kept" if keep else "one-shot"))
 
         async def discard() -> None:
@@ -438,7 +447,7 @@ class HostClientProvider(AddressProvider):
         hook = state.write("hook", hook_script(str(state.file(REPORT))), 0o700)
         run = Run(
             binary=binary,
-            ifname=ctx.ifname,
+            ifname=device,
             hostname=dhcp_hostname(ctx.guest.info),
             state=state,
             hook=str(hook),
@@ -452,6 +461,27 @@ class HostClientProvider(AddressProvider):
         if dns is not None:
             await write_guest_dns(ctx, lease, dns, state)
         return lease.result()
+
+    async def adopt(self, ctx: AddressContext) -> None:
+        """The replacement has its final name: its state follows; a kept
+        client is started under that name."""
+        assert ctx.device is not None
+        key = ctx.guest.info.key
+        built = StateDir.of(self.config.run_dir, key, ctx.device)
+        final = StateDir.of(self.config.run_dir, key, ctx.ifname)
+        await self._discard(final)  # the old one's, if its release left it
+        keep, _ = self.mode(ctx.address)
+        if keep:
+            await self._discard(built)  # a one-shot lease; the kept client makes its own
+            try:
+                await self.configure(ctx if ctx.device is None else _final(ctx))
+            except BaseException:
+                await self._discard(final)
+                raise
+            return
+        if built.exists():
+            built.path.rename(final.path)
+            final.update_meta(ifname=ctx.ifname)
 
     async def _run(self, ctx: AddressContext, run: Run) -> Lease:
         """Start the client in its sandbox and wait for the lease."""
@@ -562,6 +592,8 @@ class HostClientProvider(AddressProvider):
         state.remove()
 
     async def release(self, ctx: DetachContext) -> None:
+        # The route first: a client stopping may take its router's route away.
+        await give_back_default_route(ctx, self.config.run_dir)
         await self._discard(StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname))
 
     async def inspect(self, ctx: DetachContext) -> AddressResult | None:
@@ -600,6 +632,15 @@ class HostClientProvider(AddressProvider):
             if not ctx.dry_run:
                 await self._discard(state)
         return found
+
+
+def _final(ctx: AddressContext) -> AddressContext:
+    """``ctx`` for the interface under its final name (a journal of its own)."""
+    from dataclasses import replace
+
+    from pipework.engine import Journal
+
+    return replace(ctx, device=None, replacing=None, journal=Journal())
 
 
 @hookimpl

@@ -44,6 +44,7 @@ from pipework.backends.addresses.dhcp.toolbox import (
     check_lease,
     check_request,
     dhcp_hostname,
+    give_back_default_route,
     guest_alive,
     hook_script,
     intact_result,
@@ -297,7 +298,7 @@ class DhcpHelperProvider(AddressProvider):
         daemon = Daemon.of(info.details.get(API_DETAIL), info.runtime)
         state = StateDir.of(self.config.run_dir, info.key, ctx.ifname)
         await self._discard(state, info.key, ctx.ifname)
-        await keep_default_route(ctx)
+        await keep_default_route(ctx, self.config.run_dir)
         meta = base_meta(ctx, self.name, "kept" if keep else "one-shot")
         # "helper": the container to remove on detach or rollback (None once
         # a one-shot helper is gone); "api": where it lives (Docker, Podman).
@@ -393,6 +394,8 @@ class DhcpHelperProvider(AddressProvider):
     async def release(self, ctx: DetachContext) -> None:
         marker = ctx.marker
         state = StateDir.of(self.config.run_dir, marker.guest, marker.ifname)
+        # The route first: a client stopping may take its router's route away.
+        await give_back_default_route(ctx, self.config.run_dir)
         await self._discard(state, marker.guest, marker.ifname)
 
     async def inspect(self, ctx: DetachContext) -> AddressResult | None:

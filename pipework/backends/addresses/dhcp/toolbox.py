@@ -554,25 +554,24 @@ async def intact_result(ctx: DetachContext, report: Mapping[str, str]) -> Addres
     return lease.result()
 
 
-async def keep_default_route(ctx: AddressContext) -> None:
+async def keep_default_route(ctx: AddressContext, run_dir: str) -> None:
     """Record how to put the guest's IPv4 default route back.
 
     Call it before a client starts: its hook replaces the default route
-    when the lease names a router, and a failure at any later point must
-    restore the route that was there.
+    when the lease names a router, and a failure at any later point, or the
+    detach, must restore the route that was there (and only remove a route
+    through this interface: backends/shared/routes.py).
     """
-    gns = ctx.guest_ns
-    previous = await gns.default_route(4)
+    from pipework.backends.shared.routes import keep_default_route as keep
 
-    async def restore() -> None:
-        if previous is None:
-            current = await gns.default_route(4)
-            if current is not None and current.get("oif") == ctx.index:
-                await gns.delete_default_route(4)
-        else:
-            await gns.restore_route(previous)
+    await keep(ctx, run_dir, 4)
 
-    ctx.journal.record("the guest's default route", restore)
+
+async def give_back_default_route(ctx: DetachContext, run_dir: str) -> None:
+    """On release: the guest's default route as it was before the lease's router."""
+    from pipework.backends.shared.routes import give_back_default_route as give_back
+
+    await give_back(ctx, run_dir)
 
 
 async def check_lease(ctx: AddressContext, lease: Lease, client: str) -> None:
@@ -807,6 +806,7 @@ __all__ = [
     "check_request",
     "client_patience",
     "dhcp_hostname",
+    "give_back_default_route",
     "guest_alive",
     "hook_script",
     "intact_result",

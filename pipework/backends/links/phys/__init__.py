@@ -65,6 +65,8 @@ class PhysBackend(LinkBackend):
         DIRECT_PHYS: OptionSpec("move the NIC itself into the guest", flag="--direct-phys")
     }
 
+    make_before_break = False  # one NIC cannot be in the guest twice
+
     def __init__(self, run_dir: str = "/run/pipework") -> None:
         self.records = NicRecords(run_dir)
 

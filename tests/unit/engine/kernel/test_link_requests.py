@@ -111,6 +111,7 @@ from pipework.engine import (
     AttachSpec,
     ConflictError,
     DetachContext,
+    EngineConfig,
     Guest,
     GuestInfo,
     GuestLink,
@@ -1345,10 +1346,10 @@ def address_context(net: FakeNet, index: int, address: str, gateway: str | None)
 @pytest.mark.parametrize(
     ("address", "gateway"), [("198.18.0.2/24", "198.18.0.1"), ("2001:db8::2/64", "2001:db8::1")]
 )
-async def test_static_gateway_on_the_subnet(net, sysctls, address, gateway):
+async def test_static_gateway_on_the_subnet(net, sysctls, address, gateway, tmp_path):
     eth1 = net.kernel.add("guest", "eth1", up=True)
     ctx = address_context(net, eth1.index, address, gateway)
-    result = await StaticProvider().configure(ctx)
+    result = await StaticProvider(EngineConfig(run_dir=str(tmp_path))).configure(ctx)
     assert (result.addresses, result.gateway) == ((address,), gateway)
 
     family = socket.AF_INET if ":" not in address else socket.AF_INET6
@@ -1368,20 +1369,24 @@ async def test_static_gateway_on_the_subnet(net, sysctls, address, gateway):
     defaults = [x for x in net.kernel.routes["guest"] if x.dst_len == 0]
     assert defaults == [FakeRoute(family, None, 0, eth1.index, gateway=gateway)]
 
-    # Rolled back, with no default route before: the one made is deleted.
+    # Rolled back, with no default route before: the one made is deleted,
+    # and only that one (its gateway and interface are named).
     net.kernel.log.clear()
     assert await ctx.journal.rollback() == []
-    (delete,) = net.kernel.log
+    dump, delete = net.kernel.log
+    assert dump.type == RTM_GETROUTE
     assert (delete.type, delete.flags) == (RTM_DELROUTE, REQ_ACK)
-    assert rtmsg_of(delete) == (family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0)
-    assert delete.attrs == b""
+    assert rtmsg_of(delete) == (family, 0, 0, 0, RT_TABLE_MAIN, 0, 255, 0)
+    assert delete.number(RTA_OIF) == eth1.index
+    assert delete.wire(RTA_GATEWAY) == ipaddress.ip_address(gateway).packed
     assert not [x for x in net.kernel.routes["guest"] if x.dst_len == 0]
+    assert not list(tmp_path.rglob("*.json"))  # the record went with it
 
 
-async def test_static_gateway_off_the_subnet_gets_an_onlink_route_first(net):
+async def test_static_gateway_off_the_subnet_gets_an_onlink_route_first(net, tmp_path):
     eth1 = net.kernel.add("guest", "eth1", up=True)
     ctx = address_context(net, eth1.index, "198.18.0.2/32", "198.19.0.1")
-    await StaticProvider().configure(ctx)
+    await StaticProvider(EngineConfig(run_dir=str(tmp_path))).configure(ctx)
     onlink, default = [r for r in net.kernel.log if r.type == RTM_NEWROUTE]
     assert onlink.flags == REQ_ACK | CREATE
     assert rtmsg_of(onlink) == (
@@ -1393,7 +1398,7 @@ async def test_static_gateway_off_the_subnet_gets_an_onlink_route_first(net):
     assert default.wire(RTA_GATEWAY) == ipaddress.ip_address("198.19.0.1").packed
 
 
-async def test_a_replaced_default_route_is_put_back_on_rollback(net):
+async def test_a_replaced_default_route_is_put_back_on_rollback(net, tmp_path):
     eth0 = net.kernel.add(
         "guest", "eth0", up=True, addresses=[FakeAddress(socket.AF_INET, "198.18.1.2", 24)]
     )
@@ -1401,12 +1406,12 @@ async def test_a_replaced_default_route_is_put_back_on_rollback(net):
     dhcp = FakeRoute(socket.AF_INET, None, 0, eth0.index, gateway="198.18.1.1", proto=16)
     net.kernel.routes["guest"].append(dhcp)
     ctx = address_context(net, eth1.index, "198.18.0.2/24", "198.18.0.1")
-    await StaticProvider().configure(ctx)
+    await StaticProvider(EngineConfig(run_dir=str(tmp_path))).configure(ctx)
     assert [x.gateway for x in net.kernel.routes["guest"] if x.dst_len == 0] == ["198.18.0.1"]
 
     net.kernel.log.clear()
     assert await ctx.journal.rollback() == []
-    (restore,) = net.kernel.log
+    (restore,) = [r for r in net.kernel.log if r.type == RTM_NEWROUTE]
     assert (restore.type, restore.flags) == (RTM_NEWROUTE, REQ_ACK | NLM_F_CREATE | NLM_F_REPLACE)
     assert rtmsg_of(restore)[:6] == (socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, 16)  # its proto
     assert restore.wire(RTA_GATEWAY) == ipaddress.ip_address("198.18.1.1").packed
@@ -1521,3 +1526,42 @@ async def test_attributes_rtnl_does_not_know_are_compiled_by_pyroute2(net, allow
         UnsupportedError, match=r"^this kernel has no vxlan support \(module vxlan\)"
     ):
         await net.host.create("vx1", "vxlan", vxlan_id=43)
+
+
+async def test_a_rollback_with_no_previous_route_leaves_a_concurrent_one_alone(net, tmp_path):
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    eth2 = net.kernel.add(
+        "guest", "eth2", up=True, addresses=[FakeAddress(socket.AF_INET, "198.18.9.2", 24)]
+    )
+    ctx = address_context(net, eth1.index, "198.18.0.2/24", "198.18.0.1")
+    await StaticProvider(EngineConfig(run_dir=str(tmp_path))).configure(ctx)
+    # A concurrent attach replaces the default route before this one rolls back.
+    theirs = FakeRoute(socket.AF_INET, None, 0, eth2.index, gateway="198.18.9.1")
+    net.kernel.routes["guest"] = [r for r in net.kernel.routes["guest"] if r.dst_len] + [theirs]
+    assert await ctx.journal.rollback() == []
+    assert [x for x in net.kernel.routes["guest"] if x.dst_len == 0] == [theirs]
+    assert not [r for r in net.kernel.log if r.type == RTM_DELROUTE]
+
+
+async def test_a_cancellation_as_the_default_route_is_replaced_keeps_the_original(net, tmp_path):
+    import anyio
+
+    eth0 = net.kernel.add(
+        "guest", "eth0", up=True, addresses=[FakeAddress(socket.AF_INET, "198.18.1.2", 24)]
+    )
+    eth1 = net.kernel.add("guest", "eth1", up=True)
+    original = FakeRoute(socket.AF_INET, None, 0, eth0.index, gateway="198.18.1.1")
+    net.kernel.routes["guest"].append(original)
+    ctx = address_context(net, eth1.index, "198.18.0.2/24", "198.18.0.1")
+    replace_route = net.guest_ns.set_default_route
+
+    async def cancelled_on_the_way_back(*args: object) -> None:
+        await replace_route(*args)  # the kernel did it...
+        raise anyio.get_cancelled_exc_class()()  # ...and the answer never arrived
+
+    net.guest_ns.set_default_route = cancelled_on_the_way_back
+    with pytest.raises(anyio.get_cancelled_exc_class()):
+        await StaticProvider(EngineConfig(run_dir=str(tmp_path))).configure(ctx)
+    assert [x.gateway for x in net.kernel.routes["guest"] if x.dst_len == 0] == ["198.18.0.1"]
+    assert await ctx.journal.rollback() == []
+    assert [x for x in net.kernel.routes["guest"] if x.dst_len == 0] == [original]
