@@ -1119,10 +1119,17 @@ class Engine:
         }
         provider = next((p for p in self.providers if p.handles(spec.address)), None)
         template = _marker_of(spec, key, host_link, backend, provider)
+        removed = []
         async with self.lock(f"guest:{key}:{ifname}"):
             for marker in sorted(markers, key=str) or [template]:
-                await self._remove(marker, None, None)
-        return sorted(markers, key=str)
+                try:
+                    await self._remove(marker, None, None)
+                except UnverifiedError as exc:
+                    log.warning("%s", exc)  # idempotent: what is not ours is not in the way
+                    continue
+                if marker in markers:
+                    removed.append(marker)
+        return removed
 
     async def _remove(
         self, marker: Marker, where: Netns | None, link: Link | None, *, moved: bool = False

@@ -256,7 +256,9 @@ def test_a_dead_containers_ovs_port_is_removed(ovs, start_watch, make_container,
     assert refusals(watch, c.name) == []
     docker_daemon.cli("kill", c.id)
     died = watch.wait_log(lambda line: line.get("event") == "died")
-    assert died["guest"] == c.name and "eth1 (ovs ovspwtw)" in died["message"]
+    # The veth may be gone with the namespace already (the kernel tears it
+    # down in the background): what counts is that the port went.
+    assert died["guest"] == c.name
     assert ovs.ports("ovspwtw") == []
 
 

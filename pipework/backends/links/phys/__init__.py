@@ -126,12 +126,15 @@ class PhysBackend(LinkBackend):
     async def verify(self, ctx: DetachContext) -> str | None:
         marker = ctx.marker
         record = self.records.read(marker.guest, marker.ifname)
-        if record is None:
-            return f"the host has no record of passing a NIC through as {marker.ifname}"
+        unknown = f"the host has no record of passing a NIC through as {marker.ifname}"
         if ctx.guest_link is not None:
-            return record.mismatch(ctx.guest_link, in_guest=True)
+            return unknown if record is None else record.mismatch(ctx.guest_link, in_guest=True)
         homes = await self._came_home(ctx)
-        if not homes or any(record.mismatch(link, in_guest=False) is None for link in homes):
+        if not homes:
+            return None  # nothing on the host claims to be it: nothing to do
+        if record is None:
+            return unknown
+        if any(record.mismatch(link, in_guest=False) is None for link in homes):
             return None
         return f"the interface that came back is not {record.name}"
 
