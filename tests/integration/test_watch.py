@@ -496,3 +496,33 @@ def test_a_bad_allowance_stops_the_watcher_at_once(args, fragment, host_ns, run_
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"pipework: {fragment}")
+
+
+def test_a_guest_that_forges_its_marker_moves_nothing_on_the_host(
+    start_watch, make_container, host_ns
+):
+    """A container with NET_ADMIN rewrites its interface's marker (here: says
+    it is a NIC passed through, named pwned0 on the host) and takes the
+    interface down, so the watcher's next reconciliation would rebuild it.
+    The host has no record of such a NIC: the watcher says so and leaves it."""
+    watch = start_watch()
+    watch.connected()
+    c = make_container(
+        extra_args=(*label("eth1", "brpwthw 198.18.39.2/24"), "--cap-add", "NET_ADMIN")
+    )
+    eth(c, watch=watch)
+    watch.wait_log(lambda line: line.get("event") == "created" and line.get("guest") == c.name)
+    nsenter = ["nsenter", "-t", str(c.pid), "-n"]
+    (entry,) = json.loads(infra.run([*nsenter, "ip", "-j", "link", "show", "eth1"]).stdout)
+    forged = (
+        entry["ifalias"].replace("kind=bridge", "kind=phys").replace("host=brpwthw", "host=pwned0")
+    )
+    assert forged != entry["ifalias"]
+    before = set(links(host_ns))
+    infra.run([*nsenter, "ip", "link", "set", "eth1", "down", "alias", forged])
+    refused = watch.wait_log(
+        lambda line: line.get("event") == "failed" and "leaves it alone" in line.get("message", "")
+    )
+    assert "the host has no record of passing a NIC through as eth1" in refused["message"]
+    assert set(links(host_ns)) == before and "pwned0" not in before
+    assert "Traceback" not in "".join(watch.raw)
