@@ -75,13 +75,13 @@ from pipework.engine.plugins import (
     link_backends,
     make_plugin_manager,
 )
+from pipework.engine.replacement import NoLiveRename, add_routes, live_rename, other_hostif
 from pipework.engine.resolution import Outcome, choose_guest, guess_order
 from pipework.engine.specs import (
     AddressSpec,
     Attachment,
     AttachSpec,
     GuestInfo,
-    RouteSpec,
     Status,
     short_hash,
 )
@@ -557,7 +557,7 @@ class Engine:
                     link, final, configured = await self._create(
                         spec, guest, gns, backend, provider, marker, host_link, beside
                     )
-                except _NoLiveRename:  # rolled back; before Linux 6.2: break, then make
+                except NoLiveRename:  # rolled back; before Linux 6.2: break, then make
                     assert beside is not None and beside.marker is not None
                     await self._remove(beside.marker, gns, beside.link)
                     link, final, configured = await self._create(
@@ -689,7 +689,7 @@ class Engine:
         replacing = beside.marker if beside is not None else None
         if replacing is not None and replacing.hostif and marker.hostif == replacing.hostif:
             # One host-side name cannot be used twice: the other derived name.
-            marker = replace(marker, hostif=_other_hostif(marker))
+            marker = replace(marker, hostif=other_hostif(marker))
         mac_later: str | None = None
         device: str | None = None
         try:
@@ -746,7 +746,7 @@ class Engine:
                 mac_later = attrs.pop("address")
                 await gns.set(created.index, **attrs)
             if replacing is not None:
-                device = await self._live_rename(gns, created.index, marker)
+                device = await live_rename(gns, created.index, marker)
             actx = AddressContext(
                 address=spec.address,
                 spec=spec,
@@ -760,7 +760,7 @@ class Engine:
             )
             configured = await provider.configure(actx)
             # Routes ride on the interface: deleting it (any rollback) removes them.
-            deferred = await _add_routes(gns, created.index, spec.routes, defer=bool(replacing))
+            deferred = await add_routes(gns, created.index, spec.routes, defer=bool(replacing))
             if not still_there(guest):
                 # Our open fd kept the namespace alive for nothing: its guest
                 # (a container that was killed) is gone.
@@ -775,7 +775,7 @@ class Engine:
                     if mac_later:
                         attrs["address"] = mac_later
                     await gns.set(created.index, **attrs)
-                await _add_routes(gns, created.index, deferred)
+                await add_routes(gns, created.index, deferred)
             link = await gns.link_by_index(created.index)
             if link is None:
                 raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
@@ -793,19 +793,6 @@ class Engine:
                 self._announce, os.dup(guest.fd), guest.name, link, glink.host_ifname, address.ip
             )
         return link, final, configured
-
-    async def _live_rename(self, gns: Netns, index: int, marker: Marker) -> str:
-        """Give a replacement, up, a second temporary name: the kernel must be
-        able to rename it while it is up (Linux 6.2 and later) to give it its
-        final name once the old one is gone. ``_NoLiveRename`` if it cannot."""
-        device = "pwu" + short_hash(marker.guest, marker.ifname, "tmp")
-        try:
-            await gns.set(index, ifname=device)
-        except NetlinkFailure as exc:
-            if exc.code == errno.EBUSY:
-                raise _NoLiveRename from None
-            raise
-        return device
 
     async def _inspect(
         self, provider: AddressProvider, marker: Marker, gns: Netns, link: Link, spec: AttachSpec
@@ -1222,33 +1209,6 @@ def _left_alone(ifname: str, place: str, marker: Marker, reason: str) -> str:
         f"{ifname} {place} carries a pipework marker ({marker.kind} {marker.host}), "
         f"but {reason}: left alone"
     )
-
-
-async def _add_routes(
-    gns: Netns, index: int, routes: Sequence[RouteSpec], *, defer: bool = False
-) -> list[RouteSpec]:
-    """Add ``routes`` through ``index``; with ``defer``, return those that
-    exist already (the attachment being replaced has them) instead of failing."""
-    deferred = []
-    for route in routes:
-        try:
-            await gns.add_route(index, route.dst, route.via, route.metric)
-        except ConflictError:
-            if not defer:
-                raise
-            deferred.append(route)
-    return deferred
-
-
-def _other_hostif(marker: Marker) -> str:
-    """The second derived host-side name, for a replacement built beside the
-    attachment that has the first (and the first, beside the second)."""
-    first = "pw" + short_hash(marker.guest, marker.ifname)
-    return "pw" + short_hash(marker.guest, marker.ifname, "b") if marker.hostif == first else first
-
-
-class _NoLiveRename(Exception):
-    """This kernel renames no interface that is up: replace the old way."""
 
 
 def _apply_key(guest: Guest, spec: AttachSpec) -> None:
