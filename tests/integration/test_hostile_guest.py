@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import infra
 from support.checks import links, one_line_error
+from support.ovs import PrivateOvs
 
 from pipework import Engine
 from pipework.engine import PipeworkError
@@ -34,13 +35,14 @@ from pipework.engine import PipeworkError
 pytestmark = pytest.mark.integration
 
 BRIDGE = "brpwthg"
+OVS_BRIDGE = "ovspwthg"
 NIC = "pwthnic0"
 EVIL_IFS = ("x0", "x1", "eth1", "lan0")
 """The guest's own interfaces (veth ends whose peers stay in the guest)."""
 EXAMPLES = int(os.environ.get("PIPEWORK_HOSTILE_EXAMPLES", "750"))
 
 
-def host_state(ns: infra.NetNS, run_dir: Path) -> dict[str, object]:
+def host_state(ns: infra.NetNS, run_dir: Path, ovs: PrivateOvs | None = None) -> dict[str, object]:
     """Everything of the host a guest's words could change."""
 
     def j(*argv: str) -> object:
@@ -77,6 +79,7 @@ def host_state(ns: infra.NetNS, run_dir: Path) -> dict[str, object]:
         ]
         if shutil.which("iptables-save")
         else [],
+        "ovs": ovs.vsctl("show").stdout if ovs is not None else "",
         "run_dir": sorted(
             str(p.relative_to(run_dir))
             for p in run_dir.rglob("*")
@@ -86,10 +89,12 @@ def host_state(ns: infra.NetNS, run_dir: Path) -> dict[str, object]:
 
 
 @pytest.fixture
-def lab(host_ns: infra.NetNS, make_netns, run_pipework, tmp_path: Path) -> Iterator[dict]:
-    """A host (host_ns) with a bridge, a spare NIC, and a neighbour attached
-    with --allow-forward; and the hostile guest ``evil`` with interfaces of
-    its own."""
+def lab(
+    host_ns: infra.NetNS, make_netns, run_pipework, tmp_path: Path, ovs: PrivateOvs
+) -> Iterator[dict]:
+    """A host (host_ns) with a bridge, an Open vSwitch bridge, a spare NIC,
+    and neighbours attached to each (one with --allow-forward); and the
+    hostile guest ``evil`` with interfaces of its own."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
@@ -101,8 +106,13 @@ def lab(host_ns: infra.NetNS, make_netns, run_pipework, tmp_path: Path) -> Itera
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     host_ns.exec("ip", "addr", "add", "198.18.130.1/24", "dev", BRIDGE)
+    neighbour = make_netns("o")
+    result = run_pipework(
+        OVS_BRIDGE, f"netns:{neighbour.name}", "198.18.133.2/24", "@7", netns=host_ns.name, env=env
+    )
+    assert result.returncode == 0, result.stderr
     evil = make_netns("e")
-    yield {"victim": victim, "evil": evil, "env": env, "run_dir": run_dir}
+    yield {"victim": victim, "evil": evil, "env": env, "run_dir": run_dir, "ovs": ovs}
 
 
 def names_in(ns: infra.NetNS) -> set[str]:
@@ -172,7 +182,7 @@ def test_a_forged_phys_marker_moves_nothing_into_the_host(lab, host_ns, run_pipe
         marker_alias(guest=f"netns:{evil.name}", ifname="x0", kind="phys", host="pwned0",
                      cfg="0", state="02:00:00:00:00:42,up"),
     )  # fmt: skip
-    before = host_state(host_ns, lab["run_dir"])
+    before = host_state(host_ns, lab["run_dir"], lab["ovs"])
     result = run_pipework(
         "detach", f"netns:{evil.name}", "--all", netns=host_ns.name, env=lab["env"]
     )
@@ -181,14 +191,14 @@ def test_a_forged_phys_marker_moves_nothing_into_the_host(lab, host_ns, run_pipe
     (warning,) = result.stderr.strip().splitlines()
     assert warning.startswith("pipework: WARNING: x0 in ") and "no record" in warning, warning
     assert "left alone" in warning
-    assert host_state(host_ns, lab["run_dir"]) == before
+    assert host_state(host_ns, lab["run_dir"], lab["ovs"]) == before
     assert "pwned0" not in links(host_ns) and "x0" in links(evil)
     # Naming it is an error, in one line, and still nothing moves.
     named = run_pipework(
         "detach", f"netns:{evil.name}", "-i", "x0", netns=host_ns.name, env=lab["env"]
     )
     one_line_error(named, 7, "carries a pipework marker (phys pwned0), but the host has no record")
-    assert host_state(host_ns, lab["run_dir"]) == before
+    assert host_state(host_ns, lab["run_dir"], lab["ovs"]) == before
     # ls shows it, as unverified.
     listed = run_pipework("ls", "--json", f"netns:{evil.name}", netns=host_ns.name, env=lab["env"])
     (record,) = json.loads(listed.stdout)["attachments"]
@@ -200,20 +210,26 @@ def test_a_forged_phys_marker_moves_nothing_into_the_host(lab, host_ns, run_pipe
 def test_a_forged_marker_naming_a_neighbours_host_side_leaves_it(lab, host_ns, run_pipework):
     evil = lab["evil"]
     evil_interfaces(evil)
-    target = victim_host_side(host_ns)
-    for kind in ("bridge", "ovs"):
+    (port,) = lab["ovs"].ports(OVS_BRIDGE)
+    claims = [
+        ("bridge", BRIDGE, victim_host_side(host_ns)),
+        ("ovs", BRIDGE, victim_host_side(host_ns)),
+        ("ovs", OVS_BRIDGE, port),
+        ("bridge", OVS_BRIDGE, port),
+    ]
+    for kind, bridge, target in claims:
         write_alias(
             evil, "eth1",
-            marker_alias(guest=f"netns:{evil.name}", ifname="eth1", kind=kind, host=BRIDGE,
+            marker_alias(guest=f"netns:{evil.name}", ifname="eth1", kind=kind, host=bridge,
                          hostif=target, cfg="0", state="forward"),
         )  # fmt: skip
-        before = host_state(host_ns, lab["run_dir"])
+        before = host_state(host_ns, lab["run_dir"], lab["ovs"])
         result = run_pipework(
             "detach", f"netns:{evil.name}", "--all", netns=host_ns.name, env=lab["env"]
         )
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         assert f"the host has no host side {target} marked for it" in result.stderr
-        assert host_state(host_ns, lab["run_dir"]) == before
+        assert host_state(host_ns, lab["run_dir"], lab["ovs"]) == before
         victim_whole(lab, host_ns)
 
 
@@ -228,7 +244,7 @@ def test_a_forged_marker_is_not_replaced_with_force(lab, host_ns, run_pipework):
         marker_alias(guest=f"netns:{evil.name}", ifname="eth1", kind="phys", host=NIC,
                      cfg="0", state="02:00:00:00:00:42,up"),
     )  # fmt: skip
-    before = host_state(host_ns, lab["run_dir"])
+    before = host_state(host_ns, lab["run_dir"], lab["ovs"])
     result = run_pipework(
         BRIDGE,
         f"netns:{evil.name}",
@@ -239,7 +255,7 @@ def test_a_forged_marker_is_not_replaced_with_force(lab, host_ns, run_pipework):
     )
     one_line_error(result, 7, "eth1 in ")
     assert "carries a pipework marker, but the host has no record" in result.stderr
-    assert host_state(host_ns, lab["run_dir"]) == before
+    assert host_state(host_ns, lab["run_dir"], lab["ovs"]) == before
     assert "eth1" in links(evil)
 
 
@@ -251,7 +267,7 @@ def test_a_nic_that_comes_home_with_a_forged_marker_is_left_alone(lab, host_ns, 
         guest="netns:gone", ifname="lan0", kind="phys", host="eth0", cfg="0",
         state="02:00:00:00:00:42,up",
     ).decode())  # fmt: skip
-    before = host_state(host_ns, lab["run_dir"])
+    before = host_state(host_ns, lab["run_dir"], lab["ovs"])
     for argv in (("gc", "--dry-run"), ("gc",)):
         result = run_pipework(*argv, netns=host_ns.name, env=lab["env"])
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
@@ -259,7 +275,7 @@ def test_a_nic_that_comes_home_with_a_forged_marker_is_left_alone(lab, host_ns, 
             "pwthnicp" in result.stdout + result.stderr
             and "left alone" in result.stdout + result.stderr
         )
-        assert host_state(host_ns, lab["run_dir"]) == before
+        assert host_state(host_ns, lab["run_dir"], lab["ovs"]) == before
     host_ns.exec("ip", "link", "set", "pwthnicp", "alias", "")
 
 
@@ -360,8 +376,8 @@ def _alias(evil: str, host_names: list[str]) -> st.SearchStrategy[bytes]:
 def test_hostile_markers_change_nothing_outside_the_guest(lab, host_ns):
     evil = lab["evil"]
     run_dir = lab["run_dir"]
-    host_names = sorted(links(host_ns))
-    before = host_state(host_ns, run_dir)
+    host_names = sorted(links(host_ns)) + lab["ovs"].all_ports()
+    before = host_state(host_ns, run_dir, lab["ovs"])
     seen = {"aliases": 0, "refused": 0}
     refusals: set[str] = set()
 
@@ -403,7 +419,7 @@ def test_hostile_markers_change_nothing_outside_the_guest(lab, host_ns):
 
     evil_interfaces(evil)
     anyio.run(whole)
-    after = host_state(host_ns, run_dir)
+    after = host_state(host_ns, run_dir, lab["ovs"])
     assert {k: v for k, v in after.items() if before[k] != v} == {}, before
     victim_whole(lab, host_ns)
     print(
