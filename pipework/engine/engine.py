@@ -552,14 +552,14 @@ class Engine:
                             "then attach again",
                         )
                     else:  # the old one cannot stay beside the new one
-                        await self._remove(found.marker, gns, found.link)
+                        await self._remove(found.marker, gns, found.link, verified=True)
                 try:
                     link, final, configured = await self._create(
                         spec, guest, gns, backend, provider, marker, host_link, beside
                     )
                 except NoLiveRename:  # rolled back; before Linux 6.2: break, then make
                     assert beside is not None and beside.marker is not None
-                    await self._remove(beside.marker, gns, beside.link)
+                    await self._remove(beside.marker, gns, beside.link, verified=True)
                     link, final, configured = await self._create(
                         spec, guest, gns, backend, provider, marker, host_link
                     )
@@ -770,7 +770,7 @@ class Engine:
                 )
             if beside is not None and replacing is not None:
                 with anyio.CancelScope(shield=True):  # the new one is ready: break
-                    await self._remove(replacing, gns, beside.link)
+                    await self._remove(replacing, gns, beside.link, verified=True)
                     attrs = {"ifname": marker.ifname}
                     if mac_later:
                         attrs["address"] = mac_later
@@ -1119,15 +1119,23 @@ class Engine:
         return removed
 
     async def _remove(
-        self, marker: Marker, where: Netns | None, link: Link | None, *, moved: bool = False
+        self,
+        marker: Marker,
+        where: Netns | None,
+        link: Link | None,
+        *,
+        moved: bool = False,
+        verified: bool = False,
     ) -> None:
         """The one removal path: release the address, let the backend take down
         what it made, then delete ``link`` (in the namespace ``where``: the
         guest's, or the host's for a host side whose guest is gone) if it
         still carries ``marker``. ``moved``: ``link`` is the user's device
-        that came back to the host; only its backend may give it back."""
+        that came back to the host; only its backend may give it back.
+        First the backend verifies the marker (``UnverifiedError`` if the host
+        does not corroborate it), unless the caller just did (``verified``)."""
         ctx = self._detach_context(marker, where, link)
-        reason = await self._verify(marker, where, link)
+        reason = None if verified else await self._verify(marker, where, link)
         if reason is not None:
             ifname = link.ifname if link is not None else marker.ifname
             place = "on the host" if where is None or where is self.host else f"in {where.label}"

@@ -32,7 +32,7 @@ import anyio
 from pipework.engine.batch import BatchScope
 from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
 from pipework.engine.contract import DetachContext, GcContext, Lock, no_lock
-from pipework.engine.errors import PipeworkError, UnverifiedError
+from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
 from pipework.engine.marker import Marker
 from pipework.engine.specs import GuestInfo, short_hash
@@ -473,16 +473,13 @@ class Inventory:
                     if came_home
                     else f"host side {link.ifname} of {marker.ifname} in {marker.guest} (guest gone)"
                 )
-                try:
-                    reason = await self.verify(marker, self.host, link)
-                    if reason is None and not dry_run:
-                        await self.remove(marker, self.host, link, moved=came_home)
-                except UnverifiedError as exc:
-                    reason = exc.message
+                reason = await self.verify(marker, self.host, link)
                 if reason is not None:
                     skipped.append(f"{link.ifname}: {reason}; left alone")
                     continue
                 items.append(what)
+                if not dry_run:
+                    await self.remove(marker, self.host, link, moved=came_home, verified=True)
             live = frozenset(side.marker for side in result.guest_sides)
         finally:
             self.close_scan(result)

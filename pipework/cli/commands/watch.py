@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipework.cli.commands.common import options
+from pipework.cli.commands.common import fail, options
 from pipework.cli.render import emit, error, run_async
 
 STATUS_FILE = "watch/status.json"
@@ -131,8 +131,7 @@ def command(
             options=allow_option or [],
         )
     except PipeworkError as exc:
-        error(str(exc))
-        raise typer.Exit(exc.exit_code) from None
+        raise fail(exc) from None
     declare = None
     if file is not None:
         from pipework.apps.topology.loader import load
@@ -142,8 +141,7 @@ def command(
             loaded = load(file)
             declare = topology_declarations(loaded)
         except PipeworkError as exc:
-            error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
+            raise fail(exc) from None
     _log_to_stderr(log_format, opts.debug)
     raise typer.Exit(
         run_async(

@@ -17,11 +17,6 @@ from pipework.engine.marker import Marker
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 class FakeEngine:
     """attach() sleeps a little, fails for guests named "bad*", hangs for "slow*"."""
 

@@ -11,11 +11,6 @@ from pipework.engine import Engine, EngineConfig, PipeworkError, UsageError, hoo
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 class Closable:
     name = "closable"
     default_ifname = "eth1"

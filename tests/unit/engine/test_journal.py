@@ -8,11 +8,6 @@ from pipework.engine import Journal
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 async def test_rollback_runs_inverses_newest_first():
     done = []
     journal = Journal()

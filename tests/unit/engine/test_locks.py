@@ -33,11 +33,6 @@ pytestmark = pytest.mark.anyio
 SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,40}-[0-9a-f]{16}\.lock$")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def files(run_dir: Path) -> list[str]:
     return sorted(p.name for p in (run_dir / LOCK_DIR).iterdir())
 

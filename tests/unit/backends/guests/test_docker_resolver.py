@@ -15,11 +15,6 @@ from pipework.engine import GuestNotFoundError, GuestNotRunningError, RuntimeUna
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 def fake_inspect(answers):
     calls = []
 

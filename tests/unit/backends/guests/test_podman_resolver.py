@@ -21,11 +21,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
 def sockets(tmp_path, monkeypatch):
     """The rootful places, moved into tmp_path (none exists yet)."""
     places = (str(tmp_path / "run" / "podman.sock"), str(tmp_path / "var-run" / "podman.sock"))

@@ -23,18 +23,6 @@ pytestmark = pytest.mark.anyio
 GUEST = "cni:net1:c0ffee"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def net():
-    net = FakeNet()
-    yield net
-    net.close()
-
-
 def user(guest: str, ifname: str) -> str:
     return "pw-" + hashlib.sha1(f"{guest}\0{ifname}".encode()).hexdigest()[:10]
 

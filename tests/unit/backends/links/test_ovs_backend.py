@@ -44,11 +44,6 @@ from pipework.engine import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 MARKER = Marker(
     guest="netns:blue", ifname="eth1", kind="ovs", host="ovsbr", hostif="pwabc", cfg="c1"
 )
@@ -733,15 +728,6 @@ class Ovsdb:
             return OvsdbError("refused", error="timed out")
         self.port = port_row(ids=MINE)
         return committed
-
-
-@pytest.fixture
-def net():
-    from support.fake_netlink import FakeNet
-
-    net = FakeNet()
-    yield net
-    net.close()
 
 
 async def context(net, attach: AttachSpec):

@@ -27,11 +27,6 @@ from pipework.engine import NotPermittedError, TimeoutExpiredError, UsageError
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
 # -- where the server is -------------------------------------------------------------------
 
 

@@ -18,18 +18,6 @@ from pipework.engine.batch import BatchScope
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def net():
-    net = FakeNet()
-    yield net
-    net.close()
-
-
 @pytest.fixture(autouse=True)
 def no_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vlans, "CONFIRM_DELAY", 0)

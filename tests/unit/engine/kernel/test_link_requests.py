@@ -161,18 +161,6 @@ def phys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PhysBackend:
     return backend
 
 
-@pytest.fixture
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture
-def net():
-    net = FakeNet()
-    yield net
-    net.close()
-
-
 @pytest.fixture(autouse=True)
 def no_pyroute2(request, monkeypatch):
     """Every request is encoded by rtnl.py: pyroute2's compiler is never asked
