@@ -72,6 +72,10 @@ class BridgeBackend(LinkBackend):
         )
     }
 
+    def __init__(self, run_dir: str | None = None) -> None:
+        self.run_dir = run_dir
+        """Where the firewall check caches its verdict (None: it does not)."""
+
     async def claim(self, request: HostRequest) -> int:
         link = request.host_link
         if link is not None:
@@ -102,7 +106,7 @@ class BridgeBackend(LinkBackend):
             # needs it: the bridge is made and joined under its lock.
             async with ctx.lock(f"bridge:{_bridge_name(ctx)}"):
                 bridge, veth, mtu = await self._join(ctx, await self._ensure_bridge(ctx), vlan)
-        await settle_forward(ctx, bridge.ifname)
+        await settle_forward(ctx, bridge.ifname, self.run_dir)
         return GuestLink(
             temp_ifname=ctx.temp_ifname,
             host=bridge.ifname,
@@ -268,7 +272,7 @@ class BridgeBackend(LinkBackend):
     async def healthy(self, ctx: DetachContext) -> bool:
         """An --allow-forward attachment is not whole while the firewall drops
         its traffic (a FORWARD policy set to DROP later): a re-run rebuilds it."""
-        return await forward_intact(ctx)
+        return await forward_intact(ctx, self.run_dir)
 
     async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """``gc``: pipework's forward rules for bridges that no --allow-forward
@@ -324,4 +328,4 @@ def _ours(bridge: Link | None) -> bool:
 
 @hookimpl
 def pipework_link_backends(config: EngineConfig) -> list[BridgeBackend]:
-    return [BridgeBackend()]
+    return [BridgeBackend(config.run_dir)]

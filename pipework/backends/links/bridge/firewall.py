@@ -17,6 +17,13 @@ can still list them; other nftables chains (a native ``inet filter
 forward``) are changed with ``nft`` in its JSON syntax, which no bridge name
 can escape. No shell is involved; programs run inside the namespace that
 plays the host.
+
+Reading the firewall forks a program, so the verdict on the trap (which
+chains would drop traffic across a bridge) is kept in a root-only cache
+file, ``RUN_DIR/cache/forward-trap.json``, per namespace and nftables
+ruleset generation (engine/kernel/nftables.py): the programs run again only
+after the ruleset changed. Not with iptables-legacy, whose tables move no
+generation: there they run on every check, as they always did.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +39,11 @@ from typing import Any
 
 import anyio
 
+from pipework.engine import statefile
 from pipework.engine.batch import BatchScope
 from pipework.engine.contract import DetachContext, LinkContext, Lock
 from pipework.engine.errors import ExternalCommandError, TimeoutExpiredError, UsageError
+from pipework.engine.kernel import nftables
 from pipework.engine.kernel.netlink import Netns, netns_identity, read_sysctl
 from pipework.engine.marker import Marker
 
@@ -122,8 +130,18 @@ async def run_tool(host_fd: int | None, argv: Sequence[str], stdin: str | None =
     return done.stdout.decode(errors="replace")
 
 
+def which(program: str) -> str | None:
+    """``program``'s path on PATH, as ``shutil.which`` finds it (whose import,
+    with its compression modules, costs ~2.5 ms on an attach that only asks this)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = Path(directory or ".") / program
+        if os.access(path, os.X_OK) and path.is_file():
+            return str(path)
+    return None
+
+
 def _have(program: str) -> bool:
-    return shutil.which(program) is not None
+    return which(program) is not None
 
 
 # -- reading --------------------------------------------------------------------------
@@ -203,9 +221,12 @@ def nft_rule_handles(listing: str, bridge: str | None = None) -> list[tuple[Chai
     return found
 
 
-async def dropping_chains(host_fd: int | None) -> list[Chain]:
-    """Forward chains that drop by default, for the families br_netfilter sends there."""
-    families = families_checked(host_fd)
+async def dropping_chains(
+    host_fd: int | None, families: Sequence[int] | None = None
+) -> list[Chain]:
+    """Forward chains that drop by default, for the families br_netfilter
+    sends there (``families``: as ``families_checked`` says, already read)."""
+    families = families_checked(host_fd) if families is None else families
     if not families:
         return []
     chains: list[Chain] = []
@@ -222,7 +243,7 @@ async def dropping_chains(host_fd: int | None) -> list[Chain]:
 
 
 def _is_legacy(tool: str, legacy: str) -> bool:
-    path = shutil.which(tool)
+    path = which(tool)
     return bool(path) and Path(path or "").resolve().name in (legacy, "xtables-legacy-multi")
 
 
@@ -237,22 +258,101 @@ async def _allowed(host_fd: int | None, chain: Chain, bridge: str) -> bool:
 
 
 async def forward_trap(
-    host_fd: int | None, bridge: str, scope: BatchScope | None = None
+    host_fd: int | None,
+    bridge: str,
+    scope: BatchScope | None = None,
+    run_dir: str | None = None,
 ) -> list[Chain]:
     """The chains that would drop traffic across ``bridge`` (empty: no trap).
 
     Within a batch (``scope``) the firewall is read once per bridge: every
     read runs the firewall tools, a fork and exec each, which would cost a
-    batch of a thousand attaches more than their netlink work.
+    batch of a thousand attaches more than their netlink work. With a
+    ``run_dir``, a verdict is also kept across processes until the nftables
+    ruleset changes (see the module's docstring).
     """
     if scope is None:
-        return await _forward_trap(host_fd, bridge)
+        return await _cached_trap(host_fd, bridge, run_dir)
     key = (FORWARD_KEY, netns_identity(host_fd), bridge)
-    return list(await scope.once(key, lambda: _forward_trap(host_fd, bridge)))
+    return list(await scope.once(key, lambda: _cached_trap(host_fd, bridge, run_dir)))
 
 
-async def _forward_trap(host_fd: int | None, bridge: str) -> list[Chain]:
-    return [c for c in await dropping_chains(host_fd) if not await _allowed(host_fd, c, bridge)]
+async def _forward_trap(
+    host_fd: int | None, bridge: str, families: Sequence[int] | None = None
+) -> list[Chain]:
+    chains = await dropping_chains(host_fd, families)
+    return [c for c in chains if not await _allowed(host_fd, c, bridge)]
+
+
+TRAP_CACHE = "forward-trap.json"
+"""The cache file of verdicts, in RUN_DIR/cache (engine/statefile.py)."""
+TRAP_CACHE_ENTRIES = 64
+"""Verdicts kept (namespaces x bridges x generations); the oldest go first."""
+
+
+def trap_key(
+    generation: nftables.Generation, families: Sequence[int], tools: str, bridge: str
+) -> str:
+    """What a verdict depends on: the namespace and its ruleset's generation,
+    the families checked, the firewall programs found, the bridge."""
+    boot, cookie, number = generation
+    return json.dumps([boot, cookie, number, list(families), tools, bridge])
+
+
+def _tools(families: Sequence[int]) -> str | None:
+    """The programs a check would run, as a key (None: iptables-legacy is
+    one of them, whose tables move no nftables generation)."""
+    found = [str(which("nft"))]
+    for family in families:
+        tool = IPTABLES[family]
+        if _is_legacy(tool, f"{tool}-legacy"):
+            return None
+        found.append(str(which(tool)))
+    return " ".join(found)
+
+
+def read_verdicts(path: Path) -> dict[str, list[Chain]]:
+    """The cached verdicts (an entry that is not one is left out)."""
+    data = statefile.read(path)
+    entries = data.get("verdicts") if data is not None and data.get("version") == 1 else None
+    if not isinstance(entries, dict):
+        return {}
+    verdicts: dict[str, list[Chain]] = {}
+    for key, chains in entries.items():
+        if isinstance(chains, list) and all(
+            isinstance(c, list) and len(c) == 3 and all(isinstance(p, str) for p in c)
+            for c in chains
+        ):
+            verdicts[key] = [Chain(*c) for c in chains]
+    return verdicts
+
+
+def write_verdicts(path: Path, verdicts: dict[str, list[Chain]]) -> None:
+    kept = list(verdicts.items())[-TRAP_CACHE_ENTRIES:]
+    entries = {key: [[c.family, c.table, c.name] for c in chains] for key, chains in kept}
+    statefile.write(path, {"version": 1, "verdicts": entries})
+
+
+async def _cached_trap(host_fd: int | None, bridge: str, run_dir: str | None) -> list[Chain]:
+    families = families_checked(host_fd)
+    if not families:
+        return []
+    tools = _tools(families) if run_dir is not None else None
+    generation = nftables.generation(host_fd) if tools is not None else None
+    if run_dir is None or tools is None or generation is None:
+        return await _forward_trap(host_fd, bridge, families)
+    path = statefile.cache_path(run_dir, TRAP_CACHE)
+    key = trap_key(generation, families, tools, bridge)
+    verdicts = read_verdicts(path)
+    if key in verdicts:
+        return verdicts[key]
+    chains = await _forward_trap(host_fd, bridge, families)
+    # Kept only if the ruleset did not change while it was read.
+    if nftables.generation(host_fd) == generation:
+        verdicts.pop(key, None)
+        verdicts[key] = chains
+        write_verdicts(path, verdicts)
+    return chains
 
 
 FORWARD_KEY = "bridge-forward-trap"
@@ -384,10 +484,11 @@ async def forward_users(host: Netns, bridge: str) -> list[str]:
     ]
 
 
-async def settle_forward(ctx: LinkContext, bridge: str) -> None:
+async def settle_forward(ctx: LinkContext, bridge: str, run_dir: str | None = None) -> None:
     """At attach time: with ``--allow-forward`` make sure traffic across
     ``bridge`` is accepted (undone with the last such attachment); without
-    it, warn when the host's firewall would drop that traffic."""
+    it, warn when the host's firewall would drop that traffic (``run_dir``:
+    where the verdict may be cached)."""
     host, lock, marker = ctx.host, ctx.lock, ctx.marker
     if ctx.spec.settings.get("allow_forward"):  # the bridge backend's ALLOW_FORWARD
         # One rule, however many attach at once, in one process or several.
@@ -398,7 +499,7 @@ async def settle_forward(ctx: LinkContext, bridge: str) -> None:
                     lambda: release_forward(host, bridge, lock, leaving=marker),
                 )
         return
-    chains = await forward_trap(host.fd, bridge, ctx.scope)
+    chains = await forward_trap(host.fd, bridge, ctx.scope, run_dir)
     if chains:
         log.warning("%s", trap_message(bridge, chains))
 
@@ -433,10 +534,10 @@ async def release_forward(
             await remove_forward(host.fd, bridge)
 
 
-async def forward_intact(ctx: DetachContext) -> bool:
+async def forward_intact(ctx: DetachContext, run_dir: str | None = None) -> bool:
     """For a re-run: does an ``--allow-forward`` attachment still get through?"""
     return not has_flag(ctx.marker) or not await forward_trap(
-        ctx.host.fd, ctx.marker.host, ctx.scope
+        ctx.host.fd, ctx.marker.host, ctx.scope, run_dir
     )
 
 
