@@ -9,7 +9,9 @@ policy of DROP. The machine's own firewall is compared before and after.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from pathlib import Path
 
 import anyio
 import pytest
@@ -17,6 +19,7 @@ from support import infra
 from support.checks import forward_rules, links
 
 from pipework import AddressSpec, AttachSpec, Engine
+from pipework.engine.kernel import nftables
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +191,33 @@ def test_many_attaches_at_once_add_one_rule_and_the_last_detach_removes_every_co
             assert forward_rules(host) == []
 
     anyio.run(main)
+
+
+def test_the_cached_verdict_follows_the_ruleset_generation(trapped_host, make_netns, run_pipework):
+    """The verdict is kept per nftables generation (RUN_DIR/cache): a drop
+    chain added after a quiet attach is seen by the next one, and its removal too."""
+    host = trapped_host
+    fd = os.open(host.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        before = nftables.generation(fd)
+        assert before is not None, "this kernel answers NFT_MSG_GETGEN"
+        a, b, c, d = (make_netns(x) for x in "abcd")
+        ok(run_pipework("brpwtgen", f"netns:{a.name}", "198.18.75.1/24", netns=host.name))
+        quiet = ok(run_pipework("brpwtgen", f"netns:{b.name}", "198.18.75.2/24", netns=host.name))
+        assert quiet.stderr == ""  # the second from the cache
+        cache = Path(os.environ["PIPEWORK_RUN_DIR"], "cache", "forward-trap.json")
+        assert cache.stat().st_mode & 0o777 == 0o600
+        host.exec("nft", "add", "table", "inet", "pwtgen")
+        host.exec(
+            "nft",
+            "add chain inet pwtgen pwtgenfw { type filter hook forward priority 0; policy drop; }",
+        )
+        changed = nftables.generation(fd)
+        assert changed is not None and changed[:2] == before[:2] and changed[2] != before[2]
+        warned = ok(run_pipework("brpwtgen", f"netns:{c.name}", "198.18.75.3/24", netns=host.name))
+        assert "nft chain inet pwtgen pwtgenfw" in warned.stderr
+        host.exec("nft", "delete", "table", "inet", "pwtgen")
+        quiet = ok(run_pipework("brpwtgen", f"netns:{d.name}", "198.18.75.4/24", netns=host.name))
+        assert quiet.stderr == ""
+    finally:
+        os.close(fd)
