@@ -210,9 +210,8 @@ def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'pipework.engine' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module), name)
+    # __import__, not importlib.import_module: the same, but seen by -X importtime.
+    value = getattr(__import__(module, fromlist=[name]), name)
     globals()[name] = value  # the next lookup is a plain global
     return value
 

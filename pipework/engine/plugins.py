@@ -25,9 +25,8 @@ import importlib
 import inspect
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import cache
-from types import FunctionType, MethodType
+from types import FunctionType, MethodType, ModuleType
 from typing import Any, TypeVar, cast
 
 import pluggy
@@ -45,6 +44,7 @@ from pipework.engine.entrypoints import entry_points
 from pipework.engine.errors import PipeworkError
 
 ENTRY_POINT_GROUP = "pipework"
+_HOOKABLE = (FunctionType, staticmethod, classmethod, MethodType)
 CLOSE_NAME = 0.85
 """How alike (difflib's ratio) a public method's name and a contract name must
 be for the method to count as a misspelling (``heathy``/``healthy`` is 0.92)."""
@@ -58,6 +58,16 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__("pipework")
         self.distributions: dict[str, tuple[str, str]] = {}
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        # pluggy looks at every name of a plugin module with
+        # inspect.getattr_static (~2 ms for the built-ins, most of it on names
+        # they import). In a module, getattr_static finds what vars() holds,
+        # and only functions, static/class methods and bound methods can be
+        # hooks: anything else is skipped here without asking it.
+        if isinstance(plugin, ModuleType) and not isinstance(vars(plugin).get(name), _HOOKABLE):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         for ep in entry_points(group):
@@ -164,14 +174,22 @@ _MISSING: Any = object()
 _TYPES: dict[str, type] = {"str": str, "int": int, "Mapping[str, OptionSpec]": Mapping}
 
 
-@dataclass(frozen=True)
 class Method:
-    name: str
-    is_async: bool
-    arity: int
-    """Positional arguments after ``self``."""
-    required: bool
-    base: type
+    """One method of a contract (a plain class: built on every start-up,
+    where a dataclass would cost more than its use)."""
+
+    __slots__ = ("arity", "base", "is_async", "name", "required")
+
+    def __init__(self, name: str, is_async: bool, arity: int, required: bool, base: type) -> None:
+        self.name = name
+        self.is_async = is_async
+        self.arity = arity
+        """Positional arguments after ``self``."""
+        self.required = required
+        self.base = base
+
+    def __repr__(self) -> str:
+        return f"Method({self.name!r}, async={self.is_async}, arity={self.arity})"
 
     @property
     def signature(self) -> str:
@@ -184,17 +202,30 @@ class Method:
         return f"{self.name}({shown})"
 
 
-@dataclass(frozen=True)
 class Contract:
-    base: type
-    methods: dict[str, Method]
-    attributes: dict[str, tuple[type, bool]]
-    """name -> (type, required)."""
+    """What a base class of engine/contract.py requires (built once per base)."""
 
-    names: frozenset[str]
-    """Every name the contract defines."""
-    letters: tuple[tuple[str, Counter[str]], ...]
-    """Each method name with its letters, to rule out misspellings quickly."""
+    __slots__ = ("attributes", "base", "letters", "methods", "names")
+
+    def __init__(
+        self,
+        base: type,
+        methods: dict[str, Method],
+        attributes: dict[str, tuple[type, bool]],
+        names: frozenset[str],
+        letters: tuple[tuple[str, Counter[str]], ...],
+    ) -> None:
+        self.base = base
+        self.methods = methods
+        self.attributes = attributes
+        """name -> (type, required)."""
+        self.names = names
+        """Every name the contract defines."""
+        self.letters = letters
+        """Each method name with its letters, to rule out misspellings quickly."""
+
+    def __repr__(self) -> str:
+        return f"Contract({self.base.__name__})"
 
 
 @cache
@@ -572,90 +603,24 @@ def event_sources(pm: PluginManager, config: EngineConfig) -> list[EventSource]:
     return [obj for _, obj in collect(pm, "pipework_event_sources", config)]
 
 
-# -- pipework plugins ---------------------------------------------------------------------
+def __getattr__(name: str) -> object:
+    """What ``pipework plugins`` shows lives in engine/catalog.py (not built
+    on an attach); its names are still found here."""
+    if name in ("PluginInfo", "RuntimeInfo", "describe", "detect_runtimes"):
+        from pipework.engine import catalog
 
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """One loaded plugin module, for ``pipework plugins``."""
-
-    name: str
-    module: str
-    distribution: str
-    version: str
-    link_backends: tuple[str, ...]
-    address_providers: tuple[str, ...]
-    guest_resolvers: tuple[str, ...]
-
-
-def describe(pm: PluginManager, config: EngineConfig) -> list[PluginInfo]:
-    provided = {
-        hook: collect(pm, hook, config)
-        for hook in (
-            "pipework_link_backends",
-            "pipework_address_providers",
-            "pipework_guest_resolvers",
-        )
-    }
-
-    def names(hook: str, plugin_name: str) -> tuple[str, ...]:
-        return tuple(obj.name for name, obj in provided[hook] if name == plugin_name)
-
-    infos: list[PluginInfo] = []
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None:
-            continue
-        distribution, version = pm.distributions.get(name, ("(registered in code)", ""))
-        named = inspect.ismodule(plugin) or isinstance(plugin, type)
-        infos.append(
-            PluginInfo(
-                name=name,
-                module=cast(Any, plugin).__name__ if named else type(plugin).__name__,
-                distribution=distribution,
-                version=version,
-                link_backends=names("pipework_link_backends", name),
-                address_providers=names("pipework_address_providers", name),
-                guest_resolvers=names("pipework_guest_resolvers", name),
-            )
-        )
-    return infos
-
-
-@dataclass(frozen=True)
-class RuntimeInfo:
-    """A guest resolver's runtime as found here, for ``pipework plugins``."""
-
-    name: str
-    detected: bool
-    detail: str
-    """How it was found (its socket, its program), or what is missing."""
-
-
-def detect_runtimes(pm: PluginManager, config: EngineConfig) -> list[RuntimeInfo]:
-    """Resolvers that can say whether their runtime is here (``detect()`` not
-    None), in the order bare names are tried."""
-    resolvers = guest_resolvers(pm, config)
-    found = []
-    for resolver in sorted(resolvers, key=lambda r: r.guess_order):
-        said = resolver.detect()
-        if said is not None:
-            detected, detail = said
-            found.append(RuntimeInfo(resolver.name, bool(detected), str(detail)))
-    return found
+        return getattr(catalog, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ContractError",
     "PluginError",
-    "PluginInfo",
     "PluginManager",
-    "RuntimeInfo",
     "address_providers",
     "collect",
     "conform",
-    "describe",
-    "detect_runtimes",
     "event_sources",
     "guest_resolvers",
     "link_backends",

@@ -14,8 +14,9 @@ from pipework.engine.errors import PipeworkError
 
 def command(ctx: typer.Context) -> None:
     """List the loaded plugins, what they provide, and their distributions."""
+    from pipework.engine.catalog import describe, detect_runtimes
     from pipework.engine.contract import EngineConfig
-    from pipework.engine.plugins import describe, detect_runtimes, make_plugin_manager
+    from pipework.engine.plugins import make_plugin_manager
 
     try:
         manager = make_plugin_manager()

@@ -3,7 +3,9 @@
 import importlib.metadata
 import textwrap
 
-from pipework.engine.entrypoints import entry_points
+import pytest
+
+from pipework.engine.entrypoints import EntryPoint, entry_points
 
 
 def test_agrees_with_importlib_metadata_for_every_group_we_can_see():
@@ -48,3 +50,21 @@ def test_parsing_and_first_distribution_wins(tmp_path):
         ("p2p", "my_plugin", "my-plugin", "2.0"),
         ("other", "my_plugin.sub:Thing.factory", "my-plugin", "2.0"),
     ]
+
+
+def test_an_entry_point_is_an_immutable_value():
+    one = EntryPoint("p2p", "my_plugin", "my-plugin", "2.0")
+    assert one == EntryPoint("p2p", "my_plugin", "my-plugin", "2.0")
+    assert one != EntryPoint("p2p", "my_plugin", "my-plugin", "2.1")
+    assert len({one, EntryPoint("p2p", "my_plugin", "my-plugin", "2.0")}) == 1
+    assert repr(one) == (
+        "EntryPoint(name='p2p', value='my_plugin', distribution='my-plugin', version='2.0')"
+    )
+    assert (one.name, one.value, one.distribution, one.version) == (
+        "p2p", "my_plugin", "my-plugin", "2.0",
+    )  # fmt: skip
+    with pytest.raises(AttributeError):
+        one.name = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del one.value  # type: ignore[misc]
+    assert one != ("p2p", "my_plugin", "my-plugin", "2.0")
