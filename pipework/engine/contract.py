@@ -49,18 +49,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
 
 from pipework.engine.batch import BatchScope, current_scope
-from pipework.engine.events import GuestEvent
 from pipework.engine.guests import Guest
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.marker import Marker
 from pipework.engine.options import OptionSpec
 from pipework.engine.specs import AddressSpec, Attachment, AttachSpec, GuestInfo
+
+if TYPE_CHECKING:  # only `watch` makes events: not built on an attach
+    from pipework.engine.events import GuestEvent
 
 hookspec = pluggy.HookspecMarker("pipework")
 hookimpl = pluggy.HookimplMarker("pipework")

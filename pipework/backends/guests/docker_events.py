@@ -19,13 +19,15 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from pipework.backends.shared.dockerapi import docker_host
 from pipework.engine import EngineConfig, EventSource, RuntimeUnavailableError, hookimpl
-from pipework.engine.events import GuestEvent
+
+if TYPE_CHECKING:  # made only while watching: not imported on an attach
+    from pipework.engine.events import GuestEvent
 
 ACTIONS = ("start", "die")
 IMAGE_CACHE_MAX = 1024
@@ -34,6 +36,8 @@ IMAGE_CACHE_MAX = 1024
 
 def event_from(data: Mapping[str, Any]) -> GuestEvent | None:
     """A Docker event (``/events`` JSON) as a ``GuestEvent``; None for others."""
+    from pipework.engine.events import GuestEvent
+
     action = data.get("Action") or data.get("status")
     if data.get("Type", "container") != "container" or action not in ACTIONS:
         return None
@@ -130,6 +134,8 @@ class DockerEvents(EventSource):
             raise RuntimeUnavailableError(
                 f"cannot list the containers of the Docker daemon at {docker_host()}: {exc}"
             ) from None
+        from pipework.engine.events import GuestEvent
+
         out = []
         for container in containers:
             data = container._container

@@ -14,12 +14,13 @@ and how to restore it, and anything that is not that device is left alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from pipework.backends.links.phys.record import NicRecord, NicRecords
 from pipework.engine import (
     ARPHRD_LOOPBACK,
     DetachContext,
@@ -39,6 +40,9 @@ from pipework.engine import (
     current_netns_fd,
     hookimpl,
 )
+
+if TYPE_CHECKING:
+    from pipework.backends.links.phys.record import NicRecords
 
 log = logging.getLogger("pipework")
 
@@ -68,7 +72,15 @@ class PhysBackend(LinkBackend):
     make_before_break = False  # one NIC cannot be in the guest twice
 
     def __init__(self, run_dir: str = "/run/pipework") -> None:
-        self.records = NicRecords(run_dir)
+        self.run_dir = run_dir
+
+    @functools.cached_property
+    def records(self) -> NicRecords:
+        """The host's records of the NICs moved (record.py: loaded on first use,
+        not on every attach)."""
+        from pipework.backends.links.phys.record import NicRecords
+
+        return NicRecords(self.run_dir)
 
     async def claim(self, request: HostRequest) -> int:
         # Above everything, so that --direct-phys on a bridge reaches
@@ -98,6 +110,8 @@ class PhysBackend(LinkBackend):
                     f"{name} does not exist", "--direct-phys needs an existing network card"
                 )
             guest_ns, names = ctx.guest_ns, (ctx.temp_ifname, ctx.ifname)
+            from pipework.backends.links.phys.record import NicRecord
+
             record = NicRecord.of(ctx.marker, nic)
             records = self.records
             records.write(record)
