@@ -17,10 +17,12 @@ and never looks for them in the line again.
   guest resolvers read: ``CONTAINER_HOST`` (Podman's own variable) and
   ``PIPEWORK_LXC_PATH``.
 
-Pure and light: it imports neither typer nor the engine (not even for its
-error class until there is an error), so ``--version`` and an original-style
-attach pay nothing for it; for the same reason its records are small classes of
-their own rather than frozen dataclasses (see ``_Record``).
+Pure and light: it imports neither typer nor the engine (not even its error
+class until there is an error), so
+``--version`` and an original-style attach pay nothing for it; for the same
+reason its records are ``Record`` classes (pipework/records.py), not frozen
+dataclasses: with bytecode cached, ``dataclasses`` costs ~6 ms of imports,
+two ``NamedTuple`` classes with postponed annotations ~1.3 ms, these ~0.05 ms.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from pipework.cli.registry import COMMANDS, PASSTHROUGH
+from pipework.records import Record
 
 FLAGS = ("--json", "--debug")
 """Global flags: taken out wherever they stand."""
@@ -40,42 +43,7 @@ ENVIRONMENT = {"podman_host": "CONTAINER_HOST", "lxcpath": "PIPEWORK_LXC_PATH"}
 HELP_WORDS = ("-h", "--help")
 
 
-class _Record:
-    """An immutable record: its fields are its ``__slots__``, set once by
-    ``__init__``. (With bytecode cached, ``dataclasses`` costs ~6 ms of
-    imports, and two ``NamedTuple`` classes with postponed annotations ~1.3 ms;
-    this, ~0.05 ms. ``--version`` pays for nothing else.)"""
-
-    __slots__: tuple[str, ...] = ()
-
-    def _init(self, **values: object) -> None:
-        for name in self.__slots__:
-            object.__setattr__(self, name, values[name])
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        assert isinstance(other, _Record)
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-
-class GlobalOptions(_Record):
+class GlobalOptions(Record):
     """The options every command takes. Built once, by ``read()``; immutable.
 
     ``json``: ``--json``, results as JSON on stdout; ``debug``: ``--debug``,
@@ -100,9 +68,7 @@ class GlobalOptions(_Record):
         podman_host: str | None = None,
         lxcpath: str | None = None,
     ) -> None:
-        self._init(
-            json=json, debug=debug, version=version, podman_host=podman_host, lxcpath=lxcpath
-        )
+        self._set(json=json, debug=debug, version=version, podman_host=podman_host, lxcpath=lxcpath)
 
     def environment(self) -> dict[str, str]:
         """The variables these options set for the guest resolvers."""
@@ -120,7 +86,7 @@ if TYPE_CHECKING:  # a Literal costs ~0.05 ms to build at import; only mypy need
     Route = Literal["passthrough", "wait", "version", "help", "legacy", "app"]
 
 
-class Invocation(_Record):
+class Invocation(Record):
     """What ``read()`` makes of a command line.
 
     ``path``: ``passthrough`` (``route``/``rule``/``tc``), ``wait`` (the
@@ -136,7 +102,7 @@ class Invocation(_Record):
     words: tuple[str, ...]
 
     def __init__(self, path: Route, options: GlobalOptions, words: tuple[str, ...]) -> None:
-        self._init(path=path, options=options, words=words)
+        self._set(path=path, options=options, words=words)
 
 
 def read(args: Sequence[str]) -> Invocation:

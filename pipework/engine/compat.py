@@ -23,7 +23,6 @@ Two things live here, and nothing else should need them:
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +158,8 @@ def fingerprint_v1(spec: AttachSpec, backend: str, host: str) -> str:
 
 def _address_v1(address: AddressSpec) -> str:
     if address.method != "static":
+        import shlex  # a DHCP client's options only
+
         return address.method + (":" + shlex.join(address.options) if address.options else "")
     if address.address is None:
         return "0/0"

@@ -16,14 +16,16 @@ import os
 import re
 import sys
 
+from pipework.records import Record
+
 _SECTION = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*$")
 
 
-class EntryPoint:
-    """One entry point: immutable, compared and hashed by value (a plain
-    class: a dataclass costs ~1 ms to build on every start-up)."""
+class EntryPoint(Record):
+    """One entry point (a ``Record``: a dataclass costs ~1 ms to build on every start-up)."""
 
     __slots__ = ("distribution", "name", "value", "version")
+    _fields = ("name", "value", "distribution", "version")
     name: str
     value: str
     """``module`` or ``module:attribute``."""
@@ -31,34 +33,7 @@ class EntryPoint:
     version: str
 
     def __init__(self, name: str, value: str, distribution: str, version: str) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "value", value)
-        object.__setattr__(self, "distribution", distribution)
-        object.__setattr__(self, "version", version)
-
-    def _key(self) -> tuple[str, str, str, str]:
-        return (self.name, self.value, self.distribution, self.version)
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not EntryPoint:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        name, value, distribution, version = self._key()
-        return (
-            f"EntryPoint(name={name!r}, value={value!r},"
-            f" distribution={distribution!r}, version={version!r})"
-        )
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"EntryPoint is immutable: cannot set {name}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"EntryPoint is immutable: cannot delete {name}")
+        self._set(name=name, value=value, distribution=distribution, version=version)
 
 
 def _normalize(name: str) -> str:

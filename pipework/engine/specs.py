@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -270,6 +269,8 @@ class AddressSpec(LegacyAddressFields):
                 f"{text!r} is neither ADDR/PREFIX[@GATEWAY], 0/0, nor a DHCP client",
                 "e.g. 198.18.10.2/24@198.18.10.1, 2001:db8::2/64, 0/0 or dhclient",
             )
+        import shlex  # a DHCP client's options only: not on a static attach
+
         try:
             options = tuple(shlex.split(opts))
         except ValueError as exc:
@@ -278,6 +279,8 @@ class AddressSpec(LegacyAddressFields):
 
     def __str__(self) -> str:
         if self.method != "static":
+            import shlex
+
             return self.method + (":" + shlex.join(self.options) if self.options else "")
         if self.address is None:
             return "0/0"

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -78,6 +77,7 @@ from pipework.engine import (
     hookimpl,
 )
 from pipework.engine.options import check_options
+from pipework.records import Record
 
 SANDBOX = str(Path(__file__).with_name("sandbox.py"))
 SANDBOX_SETUP_FAILED = 125
@@ -95,10 +95,11 @@ DAEMON_WAIT = 5.0
 # -- the three clients ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(Record):
     """One start of a client."""
 
+    __slots__ = ("binary", "hook", "hostname", "ifname", "keep", "options", "state", "timeout")
+    _fields = ("binary", "ifname", "hostname", "state", "hook", "keep", "timeout", "options")
     binary: str
     ifname: str
     hostname: str | None
@@ -107,6 +108,23 @@ class Run:
     keep: bool
     timeout: float
     options: tuple[str, ...]
+
+    def __init__(
+        self,
+        *,
+        binary: str,
+        ifname: str,
+        hostname: str | None,
+        state: StateDir,
+        hook: str,
+        keep: bool,
+        timeout: float,
+        options: tuple[str, ...],
+    ) -> None:
+        self._set(
+            binary=binary, ifname=ifname, hostname=hostname, state=state, hook=hook, keep=keep,
+            timeout=timeout, options=options,
+        )  # fmt: skip
 
     @property
     def patience(self) -> int:

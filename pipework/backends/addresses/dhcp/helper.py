@@ -26,7 +26,6 @@ import io
 import json
 import os
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +78,7 @@ from pipework.engine import (
     hookimpl,
 )
 from pipework.engine.options import check_options
+from pipework.records import Record
 
 T = TypeVar("T")
 
@@ -99,13 +99,17 @@ LABEL_GUEST = "pipework.guest"
 LABEL_IFNAME = "pipework.ifname"
 
 
-@dataclass(frozen=True)
-class Daemon:
+class Daemon(Record):
     """The Docker-compatible API a helper is made in: its guest's runtime's
     (``GuestInfo.api``: the Docker daemon, or Podman's service)."""
 
+    __slots__ = ("runtime", "url")
+    _fields = ("url", "runtime")
     url: str
-    runtime: str = "docker"
+    runtime: str
+
+    def __init__(self, url: str, runtime: str = "docker") -> None:
+        self._set(url=url, runtime=runtime)
 
     @classmethod
     def docker(cls) -> Daemon:

@@ -30,7 +30,6 @@ import shlex
 import stat
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from pipework.engine.specs import (
     parse_timeout,
     short_hash,
 )
+from pipework.records import Record
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds a DHCP provider waits for a lease unless ``--dhcp-timeout`` says otherwise."""
@@ -194,17 +194,29 @@ def option_names(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-@dataclass(frozen=True)
-class ClientOptions:
-    """A DHCP client's command-line syntax, to vet the ``OPTS`` of ``CLIENT:OPTS``."""
+class ClientOptions(Record):
+    """A DHCP client's command-line syntax, to vet the ``OPTS`` of ``CLIENT:OPTS``.
 
+    ``value_options``: options that take a value (``-x``, ``--script``...);
+    ``reserved``: options pipework sets itself -> what they are; ``getopt``:
+    getopt syntax (bundled short options, ``--opt=value``), or whole words.
+    """
+
+    __slots__ = ("client", "getopt", "reserved", "value_options")
+    _fields = ("client", "value_options", "reserved", "getopt")
     client: str
     value_options: frozenset[str]
-    """Options that take a value (``-x``, ``--script``...)."""
     reserved: Mapping[str, str]
-    """Options pipework sets itself -> what they are."""
-    getopt: bool = True
-    """getopt syntax (bundled short options, ``--opt=value``), or whole words."""
+    getopt: bool
+
+    def __init__(
+        self,
+        client: str,
+        value_options: frozenset[str],
+        reserved: Mapping[str, str],
+        getopt: bool = True,
+    ) -> None:
+        self._set(client=client, value_options=value_options, reserved=reserved, getopt=getopt)
 
     def check(self, options: Sequence[str]) -> None:
         """Refuse options pipework sets itself, and any extra interface names."""
@@ -313,19 +325,41 @@ def last_logged_report(logs: str) -> dict[str, str] | None:
     return last
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(Record):
     """A bound lease, as a hook reported it (and validated here)."""
 
+    __slots__ = (
+        "address", "count", "dns", "domain", "event", "lease_time", "routers", "server", "time",
+    )  # fmt: skip
+    _fields = (
+        "address", "routers", "dns", "domain", "lease_time", "server", "event", "count", "time",
+    )  # fmt: skip
     address: ipaddress.IPv4Interface
-    routers: tuple[ipaddress.IPv4Address, ...] = ()
-    dns: tuple[ipaddress.IPv4Address, ...] = ()
-    domain: str | None = None
-    lease_time: int | None = None
-    server: ipaddress.IPv4Address | None = None
-    event: str = ""
-    count: int = 0
-    time: int = 0
+    routers: tuple[ipaddress.IPv4Address, ...]
+    dns: tuple[ipaddress.IPv4Address, ...]
+    domain: str | None
+    lease_time: int | None
+    server: ipaddress.IPv4Address | None
+    event: str
+    count: int
+    time: int
+
+    def __init__(
+        self,
+        address: ipaddress.IPv4Interface,
+        routers: tuple[ipaddress.IPv4Address, ...] = (),
+        dns: tuple[ipaddress.IPv4Address, ...] = (),
+        domain: str | None = None,
+        lease_time: int | None = None,
+        server: ipaddress.IPv4Address | None = None,
+        event: str = "",
+        count: int = 0,
+        time: int = 0,
+    ) -> None:
+        self._set(
+            address=address, routers=routers, dns=dns, domain=domain, lease_time=lease_time,
+            server=server, event=event, count=count, time=time,
+        )  # fmt: skip
 
     @classmethod
     def from_report(cls, fields: Mapping[str, str]) -> Lease | None:

@@ -33,7 +33,6 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from pipework.engine.errors import ExternalCommandError, TimeoutExpiredError, Us
 from pipework.engine.kernel import nftables
 from pipework.engine.kernel.netlink import Netns, netns_identity, read_sysctl
 from pipework.engine.marker import Marker
+from pipework.records import Record
 
 log = logging.getLogger("pipework")
 
@@ -58,13 +58,18 @@ IPTABLES = {4: "iptables", 6: "ip6tables"}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
 
 
-@dataclass(frozen=True)
-class Chain:
+class Chain(Record):
     """A base chain on the forward hook whose policy is drop."""
 
-    family: str  # ip, ip6, inet
+    __slots__ = ("family", "name", "table")
+    _fields = ("family", "table", "name")
+    family: str
+    """ip, ip6, inet"""
     table: str
     name: str
+
+    def __init__(self, family: str, table: str, name: str) -> None:
+        self._set(family=family, table=table, name=name)
 
     @property
     def tool(self) -> str:
