@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import shlex
 import stat
 import time
 from collections.abc import Mapping, Sequence
@@ -181,6 +180,8 @@ exit 0
 def hook_script(report: str, *, echo: bool = False) -> str:
     """The hook's text; it keeps its report at ``report`` and, with ``echo``,
     also prints it on stdout (``LOG_PREFIX`` lines ending with ``LOG_END``)."""
+    import shlex  # a DHCP attach only: not loaded by every attach that loads this plugin
+
     return (
         _HOOK.replace("@REPORT@", shlex.quote(report))
         .replace("@ECHO@", "1" if echo else "0")
