@@ -56,6 +56,9 @@ def _is_hex(text: str, at: int) -> bool:
 
 @dataclass(frozen=True)
 class Marker:
+    """An attachment's ownership marker (a docstring also spares the dataclass
+    building one from its signature on every start-up)."""
+
     guest: str  # the guest's stable key (container ID, netns:NAME, pid:N, path)
     ifname: str  # the guest-side interface name
     kind: str  # the link backend
