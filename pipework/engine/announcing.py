@@ -70,16 +70,14 @@ def link_settings(spec: AttachSpec, created: bool) -> dict[str, object]:
     return settings
 
 
-async def ready(gns: Netns, host: Netns, index: int, host_ifname: str | None) -> Link | None:
-    """The guest link if it and its host side are ready to carry a frame; None if not (yet)."""
-    link = await gns.link_by_index(index)
-    if link is None or not link.ready:
-        return None
-    if host_ifname:
-        peer = await host.link(host_ifname)
-        if peer is None or not peer.ready:
-            return None
-    return link
+async def ready(host: Netns, link: Link, host_ifname: str | None) -> bool:
+    """Can ``link`` (as just read) and its host side carry a frame now?"""
+    if not link.ready:
+        return False
+    if not host_ifname:
+        return True
+    peer = await host.link(host_ifname)
+    return peer is not None and peer.ready
 
 
 async def trigger(gns: Netns, link: Link) -> bool:
@@ -102,13 +100,11 @@ async def announce_when_ready(gns: Netns, host: Netns, link: Link, host_ifname: 
             polls = 0
             while True:
                 polls += 1
-                found = await ready(gns, host, link.index, host_ifname)
-                if found is not None:
-                    current = found
-                    break
                 current = await gns.link_by_index(link.index)
                 if current is None:
                     return  # gone meanwhile
+                if await ready(host, current, host_ifname):
+                    break
                 # Every 2 ms at first; then slower: with many new links the
                 # kernel updates their state about once a second, and a
                 # thousand tasks polling every 2 ms would crowd the loop.

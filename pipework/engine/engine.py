@@ -804,12 +804,12 @@ class Engine:
         """Announce now if the link is ready, else from a background task
         once it is (engine/announcing.py)."""
         try:
-            now = await ready(gns, self.host, link.index, host_ifname)
+            now = await ready(self.host, link, host_ifname)
         except PipeworkError as exc:  # a missed announcement must never fail anything
             log.debug("announcing on %s: %s", link.ifname, exc)
             return
-        if now is not None:
-            await trigger(gns, now)
+        if now:
+            await trigger(gns, link)
         elif self._background is not None:
             fd = os.dup(guest.fd)
             self._background.start_soon(self._announce_later, fd, guest.name, link, host_ifname)

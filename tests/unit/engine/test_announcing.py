@@ -8,8 +8,9 @@ import errno
 
 import pytest
 
-from pipework.engine.announcing import announces, link_settings
-from pipework.engine.kernel.netlink import Netns
+from pipework.engine import announcing
+from pipework.engine.announcing import announce_when_ready, announces, link_settings
+from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.kernel.rtnl import RtnlError
 from pipework.engine.specs import AddressSpec, AttachSpec
 
@@ -84,3 +85,55 @@ async def test_other_refusals_still_fail():
     ns.rtnl = Refusing(())  # type: ignore[assignment]
     with pytest.raises(PipeworkError, match="not permitted"):
         await ns.set(3, state="up", addr_gen_mode="none")
+
+
+# -- the wait for a link that was not ready when its attach ended -------------------
+
+
+def link(operstate: str = "UP", port_state: int | None = None) -> Link:
+    return Link(
+        index=4, ifname="eth1", kind="veth", mtu=1500, mac="02:00:00:00:00:01", alias=None,
+        master=None, up=True, operstate=operstate, link_type=1, max_mtu=None,
+        port_state=port_state,
+    )  # fmt: skip
+
+
+class FakeNs:
+    """A namespace whose link states come from a script, one per lookup."""
+
+    def __init__(self, states: list[Link | None]) -> None:
+        self.states = states
+        self.set_calls: list[tuple[int, dict[str, object]]] = []
+
+    async def link_by_index(self, index: int) -> Link | None:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    async def link(self, ifname: str) -> Link | None:
+        return await self.link_by_index(0)
+
+    async def set(self, index: int, **attrs: object) -> None:
+        self.set_calls.append((index, attrs))
+
+
+@pytest.mark.anyio
+async def test_it_announces_once_both_ends_are_ready():
+    guest = FakeNs([link("DOWN"), link("UP"), link("UP")])
+    host = FakeNs([link("UP", port_state=0), link("UP", port_state=3)])
+    await announce_when_ready(guest, host, link("DOWN"), "pwhost")  # type: ignore[arg-type]
+    assert guest.set_calls == [(4, {"address": "02:00:00:00:00:01"})]
+    assert guest.states == [link("UP")] and host.states == [link("UP", port_state=3)]
+
+
+@pytest.mark.anyio
+async def test_a_link_gone_meanwhile_is_not_announced():
+    guest = FakeNs([link("DOWN"), None])
+    await announce_when_ready(guest, FakeNs([link()]), link("DOWN"), None)  # type: ignore[arg-type]
+    assert guest.set_calls == []
+
+
+@pytest.mark.anyio
+async def test_after_the_wait_it_announces_anyway(monkeypatch):
+    monkeypatch.setattr(announcing, "ANNOUNCE_WAIT", 0.05)
+    guest = FakeNs([link("LOWERLAYERDOWN")])
+    await announce_when_ready(guest, FakeNs([link()]), link("DOWN"), None)  # type: ignore[arg-type]
+    assert len(guest.set_calls) == 1
