@@ -20,6 +20,8 @@ timing the process from spawn to exit; every guest is checked afterwards
 Then, on more fresh guests, ``pipework-cni`` ADD and DEL split into phases
 (_cni_phases.py: imports, event loop, plugins, kernel work, exit), and one
 ``-X importtime`` run of pipework-cni shows where its start-up goes.
+Last, what the event loop's libraries cost: the plugin's start-up (imports,
+plugins) with and without them (_cni_noloop.py), interleaved.
 Everything runs inside a test-owned host namespace; see _harness.py.
 """
 
@@ -29,6 +31,8 @@ import argparse
 import json
 import os
 import random
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -83,6 +87,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--phase-runs", type=int, default=5, help="instrumented ADD and DEL runs (0: none)"
     )
+    parser.add_argument(
+        "--loop-runs", type=int, default=20, help="start-ups with and without the loop (0: none)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for the run order")
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter pipework is installed for"
@@ -121,6 +128,7 @@ def supervisor(args: argparse.Namespace) -> int:
         "iterations": args.iterations,
         "warmup": args.warmup,
         "phase_runs": args.phase_runs,
+        "loop_runs": args.loop_runs,
         "seed": args.seed,
         "python": args.python,
         "plugin": plugin,
@@ -166,6 +174,22 @@ def render(result: dict[str, Any]) -> str:
         f"pipework-cni ADD under -X importtime: top-level imports {imports['total_ms']:.1f} ms",
         format_table(["top-level import", "ms"], [[n, ms] for n, ms in imports["top"].items()]),
     ]
+    loop = result.get("event_loop")
+    if loop:
+        add = result["ADD"]["pipework-cni"]["median_ms"]
+        lines += [
+            "",
+            f"start-up (imports, plugins) with and without the event loop's libraries, "
+            f"median of {loop['runs']} runs each, ms",
+            format_table(
+                ["", "wall", "cpu"],
+                [[mode, loop[mode]["wall_ms"], loop[mode]["cpu_ms"]] for mode in ("real", "stub")],
+            ),
+            f"the loop's libraries: {loop['cost_cpu_ms']:.1f} ms CPU "
+            f"({loop['cost_wall_ms']:.1f} ms wall); an ADD without them: about "
+            f"{add - loop['cost_wall_ms']:.1f} ms "
+            f"({(add - loop['cost_wall_ms']) / result['ADD']['cni-bridge']['median_ms']:.2f}x cni-bridge)",
+        ]
     return "\n".join(lines)
 
 
@@ -205,6 +229,7 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
         raise BenchError(f"DEL left {len(ports)} ports on the bridge")
     phases = measure_phases(plan, phase_guests, addresses) if phase_guests else {}
     imports = importtime(plan, imp_guest, addresses[imp_guest])
+    loop = measure_loop(plan) if plan["loop_runs"] else None
     stats = {c: {m: summarize(s) for m, s in by.items()} for c, by in samples.items()}
     ratios = {
         c: {
@@ -225,6 +250,7 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
         "ratios": ratios,
         "phases": phases,
         "importtime": imports,
+        "event_loop": loop,
     }
 
 
@@ -310,6 +336,34 @@ def measure_phases(
                 durations[command][name].append(took)
     rest = "(the rest: reading input, specs, results)"
     return {c: phase_medians(durations[c], totals[c], rest) for c in durations}
+
+
+def measure_loop(plan: dict[str, Any]) -> dict[str, Any]:
+    """_cni_noloop.py ``real`` and ``stub``, alternately: wall and CPU time per process."""
+    log(f"{plan['loop_runs']} start-ups with and {plan['loop_runs']} without the event loop")
+    env = {k: v for k, v in os.environ.items() if k.startswith("PYTHON")}
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+    samples: dict[str, dict[str, list[float]]] = {
+        m: {"wall": [], "cpu": []} for m in ("real", "stub")
+    }
+    for i in range(plan["loop_runs"] + 1):  # the first pair warms the bytecode cache
+        for mode in ("real", "stub") if i % 2 else ("stub", "real"):
+            start = time.perf_counter()
+            proc = subprocess.Popen([plan["python"], str(HERE / "_cni_noloop.py"), mode], env=env)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                raise BenchError(f"_cni_noloop.py {mode} exited with {proc.returncode}")
+            if i:
+                samples[mode]["wall"].append(wall)
+                samples[mode]["cpu"].append(usage.ru_utime + usage.ru_stime)
+    result: dict[str, Any] = {"runs": plan["loop_runs"]}
+    for mode, by in samples.items():
+        result[mode] = {f"{k}_ms": statistics.median(v) * 1000 for k, v in by.items()}
+    for k in ("wall", "cpu"):
+        result[f"cost_{k}_ms"] = result["real"][f"{k}_ms"] - result["stub"][f"{k}_ms"]
+    return result
 
 
 def importtime(plan: dict[str, Any], guest: str, address: str) -> dict[str, Any]:
