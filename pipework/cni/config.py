@@ -13,11 +13,9 @@ kernel markers, even when the namespace is gone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipework.cni.protocol import (
@@ -29,6 +27,7 @@ from pipework.cni.protocol import (
     CniError,
     check_version,
 )
+from pipework.cni.record import EMPTY, Record
 
 if TYPE_CHECKING:
     from pipework.engine.specs import AttachSpec
@@ -64,6 +63,8 @@ def _shorten(text: str, limit: int) -> str:
     """``text`` if it fits ``limit``, else a prefix + ``~`` + 10 hex digits of its hash."""
     if len(text) <= limit:
         return text
+    import hashlib  # here: OpenSSL's loading costs VERSION and bad input 2 ms
+
     digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
     return text[: limit - 11] + "~" + digest
 
@@ -81,18 +82,19 @@ def guest_key(network: str, container_id: str) -> str:
 # -- the environment ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(Record):
     """The ``CNI_*`` environment variables of one call."""
+
+    _hidden = frozenset({"env"})
 
     command: str
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
-    args: Mapping[str, str] = field(default_factory=dict)
+    args: Mapping[str, str] = EMPTY
     path: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """The whole environment, handed on to delegated plugins."""
+    env: Mapping[str, str] = EMPTY
+    """The whole environment, handed on to delegated plugins (not in the repr)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Invocation:
@@ -172,8 +174,7 @@ def parse_args(text: str) -> dict[str, str]:
 # -- the network configuration ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NetConf:
+class NetConf(Record):
     """One plugin's network configuration, as the runtime sent it on stdin."""
 
     version: str
@@ -187,14 +188,14 @@ class NetConf:
     pkey: str | None = None
     mtu: int | None = None
     mode: str | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = EMPTY
     routes: tuple[str, ...] = ()
     dns: Mapping[str, Any] | None = None
     dhcp_timeout: float | None = None
     host_netns: str | None = None
     run_dir: str | None = None
     """Where DHCP clients keep their state (default: PIPEWORK_RUN_DIR or /run/pipework)."""
-    runtime_config: Mapping[str, Any] = field(default_factory=dict)
+    runtime_config: Mapping[str, Any] = EMPTY
     prev_result: Mapping[str, Any] | None = None
     valid_attachments: tuple[tuple[str, str], ...] | None = None
     raw: bytes = b""
@@ -205,6 +206,8 @@ class NetConf:
 
     def attach_spec(self, invocation: Invocation, container_id: str, ifname: str) -> AttachSpec:
         """The engine's request for this attachment (raises CniError 7 on bad values)."""
+        from dataclasses import replace
+
         from pipework.engine.errors import UsageError
         from pipework.engine.specs import AddressSpec, AttachSpec, RouteSpec
 
