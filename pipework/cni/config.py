@@ -47,6 +47,7 @@ STANDARD_KEYS = frozenset(
 OWN_KEYS = frozenset(
     {"backend", "host", "bridge", "master", "device", "address", "mac", "vlan", "pkey"}
     | {"mtu", "mode", "options", "routes", "dhcpTimeout", "hostNetns", "runDir"}
+    | {"announce", "ipv6LinkLocal"}
 )
 HOST_KEYS = {
     "bridge": ("bridge", "ovs"),
@@ -187,6 +188,8 @@ class NetConf(Record):
     vlan: int | None = None
     pkey: str | None = None
     mtu: int | None = None
+    announce: bool = True
+    ipv6_link_local: bool = False
     mode: str | None = None
     options: Mapping[str, str] = EMPTY
     routes: tuple[str, ...] = ()
@@ -237,6 +240,8 @@ class NetConf(Record):
                 vlan=self.vlan,
                 tag=self.pkey,
                 mtu=self.mtu,
+                announce=self.announce,
+                ipv6_link_local=self.ipv6_link_local,
                 settings={"direct_phys": True} if self.backend == "phys" else {},
                 options={**self.options, **({"mode": self.mode} if self.mode else {})},
                 routes=tuple(RouteSpec.parse(route) for route in self.routes),
@@ -308,6 +313,8 @@ def load(data: bytes, command: str) -> NetConf:
         vlan=reader.integer("vlan"),
         pkey=reader.string("pkey"),
         mtu=reader.integer("mtu"),
+        announce=reader.flag("announce", True),
+        ipv6_link_local=reader.flag("ipv6LinkLocal", False),
         mode=reader.string("mode"),
         options=dict(options),
         routes=_routes(reader),
@@ -434,6 +441,10 @@ class _Reader:
     def integer(self, key: str) -> int | None:
         value: int | None = self.get(key, (int,), "a whole number", False)
         return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value: bool | None = self.get(key, (bool,), "true or false", False)
+        return default if value is None else value
 
     def number(self, key: str) -> float | None:
         value = self.get(key, (int, float), "a number", False)
