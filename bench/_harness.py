@@ -107,6 +107,21 @@ def summarize(samples: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def phase_medians(
+    durations: Mapping[str, Sequence[float]], totals: Sequence[float], rest: str
+) -> dict[str, Any]:
+    """Each phase's median (seconds in, milliseconds out) and its share of the
+    median total, then a ``rest`` row: what no phase covers (or rounding)."""
+    total = statistics.median(totals) * 1000
+    phases: list[dict[str, Any]] = []
+    for name, values in durations.items():
+        median = statistics.median(values) * 1000
+        phases.append({"phase": name, "median_ms": median, "share": median / total})
+    left = total - sum(p["median_ms"] for p in phases)
+    phases.append({"phase": rest, "median_ms": left, "share": left / total})
+    return {"runs": len(totals), "total_ms": total, "phases": phases}
+
+
 def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 

@@ -41,6 +41,7 @@ from _harness import (
     guest_address,
     log,
     machine_info,
+    phase_medians,
     ratio,
     require_root_and_tools,
     run,
@@ -343,16 +344,7 @@ def measure_phases(
             durations[name].append(marks[end] - marks[begin] if begin in marks else 0.0)
         # pyroute2's import happens inside the attach: count it once.
         durations["attach: netlink work"][-1] -= durations["pyroute2: first compiled request"][-1]
-    total = statistics.median(totals) * 1000
-    phases: list[dict[str, Any]] = []
-    for name, values in durations.items():
-        median = statistics.median(values) * 1000
-        phases.append({"phase": name, "median_ms": median, "share": median / total})
-    rest = total - sum(p["median_ms"] for p in phases)
-    phases.append(
-        {"phase": "(not in a phase / rounding)", "median_ms": rest, "share": rest / total}
-    )
-    return {"runs": len(guests), "total_ms": total, "phases": phases}
+    return phase_medians(durations, totals, "(not in a phase / rounding)")
 
 
 def measure_importtime(

@@ -43,6 +43,8 @@ _FLAG_OPTIONS = {
     "--force": "force",
     "--dns": "dns",
     "--allow-forward": "allow_forward",
+    "--no-announce": "no_announce",
+    "--ipv6-link-local": "ipv6_link_local",
 }
 OPTIONS = sorted([*_VALUE_OPTIONS, *_FLAG_OPTIONS, *_REPEATED_OPTIONS])
 _BACKEND_SETTINGS = ("pkey", "direct_phys", "allow_forward")
@@ -141,6 +143,8 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
         timeout=options.pop("dhcp_timeout", None),
         image=options.pop("dhcp_image", None),
     )
+    if options.pop("no_announce", False):
+        options["announce"] = False
     # Flags of the backends' own (engine/options.py): ipoib, phys, bridge.
     settings = given({key: options.pop(key, None) for key in _BACKEND_SETTINGS})
     return AttachSpec(host=host, guest=guest, address=address, settings=settings, **options)

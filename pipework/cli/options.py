@@ -52,23 +52,11 @@ class GlobalOptions(Record):
     ``lxcpath``: ``--lxcpath PATH`` / ``-P PATH``, where LXC containers live.
     """
 
-    __slots__ = ("debug", "json", "lxcpath", "podman_host", "version")
-    json: bool
-    debug: bool
-    version: bool
-    podman_host: str | None
-    lxcpath: str | None
-
-    def __init__(
-        self,
-        *,
-        json: bool = False,
-        debug: bool = False,
-        version: bool = False,
-        podman_host: str | None = None,
-        lxcpath: str | None = None,
-    ) -> None:
-        self._set(json=json, debug=debug, version=version, podman_host=podman_host, lxcpath=lxcpath)
+    json: bool = False
+    debug: bool = False
+    version: bool = False
+    podman_host: str | None = None
+    lxcpath: str | None = None
 
     def environment(self) -> dict[str, str]:
         """The variables these options set for the guest resolvers."""
@@ -96,13 +84,9 @@ class Invocation(Record):
     written; otherwise the line without the global options.
     """
 
-    __slots__ = ("options", "path", "words")
     path: Route
     options: GlobalOptions
     words: tuple[str, ...]
-
-    def __init__(self, path: Route, options: GlobalOptions, words: tuple[str, ...]) -> None:
-        self._set(path=path, options=options, words=words)
 
 
 def read(args: Sequence[str]) -> Invocation:

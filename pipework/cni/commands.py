@@ -12,14 +12,16 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipework.cni.config import Invocation, NetConf, network_prefix
-from pipework.cni.ipam import Delegate, IpamPlugin, IpamProvider
 from pipework.cni.protocol import INVALID_CONFIG, NOT_AVAILABLE, CniError, error_for
-from pipework.cni.result import Result, from_attachment
 from pipework.engine import AddressSpec, AttachSpec, Engine, PipeworkError
 from pipework.engine.engine import require_privileges
+
+if TYPE_CHECKING:  # imported by the commands that use them: DEL needs neither
+    from pipework.cni.ipam import IpamProvider
+    from pipework.cni.result import Result
 
 AUTO_CREATED = frozenset({"bridge", "ovs", "dummy"})
 """Built-in backends that need no existing host interface (they make their own)."""
@@ -32,6 +34,8 @@ async def open_engine(
     provider = None
     plugins: list[object] = []
     if conf.ipam is not None:
+        from pipework.cni.ipam import Delegate, IpamPlugin, IpamProvider
+
         delegate = Delegate(str(conf.ipam["type"]), invocation, conf)
         provider = IpamProvider(delegate, container_id)
         plugins.append(IpamPlugin(provider))
@@ -40,6 +44,8 @@ async def open_engine(
 
 
 async def add(invocation: Invocation, conf: NetConf) -> dict[str, Any]:
+    from pipework.cni.result import Result, from_attachment
+
     spec = conf.attach_spec(invocation, invocation.container_id, invocation.ifname)
     async with open_engine(invocation, conf, invocation.container_id) as (engine, provider):
         attachment = await engine.attach(spec)
@@ -77,6 +83,8 @@ async def delete(invocation: Invocation, conf: NetConf) -> None:
 async def check(invocation: Invocation, conf: NetConf) -> None:
     if conf.prev_result is None:
         raise CniError(INVALID_CONFIG, "CHECK needs the prevResult of the ADD")
+    from pipework.cni.result import Result
+
     expected = Result.decode(conf.prev_result, "prevResult")
     spec = conf.attach_spec(invocation, invocation.container_id, invocation.ifname)
     async with open_engine(invocation, conf, invocation.container_id) as (engine, provider):

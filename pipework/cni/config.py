@@ -13,11 +13,9 @@ kernel markers, even when the namespace is gone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipework.cni.protocol import (
@@ -29,6 +27,7 @@ from pipework.cni.protocol import (
     CniError,
     check_version,
 )
+from pipework.cni.record import EMPTY, Record
 
 if TYPE_CHECKING:
     from pipework.engine.specs import AttachSpec
@@ -48,6 +47,7 @@ STANDARD_KEYS = frozenset(
 OWN_KEYS = frozenset(
     {"backend", "host", "bridge", "master", "device", "address", "mac", "vlan", "pkey"}
     | {"mtu", "mode", "options", "routes", "dhcpTimeout", "hostNetns", "runDir"}
+    | {"announce", "ipv6LinkLocal"}
 )
 HOST_KEYS = {
     "bridge": ("bridge", "ovs"),
@@ -64,6 +64,8 @@ def _shorten(text: str, limit: int) -> str:
     """``text`` if it fits ``limit``, else a prefix + ``~`` + 10 hex digits of its hash."""
     if len(text) <= limit:
         return text
+    import hashlib  # here: OpenSSL's loading costs VERSION and bad input 2 ms
+
     digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:10]
     return text[: limit - 11] + "~" + digest
 
@@ -81,18 +83,19 @@ def guest_key(network: str, container_id: str) -> str:
 # -- the environment ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(Record):
     """The ``CNI_*`` environment variables of one call."""
+
+    _hidden = frozenset({"env"})
 
     command: str
     container_id: str = ""
     netns: str = ""
     ifname: str = ""
-    args: Mapping[str, str] = field(default_factory=dict)
+    args: Mapping[str, str] = EMPTY
     path: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    """The whole environment, handed on to delegated plugins."""
+    env: Mapping[str, str] = EMPTY
+    """The whole environment, handed on to delegated plugins (not in the repr)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Invocation:
@@ -172,8 +175,7 @@ def parse_args(text: str) -> dict[str, str]:
 # -- the network configuration ------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NetConf:
+class NetConf(Record):
     """One plugin's network configuration, as the runtime sent it on stdin."""
 
     version: str
@@ -186,15 +188,17 @@ class NetConf:
     vlan: int | None = None
     pkey: str | None = None
     mtu: int | None = None
+    announce: bool = True
+    ipv6_link_local: bool = False
     mode: str | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str] = EMPTY
     routes: tuple[str, ...] = ()
     dns: Mapping[str, Any] | None = None
     dhcp_timeout: float | None = None
     host_netns: str | None = None
     run_dir: str | None = None
     """Where DHCP clients keep their state (default: PIPEWORK_RUN_DIR or /run/pipework)."""
-    runtime_config: Mapping[str, Any] = field(default_factory=dict)
+    runtime_config: Mapping[str, Any] = EMPTY
     prev_result: Mapping[str, Any] | None = None
     valid_attachments: tuple[tuple[str, str], ...] | None = None
     raw: bytes = b""
@@ -205,6 +209,8 @@ class NetConf:
 
     def attach_spec(self, invocation: Invocation, container_id: str, ifname: str) -> AttachSpec:
         """The engine's request for this attachment (raises CniError 7 on bad values)."""
+        from dataclasses import replace
+
         from pipework.engine.errors import UsageError
         from pipework.engine.specs import AddressSpec, AttachSpec, RouteSpec
 
@@ -234,6 +240,8 @@ class NetConf:
                 vlan=self.vlan,
                 tag=self.pkey,
                 mtu=self.mtu,
+                announce=self.announce,
+                ipv6_link_local=self.ipv6_link_local,
                 settings={"direct_phys": True} if self.backend == "phys" else {},
                 options={**self.options, **({"mode": self.mode} if self.mode else {})},
                 routes=tuple(RouteSpec.parse(route) for route in self.routes),
@@ -305,6 +313,8 @@ def load(data: bytes, command: str) -> NetConf:
         vlan=reader.integer("vlan"),
         pkey=reader.string("pkey"),
         mtu=reader.integer("mtu"),
+        announce=reader.flag("announce", True),
+        ipv6_link_local=reader.flag("ipv6LinkLocal", False),
         mode=reader.string("mode"),
         options=dict(options),
         routes=_routes(reader),
@@ -431,6 +441,10 @@ class _Reader:
     def integer(self, key: str) -> int | None:
         value: int | None = self.get(key, (int,), "a whole number", False)
         return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value: bool | None = self.get(key, (bool,), "true or false", False)
+        return default if value is None else value
 
     def number(self, key: str) -> float | None:
         value = self.get(key, (int, float), "a number", False)

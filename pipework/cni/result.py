@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipework.cni.protocol import DECODING_FAILURE, CniError, version_key
+from pipework.cni.record import EMPTY, Record
 
 if TYPE_CHECKING:
     from pipework.engine.specs import Attachment
@@ -26,42 +26,38 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DNS_KEYS = ("nameservers", "domain", "search", "options")
 
 
-@dataclass(frozen=True)
-class Interface:
+class Interface(Record):
     name: str
     mac: str | None = None
     sandbox: str | None = None
     mtu: int | None = None
 
 
-@dataclass(frozen=True)
-class IPConfig:
+class IPConfig(Record):
     address: IPInterface
     gateway: IPAddress | None = None
     interface: int | None = None
     """Index into the result's ``interfaces``."""
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(Record):
     dst: IPNetwork
     gw: IPAddress | None = None
     priority: int | None = None
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()
-    dns: dict[str, Any] = field(default_factory=dict)
+    dns: Mapping[str, Any] = EMPTY
 
     def then(self, later: Result) -> Result:
         """This result followed by ``later``'s (a chain: our interface after
         an earlier plugin's), ``later``'s interface indexes shifted."""
         shift = len(self.interfaces)
         ips = tuple(
-            replace(ip, interface=None if ip.interface is None else ip.interface + shift)
+            ip.replace(interface=None if ip.interface is None else ip.interface + shift)
             for ip in later.ips
         )
         return Result(
@@ -238,7 +234,7 @@ def from_attachment(
         Interface(name=attachment.ifname, mac=attachment.mac, sandbox=sandbox, mtu=attachment.mtu)
     )
     if ipam is not None:
-        ips = tuple(replace(ip, interface=index) for ip in ipam.ips)
+        ips = tuple(ip.replace(interface=index) for ip in ipam.ips)
         return Result(tuple(interfaces), ips, ipam.routes, ipam.dns or _read_dns(dns))
     gateway = ipaddress.ip_address(attachment.gateway) if attachment.gateway else None
     found: list[IPConfig] = []

@@ -178,6 +178,8 @@ def _route_v1(route: RouteSpec) -> str:
 def expressible_in_v1(spec: AttachSpec) -> bool:
     """Could 0.1.0 have made this request? Only then can a v1 fingerprint match it
     (a setting 0.1.0 did not know would otherwise be ignored)."""
+    if spec.ipv6_link_local:
+        return False
     return set(spec.settings) <= set(LINK_KEYS) and set(spec.address.settings) <= set(ADDRESS_KEYS)
 
 

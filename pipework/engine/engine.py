@@ -16,7 +16,6 @@ any exception or cancellation unwinds it under a shielded scope.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -34,6 +33,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from pipework.engine.announcing import announce_when_ready, announces, link_settings, ready, trigger
 from pipework.engine.batch import BatchScope, batch_scope
 from pipework.engine.compat import same_configuration
 from pipework.engine.contract import (
@@ -65,7 +65,6 @@ from pipework.engine.errors import (
 )
 from pipework.engine.guests import Guest, still_there
 from pipework.engine.journal import Journal
-from pipework.engine.kernel.announce import announce
 from pipework.engine.kernel.netlink import Link, NetlinkFailure, NetlinkPool, Netns, NoSuchLink
 from pipework.engine.locks import HostLocks
 from pipework.engine.marker import Marker
@@ -95,8 +94,6 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 RESOLVE_GRACE = 2.0
 """Seconds beyond the timeout before the engine gives up on a resolver."""
-ANNOUNCE_WAIT = 2.0
-"""Seconds a gratuitous ARP waits for its link to come up before giving up."""
 DEFAULT_LIMIT = 16
 """Default concurrency of ``attach_many``. Netlink work runs on the event loop
 and gains little from concurrency (bench/README.md); what overlaps is waiting
@@ -727,9 +724,12 @@ class Engine:
                 state=glink.state,
                 vlan=str(spec.vlan) if spec.vlan is not None else "",
             )
-            # One request: rename, alias, MAC, MTU and up (the kernel renames
-            # before it changes flags). A replacement keeps its temporary name.
+            # One request: rename, alias, MAC, MTU, up (the kernel renames
+            # before it changes flags), IPv6 address generation and
+            # arp_notify (engine/announcing.py). A replacement keeps its
+            # temporary name.
             attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up"}
+            attrs.update(link_settings(spec, glink.owned))
             if replacing is None:
                 attrs["ifname"] = marker.ifname
             if spec.mac:
@@ -787,11 +787,8 @@ class Engine:
         journal.commit()
         if device is not None:  # the provider's part of the rename
             await provider.adopt(replace(actx, journal=Journal(), replacing=None))
-        address = spec.address.address
-        if address is not None and address.version == 4 and link.mac and self._background:
-            self._background.start_soon(
-                self._announce, os.dup(guest.fd), guest.name, link, glink.host_ifname, address.ip
-            )
+        if announces(spec):
+            await self._announce(guest, gns, link, glink.host_ifname)
         return link, final, configured
 
     async def _inspect(
@@ -802,42 +799,27 @@ class Engine:
         return await provider.inspect(ctx)
 
     async def _announce(
-        self, fd: int, label: str, link: Link, host_ifname: str | None, ip: Any
+        self, guest: Guest, gns: Netns, link: Link, host_ifname: str | None
     ) -> None:
-        """Gratuitous ARP once the link is really up, off the attach's path.
+        """Announce now if the link is ready, else from a background task
+        once it is (engine/announcing.py)."""
+        try:
+            now = await ready(self.host, link, host_ifname)
+        except PipeworkError as exc:  # a missed announcement must never fail anything
+            log.debug("announcing on %s: %s", link.ifname, exc)
+            return
+        if now:
+            await trigger(gns, link)
+        elif self._background is not None:
+            fd = os.dup(guest.fd)
+            self._background.start_soon(self._announce_later, fd, guest.name, link, host_ifname)
 
-        Carrier, operstate and a bridge port's forwarding state follow "link
-        up" asynchronously (the kernel's linkwatch work); a frame sent before
-        that is dropped. So wait until both ends are operationally up.
-        """
+    async def _announce_later(
+        self, fd: int, label: str, link: Link, host_ifname: str | None
+    ) -> None:
         gns = self._pool.acquire(fd, label)
         try:
-            with anyio.move_on_after(ANNOUNCE_WAIT):
-                polls = 0
-                while True:
-                    polls += 1
-                    current = await gns.link_by_index(link.index)
-                    if current is None:
-                        return
-                    peer = await self.host.link(host_ifname) if host_ifname else None
-                    if current.operstate == "UP" and (peer is None or peer.operstate == "UP"):
-                        break
-                    # Every 2 ms at first; then slower: with many new links the
-                    # kernel updates their state about once a second, and a
-                    # thousand tasks polling every 2 ms would crowd the loop.
-                    await anyio.sleep(
-                        0.002 if polls <= 10 else min(0.002 * 2 ** (polls - 10), 0.05)
-                    )
-                # The bridge enables the port in the notifier that follows
-                # the operstate change: give that a moment.
-                await anyio.sleep(0.005)
-            # Closing a packet socket waits for an RCU grace period (~14 ms
-            # measured): keep that off the event loop.
-            await anyio.to_thread.run_sync(
-                announce, fd, link.ifname, link.mac or "", ipaddress.IPv4Address(ip)
-            )
-        except Exception as exc:  # a missed announcement must never fail anything
-            log.debug("announcing %s: %s", ip, exc)
+            await announce_when_ready(gns, self.host, link, host_ifname)
         finally:
             self._pool.release(gns)
             os.close(fd)

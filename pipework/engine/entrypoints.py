@@ -24,16 +24,11 @@ _SECTION = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*$")
 class EntryPoint(Record):
     """One entry point (a ``Record``: a dataclass costs ~1 ms to build on every start-up)."""
 
-    __slots__ = ("distribution", "name", "value", "version")
-    _fields = ("name", "value", "distribution", "version")
     name: str
     value: str
     """``module`` or ``module:attribute``."""
     distribution: str
     version: str
-
-    def __init__(self, name: str, value: str, distribution: str, version: str) -> None:
-        self._set(name=name, value=value, distribution=distribution, version=version)
 
 
 def _normalize(name: str) -> str:

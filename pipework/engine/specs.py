@@ -397,6 +397,15 @@ class AttachSpec(LegacyAttachFields):
     the bridge backend's)."""
     settings: Mapping[str, OptionValue] = field(default_factory=dict)
     """The link backend's settings, by the keys it declares; only those set."""
+    announce: bool = True
+    """Announce a static IPv4 address with a gratuitous ARP once the link is
+    ready (``--no-announce``: don't). Not part of the fingerprint: it says
+    how, not what."""
+    ipv6_link_local: bool = False
+    """Keep IPv6 address generation on an interface pipework creates (an
+    ``fe80::`` address, with its duplicate address detection and router
+    solicitations). Off by default unless the address is IPv6:
+    engine/announcing.py."""
 
     def __post_init__(
         self, pkey: int | None, direct_phys: bool | None, allow_forward: bool | None
@@ -555,6 +564,8 @@ class AttachSpec(LegacyAttachFields):
                 {k: v for k, v in self.address.settings.items() if k not in UNCOUNTED_ADDRESS_KEYS},
                 address_declared,
             ),
+            # Last, and only when asked for: earlier attachments keep their fingerprint.
+            *(["ipv6-link-local"] if self.ipv6_link_local else []),
         ]
         return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
 

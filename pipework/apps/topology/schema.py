@@ -100,6 +100,10 @@ class AttachmentFields(_Strict):
     dns: bool | None = None
     dhcp_timeout: float | None = None
     dhcp_image: str | None = None
+    announce: bool | None = None
+    """Gratuitous ARP for a static IPv4 address once the link is ready (default true)."""
+    ipv6_link_local: bool | None = None
+    """Keep IPv6 link-local addressing on the interface (default false, unless IPv6)."""
 
     @field_validator("ifname", "host_ifname")
     @classmethod
@@ -207,6 +211,8 @@ class Topology(_Strict):
                 [f"{k}={v}" for k, v in values.get("options", {}).items()], values.get("mode")
             ),
             force=force,
+            announce=values.get("announce", True),
+            ipv6_link_local=values.get("ipv6_link_local", False),
             settings=given(
                 {
                     "pkey": parse_pkey(values["pkey"]) if "pkey" in values else None,

@@ -88,6 +88,17 @@ def command(
         str | None,
         typer.Option("--dhcp-image", metavar="IMAGE", help="Image of the dhcp helper [busybox]."),
     ] = None,
+    no_announce: Annotated[
+        bool,
+        typer.Option("--no-announce", help="Send no gratuitous ARP for a static IPv4 address."),
+    ] = False,
+    ipv6_link_local: Annotated[
+        bool,
+        typer.Option(
+            "--ipv6-link-local",
+            help="Keep IPv6 link-local addressing (off on IPv4-only interfaces pipework creates).",
+        ),
+    ] = False,
 ) -> None:
     """Attach an interface to a guest (long-option form of the legacy grammar)."""
     from pipework.cli.legacy import run_attach
@@ -108,6 +119,8 @@ def command(
             options=parse_backend_options(opt or [], mode),
             family=family,  # type: ignore[arg-type]  # validated by AttachSpec
             force=force,
+            announce=not no_announce,
+            ipv6_link_local=ipv6_link_local,
             settings=given(
                 {
                     "pkey": parse_pkey(pkey) if pkey is not None else None,

@@ -45,7 +45,13 @@ from pipework.engine.errors import (
     UsageError,
 )
 from pipework.engine.kernel import rtnl
-from pipework.engine.kernel.rtnl import Rtnl, RtnlError, UnknownAttribute
+from pipework.engine.kernel.rtnl import (
+    AF_SPEC_KEYS,
+    BR_STATE_FORWARDING,
+    Rtnl,
+    RtnlError,
+    UnknownAttribute,
+)
 
 T = TypeVar("T")
 
@@ -229,6 +235,16 @@ class Link:
     """IFLA_PARENT_DEV_NAME: the device behind a NIC (a PCI address...)."""
     parent_bus: str | None = None
     """IFLA_PARENT_DEV_BUS_NAME: its bus (``pci``, ``usb``...)."""
+    port_state: int | None = None
+    """A Linux bridge port's STP state (``BR_STATE_FORWARDING`` = 3); None
+    when this is not a bridge port."""
+
+    @property
+    def ready(self) -> bool:
+        """Operationally up, and forwarding if it is a bridge port: a frame
+        sent now is not dropped on the way (carrier, operstate and the port's
+        state follow "up" asynchronously, in the kernel's linkwatch work)."""
+        return self.operstate == "UP" and self.port_state in (None, BR_STATE_FORWARDING)
 
 
 def _family(addr: IPAddress | IPInterface | ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
@@ -384,6 +400,12 @@ class Netns:
             except UnknownAttribute:
                 await self._compiled("link", "set", {"index": index, **attrs})
         except RtnlError as exc:
+            unset = next((k for k in AF_SPEC_KEYS if k in attrs), None)
+            if exc.code == errno.EAFNOSUPPORT and unset is not None:
+                # No IPv6 on this kernel, or an interface too small for it
+                # (MTU < 1280; < 68 for IPv4): that setting has nothing to set.
+                await self.set(index, **{k: v for k, v in attrs.items() if k != unset})
+                return
             raise _translate(exc, what, self.label) from None
 
     async def move(self, index: int, fd: int, ifname: str) -> None:

@@ -81,6 +81,18 @@ IFLA_PARENT_DEV_NAME = 56
 IFLA_PARENT_DEV_BUS_NAME = 57
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
+IFLA_INFO_SLAVE_KIND = 4
+IFLA_INFO_SLAVE_DATA = 5
+IFLA_BRPORT_STATE = 1
+BR_STATE_FORWARDING = 3
+IFLA_INET_CONF = 1
+IPV4_DEVCONF_ARP_NOTIFY = 22
+IFLA_INET6_ADDR_GEN_MODE = 8
+ADDR_GEN_MODES = {"eui64": 0, "none": 1, "stable_secret": 2, "random": 3}
+"""IPv6 address generation modes (``ip link set DEV addrgenmode MODE``)."""
+AF_SPEC_KEYS = ("addr_gen_mode", "arp_notify")
+"""Link attributes that are per-family settings (IFLA_AF_SPEC), IPv6's first:
+a kernel without IPv6, or an interface too small for it, refuses those."""
 IFLA_VLAN_ID = 1
 VETH_INFO_PEER = 1
 RTEXT_FILTER_SKIP_STATS = 1 << 3
@@ -191,7 +203,9 @@ def _kind_data(kind: str, name: str, value: object) -> bytes:
 def encode_link(attrs: Mapping[str, object]) -> tuple[int, int, bytes]:
     """(ifi_flags, ifi_change, attributes) for link attributes under pyroute2's
     names: ``ifname ifalias address state mtu master net_ns_fd link``, ``kind``
-    with its ``KIND_DATA``, and a veth's ``peer`` (a dict of the same).
+    with its ``KIND_DATA``, a veth's ``peer`` (a dict of the same), and two
+    per-family settings: ``addr_gen_mode`` (IPv6, a name of ``ADDR_GEN_MODES``)
+    and ``arp_notify`` (IPv4, 0 or 1).
 
     Raises ``UnknownAttribute`` for anything else."""
     flags = change = 0
@@ -199,8 +213,17 @@ def encode_link(attrs: Mapping[str, object]) -> tuple[int, int, bytes]:
     kind = attrs.get("kind")
     data = b""
     peer = b""
+    af_spec = b""
     for key, value in attrs.items():
-        if key == "state":
+        if key == "addr_gen_mode":
+            if value not in ADDR_GEN_MODES:
+                raise UnknownAttribute(f"addr_gen_mode={value}")
+            mode = bytes([ADDR_GEN_MODES[str(value)]])
+            af_spec += nested(socket.AF_INET6, attr(IFLA_INET6_ADDR_GEN_MODE, mode))
+        elif key == "arp_notify":
+            notify = u32_attr(IPV4_DEVCONF_ARP_NOTIFY, 1 if value else 0)
+            af_spec = nested(socket.AF_INET, nested(IFLA_INET_CONF, notify)) + af_spec
+        elif key == "state":
             if value not in ("up", "down"):
                 raise UnknownAttribute(f"state={value}")
             change |= IFF_UP
@@ -231,6 +254,8 @@ def encode_link(attrs: Mapping[str, object]) -> tuple[int, int, bytes]:
         if data or peer:
             info += nested(IFLA_INFO_DATA, data + peer)
         body += nested(IFLA_LINKINFO, info)
+    if af_spec:
+        body += nested(IFLA_AF_SPEC, af_spec)
     return flags, change, body
 
 
@@ -334,6 +359,10 @@ def link_fields(payload: bytes) -> dict[str, object]:
     netnsid = attrs.get(IFLA_LINK_NETNSID)
     operstate = attrs.get(IFLA_OPERSTATE)
     state = operstate[0] if operstate else 0
+    port_state = None
+    if _text(info.get(IFLA_INFO_SLAVE_KIND)) == "bridge":
+        raw = attributes(info.get(IFLA_INFO_SLAVE_DATA, b"")).get(IFLA_BRPORT_STATE)
+        port_state = raw[0] if raw else None
     return {
         "index": index,
         "ifname": _text(attrs.get(IFLA_IFNAME)),
@@ -354,6 +383,7 @@ def link_fields(payload: bytes) -> dict[str, object]:
         "perm_mac": _mac_text(perm) if perm and any(perm) else None,
         "parent_dev": _text(attrs.get(IFLA_PARENT_DEV_NAME)),
         "parent_bus": _text(attrs.get(IFLA_PARENT_DEV_BUS_NAME)),
+        "port_state": port_state,
     }
 
 

@@ -82,3 +82,12 @@ def test_usage_errors(args, fragment):
     with pytest.raises(UsageError, match=fragment) as err:
         parse_legacy(args)
     assert err.value.exit_code == 2
+
+
+def test_announcement_and_link_local_flags():
+    plain = parse_legacy(["br1", "web1", "198.18.0.2/24"])
+    assert plain.announce and not plain.ipv6_link_local
+    spec = parse_legacy(["br1", "--no-announce", "web1", "198.18.0.2/24", "--ipv6-link-local"])
+    assert not spec.announce and spec.ipv6_link_local
+    with pytest.raises(UsageError, match="unknown option --no-announce=1"):
+        parse_legacy(["br1", "web1", "198.18.0.2/24", "--no-announce=1"])

@@ -188,3 +188,19 @@ def test_an_alias_used_twice_is_still_fine():
         "lab.yaml",
     )
     assert [b.mtu for b in loaded.topology.bridges] == [1400, 1400]
+
+
+def test_announce_and_link_local_per_attachment_and_in_defaults():
+    loaded = load(
+        """\
+        defaults: {host: br1, announce: false}
+        attachments:
+          - {guest: a, address: 198.18.0.2/24}
+          - {guest: b, address: 198.18.0.3/24, announce: true, ipv6_link_local: true}
+        """
+    )
+    a, b = specs(loaded)
+    assert (a.announce, a.ipv6_link_local) == (False, False)
+    assert (b.announce, b.ipv6_link_local) == (True, True)
+    with pytest.raises(UsageError, match=r"attachments\[0\]\.announce"):
+        parse("attachments:\n  - {guest: a, host: br1, announce: maybe}\n", "topo.yaml")

@@ -76,6 +76,7 @@ def test_an_inherited_label_is_refused_unless_image_labels_are_allowed():
         "br1 dhclient",
         "br1 dhcpcd-f",
         "br1 0/0 -a 4 --kind bridge",
+        "br1 198.18.30.2/24 --no-announce --ipv6-link-local",
     ],
 )
 def test_the_safe_subset_passes(value):

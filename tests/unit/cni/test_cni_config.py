@@ -144,6 +144,15 @@ def test_attach_spec_from_configuration_and_environment() -> None:
     assert [str(r) for r in spec.routes] == ["198.18.5.0/24 via 198.18.0.1"]
 
 
+def test_announce_and_link_local_reach_the_spec() -> None:
+    inv = Invocation.from_env(ENV)
+    plain = conf(address="198.18.0.2/24").attach_spec(inv, inv.container_id, inv.ifname)
+    assert plain.announce and not plain.ipv6_link_local
+    c = conf(address="198.18.0.2/24", announce=False, ipv6LinkLocal=True)
+    spec = c.attach_spec(inv, inv.container_id, inv.ifname)
+    assert not spec.announce and spec.ipv6_link_local
+
+
 def test_mac_precedence_runtime_config_then_args_then_configuration() -> None:
     inv = Invocation.from_env({**ENV, "CNI_ARGS": "MAC=02:00:00:00:00:02"})
     runtime = {"mac": "02:00:00:00:00:03"}
@@ -197,6 +206,8 @@ def test_no_address_means_no_address() -> None:
         ({"cniVersion": "one"}, protocol.DECODING_FAILURE, "one"),
         ({"host": "br1"}, protocol.INVALID_CONFIG, "given twice"),
         ({"runDir": "run/x"}, protocol.INVALID_CONFIG, "absolute"),
+        ({"announce": "no"}, protocol.INVALID_CONFIG, "'announce' must be true or false"),
+        ({"ipv6LinkLocal": 1}, protocol.INVALID_CONFIG, "'ipv6LinkLocal' must be true or false"),
     ],
 )
 def test_bad_configuration(fields: dict[str, Any], code: int, says: str) -> None:

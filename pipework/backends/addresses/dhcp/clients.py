@@ -98,8 +98,6 @@ DAEMON_WAIT = 5.0
 class Run(Record):
     """One start of a client."""
 
-    __slots__ = ("binary", "hook", "hostname", "ifname", "keep", "options", "state", "timeout")
-    _fields = ("binary", "ifname", "hostname", "state", "hook", "keep", "timeout", "options")
     binary: str
     ifname: str
     hostname: str | None
@@ -108,23 +106,6 @@ class Run(Record):
     keep: bool
     timeout: float
     options: tuple[str, ...]
-
-    def __init__(
-        self,
-        *,
-        binary: str,
-        ifname: str,
-        hostname: str | None,
-        state: StateDir,
-        hook: str,
-        keep: bool,
-        timeout: float,
-        options: tuple[str, ...],
-    ) -> None:
-        self._set(
-            binary=binary, ifname=ifname, hostname=hostname, state=state, hook=hook, keep=keep,
-            timeout=timeout, options=options,
-        )  # fmt: skip
 
     @property
     def patience(self) -> int:

@@ -103,13 +103,8 @@ class Daemon(Record):
     """The Docker-compatible API a helper is made in: its guest's runtime's
     (``GuestInfo.api``: the Docker daemon, or Podman's service)."""
 
-    __slots__ = ("runtime", "url")
-    _fields = ("url", "runtime")
     url: str
-    runtime: str
-
-    def __init__(self, url: str, runtime: str = "docker") -> None:
-        self._set(url=url, runtime=runtime)
+    runtime: str = "docker"
 
     @classmethod
     def docker(cls) -> Daemon:

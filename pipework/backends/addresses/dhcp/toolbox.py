@@ -203,21 +203,10 @@ class ClientOptions(Record):
     getopt syntax (bundled short options, ``--opt=value``), or whole words.
     """
 
-    __slots__ = ("client", "getopt", "reserved", "value_options")
-    _fields = ("client", "value_options", "reserved", "getopt")
     client: str
     value_options: frozenset[str]
     reserved: Mapping[str, str]
-    getopt: bool
-
-    def __init__(
-        self,
-        client: str,
-        value_options: frozenset[str],
-        reserved: Mapping[str, str],
-        getopt: bool = True,
-    ) -> None:
-        self._set(client=client, value_options=value_options, reserved=reserved, getopt=getopt)
+    getopt: bool = True
 
     def check(self, options: Sequence[str]) -> None:
         """Refuse options pipework sets itself, and any extra interface names."""
@@ -329,38 +318,15 @@ def last_logged_report(logs: str) -> dict[str, str] | None:
 class Lease(Record):
     """A bound lease, as a hook reported it (and validated here)."""
 
-    __slots__ = (
-        "address", "count", "dns", "domain", "event", "lease_time", "routers", "server", "time",
-    )  # fmt: skip
-    _fields = (
-        "address", "routers", "dns", "domain", "lease_time", "server", "event", "count", "time",
-    )  # fmt: skip
     address: ipaddress.IPv4Interface
-    routers: tuple[ipaddress.IPv4Address, ...]
-    dns: tuple[ipaddress.IPv4Address, ...]
-    domain: str | None
-    lease_time: int | None
-    server: ipaddress.IPv4Address | None
-    event: str
-    count: int
-    time: int
-
-    def __init__(
-        self,
-        address: ipaddress.IPv4Interface,
-        routers: tuple[ipaddress.IPv4Address, ...] = (),
-        dns: tuple[ipaddress.IPv4Address, ...] = (),
-        domain: str | None = None,
-        lease_time: int | None = None,
-        server: ipaddress.IPv4Address | None = None,
-        event: str = "",
-        count: int = 0,
-        time: int = 0,
-    ) -> None:
-        self._set(
-            address=address, routers=routers, dns=dns, domain=domain, lease_time=lease_time,
-            server=server, event=event, count=count, time=time,
-        )  # fmt: skip
+    routers: tuple[ipaddress.IPv4Address, ...] = ()
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    domain: str | None = None
+    lease_time: int | None = None
+    server: ipaddress.IPv4Address | None = None
+    event: str = ""
+    count: int = 0
+    time: int = 0
 
     @classmethod
     def from_report(cls, fields: Mapping[str, str]) -> Lease | None:

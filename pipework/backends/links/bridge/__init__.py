@@ -134,12 +134,17 @@ class BridgeBackend(LinkBackend):
         flags = [f"vlan={vlan}"] if vlan is not None else []
         flags += [FORWARD_FLAG] if spec.settings.get(ALLOW_FORWARD) else []
         marker = replace(ctx.marker, state=",".join(flags))
+        # A port needs no IPv6 address of its own: without one it sends no
+        # DAD, router or MLD solicitations for the bridge to flood.
+        quiet = {"addr_gen_mode": "none"}
         if vlan is None:  # one request: enslave, mark and bring up
-            await host.set(veth.index, master=bridge.index, ifalias=marker.format(), state="up")
+            await host.set(
+                veth.index, master=bridge.index, ifalias=marker.format(), state="up", **quiet
+            )
         else:  # the port's VLAN is set before it forwards anything
             await host.set(veth.index, master=bridge.index, ifalias=marker.format())
             await set_port_vlan(host, veth.index, vlan)
-            await host.set(veth.index, state="up")
+            await host.set(veth.index, state="up", **quiet)
         return bridge, veth, mtu
 
     async def _ensure_bridge(self, ctx: LinkContext) -> Link:

@@ -61,15 +61,10 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,15}$")
 class Chain(Record):
     """A base chain on the forward hook whose policy is drop."""
 
-    __slots__ = ("family", "name", "table")
-    _fields = ("family", "table", "name")
     family: str
     """ip, ip6, inet"""
     table: str
     name: str
-
-    def __init__(self, family: str, table: str, name: str) -> None:
-        self._set(family=family, table=table, name=name)
 
     @property
     def tool(self) -> str:

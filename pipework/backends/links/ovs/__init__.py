@@ -217,7 +217,10 @@ class OvsBackend(LinkBackend):
         link = ctx.host_link if decided.bridge is not None else None
         mtu = choose_mtu(spec.mtu, link, view.bridge_mtu)
         veth = await create_veth(ctx, mtu)
-        await ctx.host.set(veth.index, ifalias=ctx.marker.format(), state="up")
+        # A port needs no IPv6 address of its own (no DAD, router or MLD solicitations).
+        await ctx.host.set(
+            veth.index, ifalias=ctx.marker.format(), state="up", addr_gen_mode="none"
+        )
         if decided.datapath == "netdev":
             disable_tx_checksum(ctx.guest.fd, ctx.temp_ifname)
 

@@ -122,3 +122,53 @@ def test_route_layout():
         bytes([198, 19, 0, 0]), bytes([198, 18, 0, 1]), 3, 5,
     )  # fmt: skip
     assert rtnl.attributes(rtnl.encode_route(2, 0, b"\0\0\0\0")[12:]) == {}  # a default: no RTA_DST
+
+
+# -- per-family settings and a bridge port's state -----------------------------------
+
+
+def test_per_family_settings_ride_in_one_af_spec():
+    flags, change, body = rtnl.encode_link(
+        {"state": "up", "addr_gen_mode": "none", "arp_notify": 1}
+    )
+    assert (flags, change) == (rtnl.IFF_UP, rtnl.IFF_UP)
+    families = rtnl.attributes(rtnl.attributes(body)[rtnl.IFLA_AF_SPEC])
+    inet = rtnl.attributes(rtnl.attributes(families[2])[rtnl.IFLA_INET_CONF])  # AF_INET
+    assert inet == {rtnl.IPV4_DEVCONF_ARP_NOTIFY: struct.pack("=I", 1)}
+    inet6 = rtnl.attributes(families[10])  # AF_INET6
+    assert inet6 == {rtnl.IFLA_INET6_ADDR_GEN_MODE: b"\x01"}
+
+
+def test_an_unknown_address_generation_mode_is_refused():
+    with pytest.raises(rtnl.UnknownAttribute):
+        rtnl.encode_link({"addr_gen_mode": "slaac"})
+
+
+def _answer(*attrs: bytes) -> bytes:
+    return rtnl.ifinfomsg(7) + b"".join(attrs)
+
+
+def _port(kind: str, state: int) -> bytes:
+    data = rtnl.nested(rtnl.IFLA_INFO_SLAVE_DATA, rtnl.attr(rtnl.IFLA_BRPORT_STATE, bytes([state])))
+    return rtnl.nested(rtnl.IFLA_LINKINFO, rtnl.str_attr(rtnl.IFLA_INFO_SLAVE_KIND, kind) + data)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "port_state", "ready"),
+    [
+        ((_port("bridge", 3),), 3, True),
+        ((_port("bridge", 0),), 0, False),  # disabled: the bridge drops what comes in
+        ((_port("bridge", 2),), 2, False),  # learning
+        ((_port("openvswitch", 0),), None, True),  # not a Linux bridge port
+        ((), None, True),
+    ],
+)
+def test_a_link_is_ready_when_up_and_forwarding(attrs, port_state, ready):
+    from pipework.engine.kernel.netlink import Link
+
+    up = rtnl.attr(rtnl.IFLA_OPERSTATE, bytes([6]))
+    fields = rtnl.link_fields(_answer(rtnl.str_attr(rtnl.IFLA_IFNAME, "v"), up, *attrs))
+    assert fields["port_state"] == port_state
+    assert Link(**fields).ready is ready  # type: ignore[arg-type]
+    down = rtnl.link_fields(_answer(rtnl.str_attr(rtnl.IFLA_IFNAME, "v"), *attrs))
+    assert Link(**down).ready is False  # type: ignore[arg-type]

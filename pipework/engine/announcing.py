@@ -1,0 +1,118 @@
+"""Gratuitous ARP: the kernel announces, pipework says when.
+
+A guest that never speaks first is reachable at once only if its
+neighbours learn its MAC address without waiting for it: the original ran
+``arping -c 1 -A`` (about 1 s). pipework lets the guest's own kernel send
+the announcement:
+
+* the guest interface gets ``arp_notify`` (the IPv4 setting
+  ``net.ipv4.conf.IF.arp_notify``) in the request that brings it up;
+* once the link is ready, one more request sets the interface's MAC
+  address to itself. The kernel announces every IPv4 address of the
+  interface on that change (RFC 5227 ARP announcements, from the interface's
+  own MAC), as it does on a real MAC change.
+
+No packet socket is opened, so nothing waits for its close (an RCU grace
+period, about 14 ms, which the process paid on exit before). "Ready" is
+both ends operationally up and, for a Linux bridge port, forwarding: the
+kernel sets carrier, operstate and the port state after "up",
+asynchronously, and a frame sent earlier is dropped. Usually the link is
+ready when the attach ends and the announcement goes out inline; otherwise
+a background task of the engine polls for it, bounded by ``ANNOUNCE_WAIT``.
+
+The interfaces pipework creates with a static IPv4 address also get IPv6
+address generation off (``addrgenmode none``) unless the attachment asks
+for link-local IPv6: no ``fe80::`` address, so no duplicate address
+detection, router solicitations or MLD reports, which a bridge floods to
+every port on every new attachment. An IPv6 address, no address (``0/0``),
+DHCP (dhcpcd speaks IPv6 too) or an IPAM plugin keep the kernel's default.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from pipework.engine.errors import PipeworkError
+from pipework.engine.kernel.netlink import Link, Netns
+from pipework.engine.specs import AttachSpec
+
+log = logging.getLogger("pipework.announce")
+
+ANNOUNCE_WAIT = 2.0
+"""Seconds an announcement waits for its link to become ready; it is sent then anyway."""
+
+
+def announces(spec: AttachSpec) -> bool:
+    """Does this attachment announce itself (a static IPv4 address, not ``--no-announce``)?"""
+    return spec.announce and ipv4_only(spec)
+
+
+def ipv4_only(spec: AttachSpec) -> bool:
+    """Is the attachment's addressing static IPv4 and nothing else?"""
+    address = spec.address.address
+    return spec.address.method == "static" and address is not None and address.version == 4
+
+
+def link_settings(spec: AttachSpec, created: bool) -> dict[str, object]:
+    """The per-family settings of the guest interface, for the request that brings it up.
+
+    ``created``: pipework made the interface (a NIC passed through keeps
+    the IPv6 behaviour it has; it gets it back in the host anyway, where the
+    namespace's defaults apply again).
+    """
+    settings: dict[str, object] = {}
+    if created and not spec.ipv6_link_local and ipv4_only(spec):
+        settings["addr_gen_mode"] = "none"
+    if announces(spec):
+        settings["arp_notify"] = 1
+    return settings
+
+
+async def ready(host: Netns, link: Link, host_ifname: str | None) -> bool:
+    """Can ``link`` (as just read) and its host side carry a frame now?"""
+    if not link.ready:
+        return False
+    if not host_ifname:
+        return True
+    peer = await host.link(host_ifname)
+    return peer is not None and peer.ready
+
+
+async def trigger(gns: Netns, link: Link) -> bool:
+    """Have the kernel announce ``link``'s IPv4 addresses now; never raises."""
+    if not link.mac:
+        return False
+    try:
+        await gns.set(link.index, address=link.mac)
+    except PipeworkError as exc:  # a missed announcement must never fail anything
+        log.debug("announcing on %s: %s", link.ifname, exc)
+        return False
+    return True
+
+
+async def announce_when_ready(gns: Netns, host: Netns, link: Link, host_ifname: str | None) -> None:
+    """Wait (bounded) until ``link`` is ready, then announce; never raises."""
+    current: Link | None = link
+    try:
+        with anyio.move_on_after(ANNOUNCE_WAIT):
+            polls = 0
+            while True:
+                polls += 1
+                current = await gns.link_by_index(link.index)
+                if current is None:
+                    return  # gone meanwhile
+                if await ready(host, current, host_ifname):
+                    break
+                # Every 2 ms at first; then slower: with many new links the
+                # kernel updates their state about once a second, and a
+                # thousand tasks polling every 2 ms would crowd the loop.
+                await anyio.sleep(0.002 if polls <= 10 else min(0.002 * 2 ** (polls - 10), 0.05))
+        if current is not None:
+            await trigger(gns, current)
+    except PipeworkError as exc:
+        log.debug("announcing on %s: %s", link.ifname, exc)
+
+
+__all__ = ["ANNOUNCE_WAIT", "announce_when_ready", "announces", "link_settings", "ready", "trigger"]
