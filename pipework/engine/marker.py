@@ -9,49 +9,9 @@ state file is needed and a fresh process sees what an earlier one did.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from urllib.parse import quote, unquote
 
 PREFIX = "pipework"
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
-_HEX = frozenset(b"0123456789ABCDEFabcdef")
-
-
-def quote(text: str) -> str:
-    """``urllib.parse.quote(text, safe="")``: every UTF-8 byte but the
-    unreserved ones as ``%XX`` (urllib.parse costs ~1 ms to import, on every
-    attach; tests/unit/engine/test_marker.py checks both agree)."""
-    data = text.encode()
-    if all(byte in _UNRESERVED for byte in data):
-        return text
-    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in data)
-
-
-def unquote(text: str) -> str:
-    """``urllib.parse.unquote(text)``: each run of ``%XX`` escapes decoded as
-    UTF-8 (invalid sequences replaced), anything else kept as it is."""
-    if "%" not in text:
-        return text
-    out: list[str] = []
-    pending = bytearray()
-    i, size = 0, len(text)
-    while i < size:
-        char = text[i]
-        if char == "%" and _is_hex(text, i + 1):
-            pending.append(int(text[i + 1 : i + 3], 16))
-            i += 3
-            continue
-        if pending:
-            out.append(pending.decode("utf-8", "replace"))
-            pending.clear()
-        out.append(char)
-        i += 1
-    if pending:
-        out.append(pending.decode("utf-8", "replace"))
-    return "".join(out)
-
-
-def _is_hex(text: str, at: int) -> bool:
-    pair = text[at : at + 2]
-    return len(pair) == 2 and all(ord(c) < 128 and ord(c) in _HEX for c in pair)
 
 
 @dataclass(frozen=True)
@@ -79,7 +39,7 @@ class Marker:
 
     def format(self) -> str:
         parts = [
-            f"{f.name}={quote(getattr(self, f.name))}"
+            f"{f.name}={quote(getattr(self, f.name), safe='')}"
             for f in fields(self)
             if getattr(self, f.name) or f.name not in ("state", "vlan")
         ]
