@@ -27,7 +27,7 @@ from pipework.cni.protocol import (
     CniError,
     check_version,
 )
-from pipework.cni.record import EMPTY, Record
+from pipework.records import EMPTY, Record
 
 if TYPE_CHECKING:
     from pipework.engine.specs import AttachSpec

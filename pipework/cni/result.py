@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pipework.cni.protocol import DECODING_FAILURE, CniError, version_key
-from pipework.cni.record import EMPTY, Record
+from pipework.records import EMPTY, Record
 
 if TYPE_CHECKING:
     from pipework.engine.specs import Attachment

@@ -1,4 +1,4 @@
-"""pipework.cni.record: the value classes' base (what dataclasses gave them)."""
+"""pipework.records: construction, defaults and hidden fields (the CNI plugin's value classes use them)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipework.cni.config import Invocation
-from pipework.cni.record import EMPTY, Record
+from pipework.records import EMPTY, Record
 
 
 class Point(Record):
