@@ -762,7 +762,8 @@ def snapshot() -> Snapshot:
         run_files=sorted(
             str(p)
             for p in Path(DEFAULT_RUN_DIR).rglob("*")
-            if not p.is_dir() and p.relative_to(DEFAULT_RUN_DIR).parts[0] != "locks"
+            # Lock files and caches (the FORWARD-trap verdict) come and go with any run.
+            if not p.is_dir() and p.relative_to(DEFAULT_RUN_DIR).parts[0] not in ("locks", "cache")
         ),
         fixture_cleanups=list(FIXTURE_CLEANUPS),
         files={path: _sha256(path) for path in WATCHED_FILES},

@@ -23,7 +23,7 @@ class Snapshot(TypedDict):
     processes: list[str]  # "NAME[PID]" of DHCP clients/servers and daemons
     mounts: list[str]  # mount points whose path mentions "pwt"
     tmp_dirs: list[str]  # /tmp/pwt-* entries (private dockerd roots, ...)
-    run_files: list[str]  # files under the default RUN_DIR (/run/pipework) but its locks
+    run_files: list[str]  # files under the default RUN_DIR (/run/pipework) but locks/ and cache/
     fixture_cleanups: list[str]  # things fixtures had to clean up for a test
     files: dict[str, str | None]  # host file -> sha256 (None when absent)
 
