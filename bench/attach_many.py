@@ -15,6 +15,10 @@ shuffled order, attaches all N to one bridge (timed), checks every guest
 * ``pipework apply``: the command line, ``pipework apply FILE`` with a
   topology file naming every guest, timed from spawn to exit (interpreter
   start-up included); removal is ``pipework destroy FILE``.
+* ``pipework batch``: the command line, ``pipework batch -`` with one
+  original-style line per guest (``BRIDGE netns:GUEST ADDR``) on its
+  standard input, timed from spawn to exit; ``batch`` has no removal of its
+  own, so removal is ``pipework destroy FILE`` as for ``apply``.
 * ``ip-batch``: one ``ip -batch -`` in the host for every veth (peer created
   as eth1 directly in its guest, enslaved, up), then one
   ``ip -n GUEST -batch -`` per guest for the address and link up; removal is
@@ -81,6 +85,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="on",
         help="IPv6 in the guests (off: as Docker leaves containers without an IPv6 network)",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="METHOD",
+        help="run only this method (repeat for several; e.g. 'pipework batch', floor)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for the method order")
     parser.add_argument("--cni-dir", default="/usr/lib/cni", help="CNI plugin directory")
     parser.add_argument(
@@ -105,9 +115,15 @@ def supervisor(args: argparse.Namespace) -> int:
         raise BenchError(f"pipework is not installed for {sys.executable}") from None
     limits = sorted(set(args.limit or [1, DEFAULT_LIMIT]))
     methods = [f"pipework (limit={n})" for n in limits]
-    methods += ["pipework apply", "ip-batch", "cni", "floor"]
+    methods += ["pipework apply", "pipework batch", "ip-batch", "cni", "floor"]
+    if args.only:
+        unknown = sorted(set(args.only) - set(methods))
+        if unknown:
+            raise BenchError(f"unknown methods {unknown}; known: {methods}")
+        methods = [m for m in methods if m in args.only]
     cni = Path(args.cni_dir)
-    drop_cni_if_missing(methods, cni)
+    if "cni" in methods:
+        drop_cni_if_missing(methods, cni)
     plan = {
         "count": args.count,
         "rounds": args.rounds,
@@ -248,13 +264,18 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
             "detaches_per_s": count / medians["teardown_s"],
             "rounds": runs,
         }
-    ours = stats[f"pipework (limit={plan['default_limit']})"]
+    ours = {
+        "pipework": f"pipework (limit={plan['default_limit']})",
+        "pipework apply": "pipework apply",
+        "pipework batch": "pipework batch",
+    }
     ratios = {
         f"{name}/{base}": {
-            "attach": ratio(mine["attach_s"], stats[base]["attach_s"]),
-            "teardown": ratio(mine["teardown_s"], stats[base]["teardown_s"]),
+            "attach": ratio(stats[method]["attach_s"], stats[base]["attach_s"]),
+            "teardown": ratio(stats[method]["teardown_s"], stats[base]["teardown_s"]),
         }
-        for name, mine in (("pipework", ours), ("pipework apply", stats["pipework apply"]))
+        for name, method in ours.items()
+        if method in stats
         for base in ("ip-batch", "cni", "floor")
         if base in stats
     }
@@ -292,6 +313,12 @@ def once(
         path = write_topology(plan, guests, addresses)
         sample = {"attach_s": timed([plan["pipework"], "apply", path])[0]}
         check_attached(plan, guests, addresses)
+        sample["teardown_s"] = timed([plan["pipework"], "destroy", path])[0]
+    elif method == "pipework batch":
+        lines = batch_lines(plan, guests, addresses)
+        sample = {"attach_s": timed([plan["pipework"], "batch", "-"], stdin=lines)[0]}
+        check_attached(plan, guests, addresses)
+        path = write_topology(plan, guests, addresses)
         sample["teardown_s"] = timed([plan["pipework"], "destroy", path])[0]
     elif method == "floor":
         sample = {"attach_s": attach_floor(plan, guests, addresses)}
@@ -378,6 +405,13 @@ def write_topology(plan: dict[str, Any], guests: list[str], addresses: list[str]
     path = Path(plan["workdir"]) / "topology.yaml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+def batch_lines(plan: dict[str, Any], guests: list[str], addresses: list[str]) -> str:
+    """The standard input of ``pipework batch``: one original-style line per guest."""
+    return "".join(
+        f"{plan['bridge']} netns:{g} {a}\n" for g, a in zip(guests, addresses, strict=True)
+    )
 
 
 def disable_ipv6(guests: list[str]) -> None:

@@ -61,6 +61,12 @@ def run(args: Sequence[str]) -> int:
         from pipework.cli.legacy import run_legacy
 
         return run_legacy(words, options)
+    if words[:1] == ["batch"]:  # plain options: no typer (cli/batchpath.py)
+        from pipework.cli.batchpath import run_plain
+
+        code = run_plain(words[1:], options)
+        if code is not None:
+            return code
     from pipework.cli.app import run_app
 
     if invocation.path == "help":

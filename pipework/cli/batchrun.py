@@ -1,5 +1,5 @@
 """What ``apply``, ``destroy`` and ``batch`` share: progress, Ctrl-C, the summary,
-their options' help, reading a topology file.
+their options' help, reading a topology file, running jobs on a fresh engine.
 
 Output rules:
 
@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 import anyio
 
-from pipework.apps.runner import BatchRunner, Outcome, Progress, Report
-from pipework.cli.render import describe
+from pipework.apps.runner import BatchRunner, Job, Outcome, Progress, Report
+from pipework.cli.render import describe, run_async
 
 JOBS_HELP = "How many attachments run at once [16]."
 ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
@@ -221,6 +221,41 @@ async def with_interrupts(
     return result[0]
 
 
+def run_jobs(
+    todo: list[Job],
+    *,
+    jobs: int | None,
+    all_or_nothing: bool,
+    json_output: bool,
+    debug: bool,
+    noun: str,
+    host_netns: str | None = None,
+) -> int:
+    """Run ``todo`` on a fresh engine; print results and the summary; the exit code."""
+
+    async def main() -> int:
+        from pipework.engine import Engine
+        from pipework.engine.engine import require_privileges
+
+        require_privileges()
+        progress = make_progress("attaching", json_output)
+        async with Engine(host_netns=host_netns) as engine:
+            runner = BatchRunner(
+                engine,
+                limit=jobs or engine.limit,
+                all_or_nothing=all_or_nothing,
+                progress=progress,
+            )
+            try:
+                report: Report = await with_interrupts(runner, lambda: runner.run(todo))
+            finally:
+                progress.close()
+        show(report, json_output, noun)
+        return report.exit_code
+
+    return run_async(main, debug)
+
+
 __all__ = [
     "ALL_OR_NOTHING_HELP",
     "FILE_HELP",
@@ -234,6 +269,7 @@ __all__ = [
     "make_progress",
     "outcome_line",
     "print_summary",
+    "run_jobs",
     "show",
     "summary_lines",
     "with_interrupts",

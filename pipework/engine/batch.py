@@ -37,6 +37,14 @@ class BatchScope:
             value: T = self._values[key]
             return value
 
+    def peek(self, key: Hashable) -> Any:
+        """What ``key`` holds in this batch (None: nothing)."""
+        return self._values.get(key)
+
+    def keep(self, key: Hashable, value: object) -> None:
+        """Hold ``value`` under ``key`` for the rest of the batch."""
+        self._values[key] = value
+
     def forget(self, key: Hashable) -> None:
         """Drop what ``key`` holds (the plugin changed what it described)."""
         self._values.pop(key, None)

@@ -34,7 +34,7 @@ import anyio.abc
 import anyio.to_thread
 
 from pipework.engine.announcing import announce_when_ready, announces, link_settings, ready, trigger
-from pipework.engine.batch import BatchScope, batch_scope
+from pipework.engine.batch import BatchScope, batch_scope, current_scope
 from pipework.engine.compat import same_configuration
 from pipework.engine.contract import (
     AddressContext,
@@ -123,6 +123,18 @@ def require_privileges() -> None:
             f"pipework needs root to change network interfaces (missing {', '.join(missing)})",
             "run it with sudo",
         )
+
+
+def _privileged_once() -> None:
+    """``require_privileges()``, once per batch: a process gains no capability
+    on its own, and losing one makes the kernel refuse (EPERM) anyway."""
+    scope = current_scope()
+    if scope.peek(_PRIVILEGED) is None:
+        require_privileges()
+        scope.keep(_PRIVILEGED, True)
+
+
+_PRIVILEGED = ("pipework.engine", "privileges")
 
 
 Action = Literal["create", "unchanged", "repair", "update", "conflict"]
@@ -403,7 +415,7 @@ class Engine:
         fails fast, even when Docker is slow or down. The caller closes the
         guest it gets back.
         """
-        host_link = await self._host_link(spec)
+        host_link = await self._batch_host_link(spec)
         backend = await self.choose_backend(spec, host_link)
         backend.validate(HostRequest(spec=spec, host_link=host_link, host=self.host))
         provider = self.choose_provider(spec)
@@ -418,12 +430,34 @@ class Engine:
 
     async def attach(self, spec: AttachSpec) -> Attachment:
         """Attach one interface; all or nothing."""
-        require_privileges()
-        host_link, backend, provider, guest = await self._prepare(spec)
+        _privileged_once()
         try:
-            return await self._attach(spec, guest, host_link, backend, provider)
-        finally:
-            guest.close()
+            host_link, backend, provider, guest = await self._prepare(spec)
+            try:
+                return await self._attach(spec, guest, host_link, backend, provider)
+            finally:
+                guest.close()
+        except BaseException:
+            # What failed may be the host interface found earlier in the
+            # batch (removed or replaced since): the next attach looks again.
+            current_scope().forget(self._host_link_key(spec))
+            raise
+
+    def _host_link_key(self, spec: AttachSpec) -> tuple[str, str | None, str]:
+        return ("pipework.engine", self.config.host_netns, spec.host)
+
+    async def _batch_host_link(self, spec: AttachSpec) -> Link | None:
+        """``_host_link``, looked up once per batch: a host interface that is
+        there stays where it is (an index is never reused); one that is not
+        is looked for again by the next attach (a backend may make it)."""
+        scope = current_scope()
+        key = self._host_link_key(spec)
+        link: Link | None = scope.peek(key)
+        if link is None:
+            link = await self._host_link(spec)
+            if link is not None:
+                scope.keep(key, link)
+        return link
 
     async def check(self, spec: AttachSpec) -> Attachment:
         """Verify, changing nothing, that the attachment ``spec`` asks for is

@@ -47,6 +47,8 @@ def open_netns(path: str, info: GuestInfo, *, vanished: type[Exception] | None =
     ``vanished`` is raised (instead of "not found") when the file disappears,
     for guests whose process may exit between lookup and open.
     """
+    if "\0" in path:  # os.stat would raise ValueError: a name no file can have
+        raise UsageError(f"{path!r} cannot name a network namespace (a NUL character)")
     try:
         # Only a namespace file is opened: nsfs files are regular files, and
         # opening a FIFO would block, a device node could act.

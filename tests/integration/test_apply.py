@@ -304,6 +304,25 @@ def test_two_hundred_attachments_and_nothing_left(host_ns, many_netns, run_pipew
     assert leftovers == []
 
 
+def test_a_batch_of_two_hundred_guests_all_reachable(host_ns, many_netns, run_pipework):
+    """``pipework batch`` (its plain options, read without typer) attaches every
+    guest, and every guest reaches the others across the bridge."""
+    address = {n: f"198.18.{44 + i // 200}.{i % 200 + 2}" for i, n in enumerate(many_netns)}
+    text = "".join(f"brpwtb netns:{n} {address[n]}/16\n" for n in many_netns)
+    text += "brpwtb netns:pwt-nosuchns 198.18.47.1/16   # fails alone\n"
+    proc = run_pipework("batch", "-j", "8", "-", netns=host_ns.name, input=text, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert len(proc.stdout.splitlines()) == 200
+    assert "pipework: 201 attachments: 200 created, 1 failed" in proc.stderr
+    assert len(host_ports(host_ns, "brpwtb")) == 200
+    first = infra.NetNS(many_netns[0], f"/run/netns/{many_netns[0]}")
+    for name in many_netns[1::10]:
+        first.exec("ping", "-c", "1", "-W", "2", address[name])
+    last = infra.NetNS(many_netns[-1], f"/run/netns/{many_netns[-1]}")
+    assert addresses(last, "eth1") == [f"{address[many_netns[-1]]}/16"]
+    last.exec("ping", "-c", "1", "-W", "2", address[many_netns[0]])
+
+
 def test_ctrl_c_mid_batch_keeps_what_completed_and_rolls_back_the_rest(
     host_ns, many_netns, tmp_path
 ):

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipework.apps.textinput import read
 from pipework.apps.topology.schema import Topology
 from pipework.engine.errors import PipeworkError, UsageError
 
@@ -50,19 +50,6 @@ def dotted(path: Path_) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text or "(top level)"
-
-
-def read(name: str) -> tuple[str, str]:
-    """The text of ``name`` (``-`` is standard input) and how to call it in messages."""
-    if name == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        with open(name, encoding="utf-8") as handle:
-            return handle.read(), name
-    except FileNotFoundError:
-        raise UsageError(f"{name}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def load(name: str) -> TopologyFile:

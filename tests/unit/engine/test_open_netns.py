@@ -55,3 +55,9 @@ def test_a_namespace_file_is_opened():
         assert guest.fd >= 0
     finally:
         guest.close()
+
+
+def test_a_nul_character_is_a_one_line_usage_error():
+    with pytest.raises(UsageError) as info:
+        open_netns("/run/netns/a\0b", _info("netns:a\0b"))
+    assert "NUL" in str(info.value) and "\n" not in str(info.value)
