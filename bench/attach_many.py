@@ -452,13 +452,16 @@ def attach_floor(plan: dict[str, Any], guests: list[str], addresses: list[str]) 
         for i, (fd, address) in enumerate(zip(fds, addresses, strict=True)):
             host.create_link(host_veth(i), "veth", {"peer": {"ifname": "eth1", "net_ns_fd": fd}})
             veth = host.get_link(ifname=host_veth(i))["index"]
-            host.set_link(int(veth), {"master": bridge, "state": "up"})
+            # The same settings as pipework's requests carry: no IPv6
+            # autoconfiguration on either end (the floor sends no announcement).
+            quiet = {"addr_gen_mode": "none"}
+            host.set_link(int(veth), {"master": bridge, "state": "up", **quiet})
             guest = requests(fd)
             eth1 = int(guest.get_link(ifname="eth1")["index"])
             ip = ipaddress.ip_interface(address)
             brd = ip.network.broadcast_address.packed
             guest.add_address(eth1, socket.AF_INET, ip.ip.packed, ip.network.prefixlen, brd, 0)
-            guest.set_link(eth1, {"state": "up"})
+            guest.set_link(eth1, {"state": "up", **quiet})
             guest.close()
         return time.perf_counter() - start
     finally:

@@ -67,13 +67,14 @@ IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S.*)$")
 
 PHASES = (
     ("interpreter start-up (exec, site)", "spawn", "start"),
-    ("import pipework (engine, anyio, pluggy)", "start", "pipework_imported"),
-    ("import pipework.cli.legacy", "pipework_imported", "cli_imported"),
-    ("parse + start the event loop", "cli_imported", "engine_init"),
+    ("import pipework (the package)", "start", "pipework_imported"),
+    ("import pipework.cli.legacy (grammar, specs)", "pipework_imported", "cli_imported"),
+    ("import the engine (anyio, pluggy, netlink)", "cli_imported", "engine_imported"),
+    ("parse + start the event loop", "engine_imported", "engine_init"),
     ("plugins: entry points, hooks", "engine_init", "engine_entered"),
     ("pyroute2: first compiled request", "pyroute2_start", "pyroute2_end"),
     ("attach: netlink work", "attach_start", "attach_end"),
-    ("leave engine: wait for the GARP", "exit_start", "exit_end"),
+    ("leave engine: pending announcements, close", "exit_start", "exit_end"),
     ("print, close the loop", "exit_end", "run_end"),
     ("interpreter shutdown", "run_end", "done"),
 )
