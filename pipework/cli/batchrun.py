@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import anyio
 
 from pipework.apps.runner import BatchRunner, Job, Outcome, Progress, Report
-from pipework.cli.render import describe, run_async
+from pipework.cli.render import describe, one_line, run_async
 
 JOBS_HELP = "How many attachments run at once [16]."
 ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
@@ -65,6 +65,7 @@ class PlainProgress:
         pass
 
     def line(self, text: str, *, failure: bool = False) -> None:
+        text = one_line(text)  # a guest's name may hold control characters
         print(f"pipework: {text}" if failure else text, file=self.err if failure else self.out)
         (self.err if failure else self.out).flush()
 
@@ -108,6 +109,7 @@ class RichProgress:
         self.bar.start()
 
     def line(self, text: str, *, failure: bool = False) -> None:
+        text = one_line(text)
         self.console.print(f"pipework: {text}" if failure else text, markup=False, soft_wrap=True)
 
     def finished(self, outcome: Outcome) -> None:

@@ -34,3 +34,16 @@ def test_a_bad_line_names_its_line(text, expected):
         parse_batch(text, "b.txt")
     assert str(info.value).startswith(expected), str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_progress_lines_stay_one_line_whatever_a_name_holds():
+    import io
+
+    from pipework.cli.batchrun import PlainProgress
+
+    out, err = io.StringIO(), io.StringIO()
+    progress = PlainProgress(out, err)
+    progress.line("failed: netns:a\0b\nc", failure=True)
+    progress.line("created: netns:d\x1be")
+    assert err.getvalue() == "pipework: failed: netns:a\\x00b\\nc\n"
+    assert out.getvalue() == "created: netns:d\\x1be\n"
