@@ -222,7 +222,7 @@ def encode_link(attrs: Mapping[str, object]) -> tuple[int, int, bytes]:
             af_spec += nested(socket.AF_INET6, attr(IFLA_INET6_ADDR_GEN_MODE, mode))
         elif key == "arp_notify":
             notify = u32_attr(IPV4_DEVCONF_ARP_NOTIFY, 1 if value else 0)
-            af_spec = nested(socket.AF_INET, nested(IFLA_INET_CONF, notify)) + af_spec
+            af_spec += nested(socket.AF_INET, nested(IFLA_INET_CONF, notify))
         elif key == "state":
             if value not in ("up", "down"):
                 raise UnknownAttribute(f"state={value}")
