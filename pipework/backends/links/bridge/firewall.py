@@ -301,14 +301,16 @@ def trap_key(
 
 def _tools(families: Sequence[int]) -> str | None:
     """The programs a check would run, as a key (None: iptables-legacy is
-    one of them, whose tables move no nftables generation)."""
-    found = [str(which("nft"))]
+    one of them, whose tables move no nftables generation; or there is none
+    at all, and nothing to cache: then asking for the generation would only
+    make the kernel load nf_tables)."""
+    found = [which("nft")]
     for family in families:
         tool = IPTABLES[family]
         if _is_legacy(tool, f"{tool}-legacy"):
             return None
-        found.append(str(which(tool)))
-    return " ".join(found)
+        found.append(which(tool))
+    return " ".join(map(str, found)) if any(found) else None
 
 
 def read_verdicts(path: Path) -> dict[str, list[Chain]]:

@@ -138,3 +138,13 @@ def test_which_finds_what_shutil_finds(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     for program in ("sh", "plain", "adir", "no-such-program-here"):
         assert firewall.which(program) == shutil.which(program)
+
+
+def test_without_any_firewall_program_there_is_nothing_to_cache(monkeypatch, tmp_path: Path):
+    # (And no generation is asked for: that would make the kernel load nf_tables.)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert firewall._tools([4, 6]) is None
+    nft = tmp_path / "nft"
+    nft.write_text("#!/bin/sh\n")
+    nft.chmod(0o755)
+    assert firewall._tools([4]) == f"{nft} None"
