@@ -14,29 +14,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipework.cli.options import GlobalOptions
+from pipework.records import Record
 
 _VALUE = {"--jobs": "jobs", "-j": "jobs"}
 _FLAG = {"--all-or-nothing": "all_or_nothing"}
 
 
-class BatchArgs:
+class BatchArgs(Record):
     """The plain arguments of one ``pipework batch`` line."""
 
-    __slots__ = ("all_or_nothing", "file", "jobs")
-
-    def __init__(self, file: str = "-", jobs: int | None = None, all_or_nothing: bool = False):
-        self.file, self.jobs, self.all_or_nothing = file, jobs, all_or_nothing
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BatchArgs) and (
-            (self.file, self.jobs, self.all_or_nothing)
-            == (other.file, other.jobs, other.all_or_nothing)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"BatchArgs({self.file!r}, jobs={self.jobs!r}, all_or_nothing={self.all_or_nothing})"
+    file: str = "-"
+    jobs: int | None = None
+    all_or_nothing: bool = False
 
 
 def _count(text: str) -> int | None:
