@@ -3,7 +3,7 @@
 A guest that never speaks first is reachable at once only if its
 neighbours learn its MAC address without waiting for it: the original ran
 ``arping -c 1 -A`` (about 1 s). pipework lets the guest's own kernel send
-the announcement:
+the announcement from an interface pipework created:
 
 * the guest interface gets ``arp_notify`` (the IPv4 setting
   ``net.ipv4.conf.IF.arp_notify``) in the request that brings it up;
@@ -13,8 +13,13 @@ the announcement:
   own MAC), as it does on a real MAC change.
 
 No packet socket is opened, so nothing waits for its close (an RCU grace
-period, about 14 ms, which the process paid on exit before). "Ready" is
-both ends operationally up and, for a Linux bridge port, forwarding: the
+period, about 14 ms, which the process paid on exit before). Where the
+kernel cannot be asked (an interface that refuses a MAC address, as ipvlan
+does) and on a NIC passed through (whose MAC pipework does not touch), one
+frame goes out from a packet socket in the guest instead
+(``kernel/announce.py``), as before, from a worker thread.
+
+"Ready" is both ends operationally up and, for a Linux bridge port, forwarding: the
 kernel sets carrier, operstate and the port state after "up",
 asynchronously, and a frame sent earlier is dropped. Usually the link is
 ready when the attach ends and the announcement goes out inline; otherwise
@@ -30,11 +35,14 @@ DHCP (dhcpcd speaks IPv6 too) or an IPAM plugin keep the kernel's default.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import anyio
+import anyio.to_thread
 
 from pipework.engine.errors import PipeworkError
+from pipework.engine.kernel.announce import announce
 from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.specs import AttachSpec
 
@@ -65,7 +73,7 @@ def link_settings(spec: AttachSpec, created: bool) -> dict[str, object]:
     settings: dict[str, object] = {}
     if created and not spec.ipv6_link_local and ipv4_only(spec):
         settings["addr_gen_mode"] = "none"
-    if announces(spec):
+    if created and announces(spec):
         settings["arp_notify"] = 1
     return settings
 
@@ -80,19 +88,38 @@ async def ready(host: Netns, link: Link, host_ifname: str | None) -> bool:
     return peer is not None and peer.ready
 
 
-async def trigger(gns: Netns, link: Link) -> bool:
-    """Have the kernel announce ``link``'s IPv4 addresses now; never raises."""
+class Announcement:
+    """What announcing one attachment needs: its guest interface's index and
+    name, its address, whether the kernel may be asked (pipework created the
+    interface), and its host side's name (None: it has none)."""
+
+    __slots__ = ("created", "host_ifname", "ip")
+
+    def __init__(self, spec: AttachSpec, created: bool, host_ifname: str | None) -> None:
+        address = spec.address.address
+        assert address is not None  # announces(spec)
+        self.ip = ipaddress.IPv4Address(address.ip)
+        self.created = created
+        self.host_ifname = host_ifname
+
+
+async def trigger(gns: Netns, link: Link, what: Announcement) -> bool:
+    """Announce ``link``'s address now; never raises."""
     if not link.mac:
         return False
-    try:
-        await gns.set(link.index, address=link.mac)
-    except PipeworkError as exc:  # a missed announcement must never fail anything
-        log.debug("announcing on %s: %s", link.ifname, exc)
+    if what.created:
+        try:
+            await gns.set(link.index, address=link.mac)
+            return True
+        except PipeworkError as exc:  # refused (ipvlan): a frame instead
+            log.debug("announcing on %s by the kernel: %s", link.ifname, exc)
+    if gns.fd is None:
         return False
-    return True
+    # Closing a packet socket waits for an RCU grace period: off the loop.
+    return await anyio.to_thread.run_sync(announce, gns.fd, link.ifname, link.mac, what.ip)
 
 
-async def announce_when_ready(gns: Netns, host: Netns, link: Link, host_ifname: str | None) -> None:
+async def announce_when_ready(gns: Netns, host: Netns, link: Link, what: Announcement) -> None:
     """Wait (bounded) until ``link`` is ready, then announce; never raises."""
     current: Link | None = link
     try:
@@ -103,16 +130,24 @@ async def announce_when_ready(gns: Netns, host: Netns, link: Link, host_ifname: 
                 current = await gns.link_by_index(link.index)
                 if current is None:
                     return  # gone meanwhile
-                if await ready(host, current, host_ifname):
+                if await ready(host, current, what.host_ifname):
                     break
                 # Every 2 ms at first; then slower: with many new links the
                 # kernel updates their state about once a second, and a
                 # thousand tasks polling every 2 ms would crowd the loop.
                 await anyio.sleep(0.002 if polls <= 10 else min(0.002 * 2 ** (polls - 10), 0.05))
         if current is not None:
-            await trigger(gns, current)
+            await trigger(gns, current, what)
     except PipeworkError as exc:
         log.debug("announcing on %s: %s", link.ifname, exc)
 
 
-__all__ = ["ANNOUNCE_WAIT", "announce_when_ready", "announces", "link_settings", "ready", "trigger"]
+__all__ = [
+    "ANNOUNCE_WAIT",
+    "Announcement",
+    "announce_when_ready",
+    "announces",
+    "link_settings",
+    "ready",
+    "trigger",
+]

@@ -33,7 +33,14 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from pipework.engine.announcing import announce_when_ready, announces, link_settings, ready, trigger
+from pipework.engine.announcing import (
+    Announcement,
+    announce_when_ready,
+    announces,
+    link_settings,
+    ready,
+    trigger,
+)
 from pipework.engine.batch import BatchScope, batch_scope, current_scope
 from pipework.engine.compat import same_configuration
 from pipework.engine.contract import (
@@ -822,7 +829,9 @@ class Engine:
         if device is not None:  # the provider's part of the rename
             await provider.adopt(replace(actx, journal=Journal(), replacing=None))
         if announces(spec):
-            await self._announce(guest, gns, link, glink.host_ifname)
+            await self._announce(
+                guest, gns, link, Announcement(spec, glink.owned, glink.host_ifname)
+            )
         return link, final, configured
 
     async def _inspect(
@@ -832,28 +841,24 @@ class Engine:
         ctx = DetachContext(marker=marker, host=self.host, guest_ns=gns, guest_link=link, spec=spec)
         return await provider.inspect(ctx)
 
-    async def _announce(
-        self, guest: Guest, gns: Netns, link: Link, host_ifname: str | None
-    ) -> None:
+    async def _announce(self, guest: Guest, gns: Netns, link: Link, what: Announcement) -> None:
         """Announce now if the link is ready, else from a background task
         once it is (engine/announcing.py)."""
         try:
-            now = await ready(self.host, link, host_ifname)
+            now = await ready(self.host, link, what.host_ifname)
         except PipeworkError as exc:  # a missed announcement must never fail anything
             log.debug("announcing on %s: %s", link.ifname, exc)
             return
         if now:
-            await trigger(gns, link)
+            await trigger(gns, link, what)
         elif self._background is not None:
             fd = os.dup(guest.fd)
-            self._background.start_soon(self._announce_later, fd, guest.name, link, host_ifname)
+            self._background.start_soon(self._announce_later, fd, guest.name, link, what)
 
-    async def _announce_later(
-        self, fd: int, label: str, link: Link, host_ifname: str | None
-    ) -> None:
+    async def _announce_later(self, fd: int, label: str, link: Link, what: Announcement) -> None:
         gns = self._pool.acquire(fd, label)
         try:
-            await announce_when_ready(gns, self.host, link, host_ifname)
+            await announce_when_ready(gns, self.host, link, what)
         finally:
             self._pool.release(gns)
             os.close(fd)

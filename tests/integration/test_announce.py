@@ -149,3 +149,26 @@ async def test_an_interface_too_small_for_ipv6_still_attaches(host_ns, make_netn
     assert links(guest)["eth1"]["mtu"] == 1000
     assert result.addresses == ("198.18.47.2/24",)
     assert learned(peer, "198.18.47.2") == result.mac
+
+
+async def test_a_nic_passed_through_is_announced_by_a_frame(host_ns, make_netns, run_pipework):
+    # A veth end plays the NIC; its peer stays on the host and listens.
+    host_ns.exec("ip", "link", "add", "pwtnic0", "type", "veth", "peer", "name", "pwtnicp")
+    host_ns.exec("ip", "link", "set", "pwtnic0", "up")
+    host_ns.exec("ip", "link", "set", "pwtnicp", "up")
+    host_ns.exec("ip", "addr", "add", "198.18.48.1/24", "dev", "pwtnicp")
+    host_ns.exec("sysctl", "-q", "-w", "net.ipv4.conf.pwtnicp.arp_accept=1")
+    guest = make_netns("d")
+    done = run_pipework(
+        "--direct-phys", "pwtnic0", "-i", "lan0", f"netns:{guest.name}", "198.18.48.2/24",
+        netns=host_ns.name,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert learned(host_ns, "198.18.48.2") == links(guest)["lan0"]["address"]
+    # pipework changed neither the NIC's MAC nor its IPv4 and IPv6 settings.
+    notify = guest.exec("sysctl", "-n", "net.ipv4.conf.lan0.arp_notify").stdout.strip()
+    mode = guest.exec("sysctl", "-n", "net.ipv6.conf.lan0.addr_gen_mode").stdout.strip()
+    assert (notify, mode) == ("0", "0")
+    async with Engine(host_netns=host_ns.path) as engine:
+        removed = await engine.detach(f"netns:{guest.name}")
+    assert [m.kind for m in removed] == ["phys"] and "pwtnic0" in links(host_ns)

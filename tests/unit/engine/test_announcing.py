@@ -9,7 +9,14 @@ import errno
 import pytest
 
 from pipework.engine import announcing
-from pipework.engine.announcing import announce_when_ready, announces, link_settings
+from pipework.engine.announcing import (
+    Announcement,
+    announce_when_ready,
+    announces,
+    link_settings,
+    trigger,
+)
+from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.kernel.rtnl import RtnlError
 from pipework.engine.specs import AddressSpec, AttachSpec
@@ -25,7 +32,7 @@ def spec(ip: str, **kw: object) -> AttachSpec:
         ("198.18.0.2/24", {}, True, {"addr_gen_mode": "none", "arp_notify": 1}),
         ("198.18.0.2/24", {"announce": False}, True, {"addr_gen_mode": "none"}),
         ("198.18.0.2/24", {"ipv6_link_local": True}, True, {"arp_notify": 1}),
-        ("198.18.0.2/24", {}, False, {"arp_notify": 1}),  # a NIC passed through
+        ("198.18.0.2/24", {}, False, {}),  # a NIC passed through: announced by a frame
         ("2001:db8::2/64", {}, True, {}),
         ("0/0", {}, True, {}),
         ("udhcpc", {}, True, {}),
@@ -34,7 +41,8 @@ def spec(ip: str, **kw: object) -> AttachSpec:
 )
 def test_link_settings(ip, kw, created, settings):
     assert link_settings(spec(ip, **kw), created) == settings
-    assert announces(spec(ip, **kw)) == ("arp_notify" in settings)
+    if created:
+        assert announces(spec(ip, **kw)) == ("arp_notify" in settings)
 
 
 def test_the_fingerprint_counts_link_local_only_when_asked():
@@ -101,8 +109,12 @@ def link(operstate: str = "UP", port_state: int | None = None) -> Link:
 class FakeNs:
     """A namespace whose link states come from a script, one per lookup."""
 
-    def __init__(self, states: list[Link | None]) -> None:
+    fd = 99
+    label = "guest"
+
+    def __init__(self, states: list[Link | None], refuse: bool = False) -> None:
         self.states = states
+        self.refuse = refuse
         self.set_calls: list[tuple[int, dict[str, object]]] = []
 
     async def link_by_index(self, index: int) -> Link | None:
@@ -113,13 +125,19 @@ class FakeNs:
 
     async def set(self, index: int, **attrs: object) -> None:
         self.set_calls.append((index, attrs))
+        if self.refuse:
+            raise PipeworkError("configuring interface #4 in guest failed: Operation not supported")
+
+
+def what(created: bool = True, host_ifname: str | None = None) -> Announcement:
+    return Announcement(spec("198.18.0.2/24"), created, host_ifname)
 
 
 @pytest.mark.anyio
 async def test_it_announces_once_both_ends_are_ready():
     guest = FakeNs([link("DOWN"), link("UP"), link("UP")])
     host = FakeNs([link("UP", port_state=0), link("UP", port_state=3)])
-    await announce_when_ready(guest, host, link("DOWN"), "pwhost")  # type: ignore[arg-type]
+    await announce_when_ready(guest, host, link("DOWN"), what(host_ifname="pwhost"))  # type: ignore[arg-type]
     assert guest.set_calls == [(4, {"address": "02:00:00:00:00:01"})]
     assert guest.states == [link("UP")] and host.states == [link("UP", port_state=3)]
 
@@ -127,7 +145,7 @@ async def test_it_announces_once_both_ends_are_ready():
 @pytest.mark.anyio
 async def test_a_link_gone_meanwhile_is_not_announced():
     guest = FakeNs([link("DOWN"), None])
-    await announce_when_ready(guest, FakeNs([link()]), link("DOWN"), None)  # type: ignore[arg-type]
+    await announce_when_ready(guest, FakeNs([link()]), link("DOWN"), what())  # type: ignore[arg-type]
     assert guest.set_calls == []
 
 
@@ -135,5 +153,23 @@ async def test_a_link_gone_meanwhile_is_not_announced():
 async def test_after_the_wait_it_announces_anyway(monkeypatch):
     monkeypatch.setattr(announcing, "ANNOUNCE_WAIT", 0.05)
     guest = FakeNs([link("LOWERLAYERDOWN")])
-    await announce_when_ready(guest, FakeNs([link()]), link("DOWN"), None)  # type: ignore[arg-type]
+    await announce_when_ready(guest, FakeNs([link()]), link("DOWN"), what())  # type: ignore[arg-type]
     assert len(guest.set_calls) == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("created", "refuse", "asked", "frames"),
+    [
+        (True, False, 1, 0),  # the kernel announces
+        (True, True, 1, 1),  # refused (ipvlan has no MAC of its own): a frame
+        (False, False, 0, 1),  # a NIC passed through: its MAC is left alone
+    ],
+)
+async def test_the_kernel_is_asked_or_a_frame_is_sent(monkeypatch, created, refuse, asked, frames):
+    sent: list[tuple[object, ...]] = []
+    monkeypatch.setattr(announcing, "announce", lambda *args: sent.append(args) or True)
+    guest = FakeNs([link()], refuse=refuse)
+    assert await trigger(guest, link(), what(created))  # type: ignore[arg-type]
+    assert len(guest.set_calls) == asked
+    assert [args[:3] for args in sent] == [(99, "eth1", "02:00:00:00:00:01")] * frames
