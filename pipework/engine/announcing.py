@@ -63,19 +63,24 @@ def ipv4_only(spec: AttachSpec) -> bool:
     return spec.address.method == "static" and address is not None and address.version == 4
 
 
-def link_settings(spec: AttachSpec, created: bool) -> dict[str, object]:
-    """The per-family settings of the guest interface, for the request that brings it up.
+def link_settings(spec: AttachSpec, created: bool) -> tuple[dict[str, object], dict[str, object]]:
+    """The per-family settings of the guest interface: those for a request
+    before it comes up, and those for the request that brings it up.
 
-    ``created``: pipework made the interface (a NIC passed through keeps
-    the IPv6 behaviour it has; it gets it back in the host anyway, where the
-    namespace's defaults apply again).
+    IPv6 address generation must be off before "up": an interface whose
+    operstate follows its parent at once (a macvlan) gets its link-local
+    address at "up", before the kernel reads the rest of that request.
+    ``arp_notify`` rides with "up", after which the kernel reads it: no
+    announcement at "up", when a bridge port does not forward yet.
+    ``created``: pipework made the interface; a NIC passed through keeps
+    its own settings.
     """
-    settings: dict[str, object] = {}
-    if created and not spec.ipv6_link_local and ipv4_only(spec):
-        settings["addr_gen_mode"] = "none"
-    if created and announces(spec):
-        settings["arp_notify"] = 1
-    return settings
+    if not created:
+        return {}, {}
+    before: dict[str, object] = {}
+    if not spec.ipv6_link_local and ipv4_only(spec):
+        before["addr_gen_mode"] = "none"
+    return before, {"arp_notify": 1} if announces(spec) else {}
 
 
 async def ready(host: Netns, link: Link, host_ifname: str | None) -> bool:

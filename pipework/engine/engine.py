@@ -766,11 +766,13 @@ class Engine:
                 vlan=str(spec.vlan) if spec.vlan is not None else "",
             )
             # One request: rename, alias, MAC, MTU, up (the kernel renames
-            # before it changes flags), IPv6 address generation and
-            # arp_notify (engine/announcing.py). A replacement keeps its
-            # temporary name.
-            attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up"}
-            attrs.update(link_settings(spec, glink.owned))
+            # before it changes flags) and arp_notify; IPv6 address
+            # generation off before it (engine/announcing.py). A replacement
+            # keeps its temporary name.
+            before_up, with_up = link_settings(spec, glink.owned)
+            if before_up:
+                await gns.set(created.index, **before_up)
+            attrs: dict[str, Any] = {"ifalias": final.format(), "state": "up", **with_up}
             if replacing is None:
                 attrs["ifname"] = marker.ifname
             if spec.mac:

@@ -151,13 +151,31 @@ async def test_an_interface_too_small_for_ipv6_still_attaches(host_ns, make_netn
     assert learned(peer, "198.18.47.2") == result.mac
 
 
+def listening_nic(host: infra.NetNS, ip: str) -> None:
+    """A veth end ``pwtnic0`` that plays a NIC; its peer ``pwtnicp`` stays on
+    the host with ``ip`` and takes new neighbours from gratuitous ARPs."""
+    host.exec("ip", "link", "add", "pwtnic0", "type", "veth", "peer", "name", "pwtnicp")
+    host.exec("ip", "link", "set", "pwtnic0", "up")
+    host.exec("ip", "link", "set", "pwtnicp", "up")
+    host.exec("ip", "addr", "add", ip, "dev", "pwtnicp")
+    host.exec("sysctl", "-q", "-w", "net.ipv4.conf.pwtnicp.arp_accept=1")
+
+
+def test_a_macvlan_child_is_announced_by_its_kernel(host_ns, make_netns, run_pipework):
+    listening_nic(host_ns, "198.18.49.1/24")
+    guest = make_netns("v")
+    done = run_pipework(
+        "pwtnic0", f"netns:{guest.name}", "198.18.49.2/24", "--kind", "macvlan",
+        netns=host_ns.name,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert learned(host_ns, "198.18.49.2") == links(guest)["eth1"]["address"]
+    notify = guest.exec("sysctl", "-n", "net.ipv4.conf.eth1.arp_notify").stdout.strip()
+    assert notify == "1" and ipv6_addresses(guest, "eth1") == []
+
+
 async def test_a_nic_passed_through_is_announced_by_a_frame(host_ns, make_netns, run_pipework):
-    # A veth end plays the NIC; its peer stays on the host and listens.
-    host_ns.exec("ip", "link", "add", "pwtnic0", "type", "veth", "peer", "name", "pwtnicp")
-    host_ns.exec("ip", "link", "set", "pwtnic0", "up")
-    host_ns.exec("ip", "link", "set", "pwtnicp", "up")
-    host_ns.exec("ip", "addr", "add", "198.18.48.1/24", "dev", "pwtnicp")
-    host_ns.exec("sysctl", "-q", "-w", "net.ipv4.conf.pwtnicp.arp_accept=1")
+    listening_nic(host_ns, "198.18.48.1/24")
     guest = make_netns("d")
     done = run_pipework(
         "--direct-phys", "pwtnic0", "-i", "lan0", f"netns:{guest.name}", "198.18.48.2/24",

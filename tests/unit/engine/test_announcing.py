@@ -26,23 +26,27 @@ def spec(ip: str, **kw: object) -> AttachSpec:
     return AttachSpec(host="br1", guest="netns:g", address=AddressSpec.parse(ip), **kw)  # type: ignore[arg-type]
 
 
+NONE = {"addr_gen_mode": "none"}
+NOTIFY = {"arp_notify": 1}
+
+
 @pytest.mark.parametrize(
-    ("ip", "kw", "created", "settings"),
+    ("ip", "kw", "created", "before", "with_up"),
     [
-        ("198.18.0.2/24", {}, True, {"addr_gen_mode": "none", "arp_notify": 1}),
-        ("198.18.0.2/24", {"announce": False}, True, {"addr_gen_mode": "none"}),
-        ("198.18.0.2/24", {"ipv6_link_local": True}, True, {"arp_notify": 1}),
-        ("198.18.0.2/24", {}, False, {}),  # a NIC passed through: announced by a frame
-        ("2001:db8::2/64", {}, True, {}),
-        ("0/0", {}, True, {}),
-        ("udhcpc", {}, True, {}),
-        ("dhcpcd", {}, True, {}),
+        ("198.18.0.2/24", {}, True, NONE, NOTIFY),
+        ("198.18.0.2/24", {"announce": False}, True, NONE, {}),
+        ("198.18.0.2/24", {"ipv6_link_local": True}, True, {}, NOTIFY),
+        ("198.18.0.2/24", {}, False, {}, {}),  # a NIC passed through: announced by a frame
+        ("2001:db8::2/64", {}, True, {}, {}),
+        ("0/0", {}, True, {}, {}),
+        ("udhcpc", {}, True, {}, {}),
+        ("dhcpcd", {}, True, {}, {}),
     ],
 )
-def test_link_settings(ip, kw, created, settings):
-    assert link_settings(spec(ip, **kw), created) == settings
+def test_link_settings(ip, kw, created, before, with_up):
+    assert link_settings(spec(ip, **kw), created) == (before, with_up)
     if created:
-        assert announces(spec(ip, **kw)) == ("arp_notify" in settings)
+        assert announces(spec(ip, **kw)) == bool(with_up)
 
 
 def test_the_fingerprint_counts_link_local_only_when_asked():
