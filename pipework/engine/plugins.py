@@ -42,6 +42,7 @@ from pipework.engine.contract import (
 )
 from pipework.engine.entrypoints import entry_points
 from pipework.engine.errors import PipeworkError
+from pipework.records import Record
 
 ENTRY_POINT_GROUP = "pipework"
 _HOOKABLE = (FunctionType, staticmethod, classmethod, MethodType)
@@ -174,22 +175,17 @@ _MISSING: Any = object()
 _TYPES: dict[str, type] = {"str": str, "int": int, "Mapping[str, OptionSpec]": Mapping}
 
 
-class Method:
-    """One method of a contract (a plain class: built on every start-up,
+class Method(Record):
+    """One method of a contract (a ``Record``: built on every start-up,
     where a dataclass would cost more than its use)."""
 
-    __slots__ = ("arity", "base", "is_async", "name", "required")
-
-    def __init__(self, name: str, is_async: bool, arity: int, required: bool, base: type) -> None:
-        self.name = name
-        self.is_async = is_async
-        self.arity = arity
-        """Positional arguments after ``self``."""
-        self.required = required
-        self.base = base
-
-    def __repr__(self) -> str:
-        return f"Method({self.name!r}, async={self.is_async}, arity={self.arity})"
+    name: str
+    is_async: bool
+    arity: int
+    """Positional arguments after ``self``."""
+    required: bool
+    base: type
+    _hidden = frozenset({"required", "base"})
 
     @property
     def signature(self) -> str:
@@ -202,30 +198,18 @@ class Method:
         return f"{self.name}({shown})"
 
 
-class Contract:
+class Contract(Record):
     """What a base class of engine/contract.py requires (built once per base)."""
 
-    __slots__ = ("attributes", "base", "letters", "methods", "names")
-
-    def __init__(
-        self,
-        base: type,
-        methods: dict[str, Method],
-        attributes: dict[str, tuple[type, bool]],
-        names: frozenset[str],
-        letters: tuple[tuple[str, Counter[str]], ...],
-    ) -> None:
-        self.base = base
-        self.methods = methods
-        self.attributes = attributes
-        """name -> (type, required)."""
-        self.names = names
-        """Every name the contract defines."""
-        self.letters = letters
-        """Each method name with its letters, to rule out misspellings quickly."""
-
-    def __repr__(self) -> str:
-        return f"Contract({self.base.__name__})"
+    base: type
+    methods: dict[str, Method]
+    attributes: dict[str, tuple[type, bool]]
+    """name -> (type, required)."""
+    names: frozenset[str]
+    """Every name the contract defines."""
+    letters: tuple[tuple[str, Counter[str]], ...]
+    """Each method name with its letters, to rule out misspellings quickly."""
+    _hidden = frozenset({"methods", "attributes", "names", "letters"})
 
 
 @cache
