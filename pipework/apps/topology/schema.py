@@ -14,6 +14,12 @@ accept exactly the same values.
     attachments:
       - {guest: web1, address: 198.18.1.2/24@198.18.1.1, routes: [198.18.2.0/24 via 198.18.1.254]}
       - {guest: netns:blue, host: ovsbr0, ifname: eth2, vlan: 10, mac: U:blue}
+    links:
+      - endpoints: ["r1:eth1", "r2:eth1"]
+        mtu: 9000
+      - endpoints:
+          - {guest: r2, ifname: eth2, address: 198.18.40.1/30, mac: U:r2e2}
+          - "netns:r3:eth1"
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipework.apps.grammar import parse_backend_options
 from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.linkspec import LinkEnd, LinkSpec, parse_endpoint
 from pipework.engine.options import given
 from pipework.engine.specs import (
     AddressSpec,
@@ -160,6 +167,87 @@ class AttachmentDecl(AttachmentFields):
     """A container name or ID, ``netns:NAME``, ``pid:N`` or a namespace path."""
 
 
+class EndpointDecl(_Strict):
+    """One end of a link: ``GUEST:IFNAME`` as a string (containerlab's brief
+    form), or a mapping with the end's own address, MAC and routes."""
+
+    guest: Name
+    ifname: Name
+    address: str | None = None
+    """IPSPEC, as for an attachment (static, or a DHCP client)."""
+    mac: str | None = None
+    routes: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _brief(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            guest, ifname = _checked(parse_endpoint, value)
+            return {"guest": guest, "ifname": ifname}
+        return value
+
+    @field_validator("ifname")
+    @classmethod
+    def _ifname(cls, value: str) -> str:
+        return str(_checked(validate_ifname, value))
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return AttachmentFields._address(value)
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        return AttachmentFields._mac(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, value: list[str] | None) -> list[str] | None:
+        return AttachmentFields._routes(value)
+
+    def end(self) -> LinkEnd:
+        return LinkEnd(
+            guest=self.guest,
+            ifname=self.ifname,
+            address=AddressSpec.parse(self.address or "0/0"),
+            mac=self.mac,
+            routes=tuple(RouteSpec.parse(r) for r in self.routes or ()),
+        )
+
+
+class LinkDecl(_Strict):
+    """A veth pair straight between two guests."""
+
+    endpoints: list[EndpointDecl] = Field(min_length=2, max_length=2)
+    mtu: int | None = None
+    announce: bool | None = None
+    ipv6_link_local: bool | None = None
+
+    @field_validator("mtu")
+    @classmethod
+    def _mtu(cls, value: int | None) -> int | None:
+        return None if value is None else int(_checked(parse_mtu, value))
+
+    @model_validator(mode="after")
+    def _two_guests(self) -> LinkDecl:
+        a, b = self.endpoints
+        if a.guest == b.guest:
+            raise ValueError(f"both endpoints are in {a.guest}: a link joins two different guests")
+        return self
+
+    def spec(self, *, force: bool = False) -> LinkSpec:
+        a, b = self.endpoints
+        return LinkSpec(
+            a.end(),
+            b.end(),
+            mtu=self.mtu,
+            force=force,
+            announce=True if self.announce is None else self.announce,
+            ipv6_link_local=bool(self.ipv6_link_local),
+        )
+
+
 class Topology(_Strict):
     """A whole topology file."""
 
@@ -167,6 +255,7 @@ class Topology(_Strict):
     bridges: list[BridgeDecl] = Field(default_factory=list)
     defaults: AttachmentFields = Field(default_factory=AttachmentFields)
     attachments: list[AttachmentDecl] = Field(default_factory=list)
+    links: list[LinkDecl] = Field(default_factory=list)
 
     def bridge(self, name: str | None) -> BridgeDecl | None:
         return next((b for b in self.bridges if b.name == name), None)
@@ -228,4 +317,12 @@ def bridge_settings(bridge: BridgeDecl) -> Mapping[str, Any]:
     return bridge.model_dump(include={"mtu", "vlan_filtering"}, exclude_none=True)
 
 
-__all__ = ["AttachmentDecl", "AttachmentFields", "BridgeDecl", "Topology", "bridge_settings"]
+__all__ = [
+    "AttachmentDecl",
+    "AttachmentFields",
+    "BridgeDecl",
+    "EndpointDecl",
+    "LinkDecl",
+    "Topology",
+    "bridge_settings",
+]
