@@ -12,6 +12,7 @@ from __future__ import annotations
 
 COMMANDS: tuple[str, ...] = (
     "attach",
+    "link",
     "plugins",
     "demo",
     "watch",

@@ -93,7 +93,9 @@ from pipework.engine.specs import (
 )
 
 if TYPE_CHECKING:  # loaded on use: not on the attach path
+    from pipework.engine.guestlinks import LinkExamination, LinkResult
     from pipework.engine.inventory import AttachmentRecord, GcReport, Inventory
+    from pipework.engine.linkspec import LinkSpec
 
 log = logging.getLogger("pipework")
 
@@ -256,6 +258,10 @@ class Engine:
         return await stack.__aexit__(exc_type, exc, tb)
 
     def _collect_plugins(self) -> None:
+        # The engine's own kind first: no plugin can take over its markers.
+        from pipework.engine.guestlinks import LinkEnds
+
+        self.backends[LinkEnds.name] = LinkEnds(self)
         # Every object checked against its contract (a one-line error naming the plugin).
         for backend in link_backends(self.plugin_manager, self.config):
             self.backends.setdefault(backend.name, backend)
@@ -664,6 +670,22 @@ class Engine:
         """The ownership marker an attach of ``spec`` puts on its interfaces."""
         return _marker_of(spec, guest.info.key, host_link, backend, provider)
 
+    # -- links between guests (engine/guestlinks.py) ------------------------------------
+    async def link(self, spec: LinkSpec) -> LinkResult:
+        """Link two guests with a veth pair, no bridge; all or nothing.
+        Idempotent; another configuration at either end needs ``spec.force``.
+        ``detach`` of either end removes the link."""
+        from pipework.engine.guestlinks import Linker
+
+        require_privileges()
+        return await Linker(self).link(spec)
+
+    async def examine_link(self, spec: LinkSpec) -> LinkExamination:
+        """What ``link(spec)`` would do now, without changing anything."""
+        from pipework.engine.guestlinks import Linker
+
+        return await Linker(self).examine(spec)
+
     # -- looking without touching (pipework apply --plan) ------------------------------
     async def examine(self, spec: AttachSpec) -> Examination:
         """What ``attach(spec)`` would do now, without changing anything.
@@ -730,7 +752,7 @@ class Engine:
             marker = replace(marker, hostif=other_hostif(marker))
         mac_later: str | None = None
         device: str | None = None
-        try:
+        async with journal.transaction():
             glink: GuestLink = await backend.attach(
                 LinkContext(
                     spec=spec,
@@ -822,12 +844,6 @@ class Engine:
             link = await gns.link_by_index(created.index)
             if link is None:
                 raise NoSuchLink(f"{marker.ifname} vanished from {guest.name}", 19)
-        except BaseException:
-            failures = await journal.rollback()
-            if failures:
-                log.error("rollback left things behind: %s", "; ".join(failures))
-            raise
-        journal.commit()
         if device is not None:  # the provider's part of the rename
             await provider.adopt(replace(actx, journal=Journal(), replacing=None))
         if announces(spec):

@@ -34,6 +34,7 @@ from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
 from pipework.engine.contract import DetachContext, GcContext, Lock, no_lock
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
+from pipework.engine.linkspec import LINK_KIND
 from pipework.engine.marker import Marker
 from pipework.engine.specs import GuestInfo, short_hash
 
@@ -76,6 +77,9 @@ class AttachmentRecord(LegacyRecordFields):
     """How the address provider's client stands, in its own words (its
     ``describe()``: ``kept, running``...); None when it has nothing to say
     (static addressing). The ``dhcp`` column and JSON key of ``ls``."""
+    peer: GuestInfo | None = None
+    """A link between guests (kind ``link``): the guest of the other end
+    (``host`` is its name, ``host_ifname`` its interface)."""
 
     def __post_init__(self, dhcp: str | None) -> None:
         if dhcp is not UNSET:
@@ -85,6 +89,7 @@ class AttachmentRecord(LegacyRecordFields):
         data = asdict(self)
         data["guest"] = self.guest.to_dict()
         data["addresses"] = list(self.addresses)
+        data["peer"] = self.peer.to_dict() if self.peer is not None else None
         state = data.pop("state")
         data["dhcp"] = data.pop("address_state")
         data["state"] = state
@@ -222,6 +227,11 @@ def raise_descriptor_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (OSError, ValueError):  # pragma: no cover - a limit we may not raise
             log.debug("cannot raise the descriptor limit from %s to %s", soft, hard)
+
+
+def _guests_named(marker: Marker) -> tuple[str, ...]:
+    """The guest keys a marker names: its own, and a link's peer."""
+    return (marker.guest, marker.host) if marker.kind == LINK_KIND else (marker.guest,)
 
 
 def _int(text: str) -> int | None:
@@ -371,7 +381,10 @@ class Inventory:
                 # A path in a marker is the guest's to write: never opened to
                 # name it (guest_info names it by the path, as the resolver would).
                 keys = {
-                    s.marker.guest for s in result.guest_sides if not s.marker.guest.startswith("/")
+                    key
+                    for s in result.guest_sides
+                    for key in _guests_named(s.marker)
+                    if not key.startswith("/")
                 }
                 known.update(await self.known_guests(keys))
             records = []
@@ -379,7 +392,12 @@ class Inventory:
                 if only_key is not None and side.marker.guest != only_key:
                     continue
                 info = self.guest_info(side.marker.guest, known, side.pid)
-                records.append(await self._record(info, side))
+                peer = (
+                    self.guest_info(side.marker.host, known, None)
+                    if side.marker.kind == LINK_KIND
+                    else None
+                )
+                records.append(await self._record(info, side, peer))
             for link in host_links:
                 marker = Marker.parse(link.alias)
                 if marker is None or result.in_use(marker):
@@ -405,7 +423,9 @@ class Inventory:
             self.close_scan(result)
         return sorted(records, key=lambda r: (r.guest.name, r.guest.key, r.ifname))
 
-    async def _record(self, info: GuestInfo, side: GuestSide) -> AttachmentRecord:
+    async def _record(
+        self, info: GuestInfo, side: GuestSide, peer: GuestInfo | None = None
+    ) -> AttachmentRecord:
         marker, link = side.marker, side.link
         addresses = await side.netns.addresses(link.index)
         dhcp: str | None = None
@@ -426,8 +446,8 @@ class Inventory:
             guest=info,
             ifname=link.ifname,
             kind=marker.kind,
-            host=marker.host,
-            host_ifname=marker.hostif or None,
+            host=marker.host if peer is None else peer.name,
+            host_ifname=(marker.hostif if peer is None else marker.peer) or None,
             mac=link.mac,
             mtu=link.mtu,
             vlan=_int(marker.vlan),
@@ -435,6 +455,7 @@ class Inventory:
             addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
             address_state=dhcp,
             state="attached" if unverified is None else "unverified",
+            peer=peer,
         )
 
     # -- gc ------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ have happened, so an inverse can meet a half-done state).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
@@ -49,6 +50,22 @@ class Journal:
     def commit(self) -> None:
         """The transaction succeeded: forget the inverses."""
         self._steps.clear()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Journal]:
+        """``async with journal.transaction():`` all or nothing: committed
+        when the block ends, rolled back (and what stayed logged as an
+        error) when it raises or is cancelled."""
+        try:
+            yield self
+        except BaseException:
+            failures = await self.rollback()
+            if failures:
+                logging.getLogger("pipework").error(
+                    "rollback left things behind: %s", "; ".join(failures)
+                )
+            raise
+        self.commit()
 
     async def rollback(self) -> list[str]:
         """Undo everything recorded, newest first; return what could not be undone."""

@@ -11,7 +11,6 @@ providers, routes, MAC rules and fingerprint, with the link's own kind
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pipework.engine.errors import UsageError
 from pipework.engine.specs import (
@@ -105,7 +104,7 @@ class LinkSpec:
     def ends(self) -> tuple[LinkEnd, LinkEnd]:
         return self.a, self.b
 
-    def end_spec(self, which: Literal[0, 1], peer_key: str) -> AttachSpec:
+    def end_spec(self, which: int, peer_key: str) -> AttachSpec:
         """The request for end ``which`` as an attachment whose "host" is the
         peer: ``peer_key`` (the other guest's key) and its interface name
         make the marker's ``host`` and ``peer``."""

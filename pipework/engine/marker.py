@@ -28,6 +28,7 @@ class Marker:
     cfg: str = ""  # fingerprint of the request, for idempotence
     state: str = ""  # what the backend needs to undo its work (phys: original MAC)
     vlan: str = ""  # the VLAN ID requested, on the guest side (for `pipework ls`)
+    peer: str = ""  # a link between guests: the peer's interface (``host`` is the peer guest)
 
     def same_attachment(self, other: Marker | None) -> bool:
         """True if ``other`` marks the same attachment (e.g. its host side)."""
@@ -41,7 +42,7 @@ class Marker:
         parts = [
             f"{f.name}={quote(getattr(self, f.name), safe='')}"
             for f in fields(self)
-            if getattr(self, f.name) or f.name not in ("state", "vlan")
+            if getattr(self, f.name) or f.name not in _OPTIONAL
         ]
         return " ".join([PREFIX, *parts])
 
@@ -60,6 +61,9 @@ class Marker:
             return None
         return cls(**{k: v for k, v in values.items() if k in known})
 
+
+_OPTIONAL = ("state", "vlan", "peer")
+"""Fields written only when set (so a marker without them reads as 0.1.0's)."""
 
 BRIDGE_MARKER = f"{PREFIX} auto-created"
 """Alias of shared host resources (bridges) that pipework created on demand."""

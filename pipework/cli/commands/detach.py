@@ -9,6 +9,7 @@ import typer
 from pipework.cli.commands.common import GuestArg, fail, options
 from pipework.cli.render import emit, run_async
 from pipework.engine.errors import PipeworkError, UsageError
+from pipework.engine.marker import Marker
 from pipework.engine.specs import validate_ifname
 
 
@@ -20,6 +21,15 @@ def check_detach(ifname: str | None, all_: bool) -> None:
         raise UsageError("-i and --all exclude each other")
     if ifname is not None:
         validate_ifname(ifname, "guest interface name")
+
+
+def _what(marker: Marker) -> str:
+    if marker.peer:  # a link between guests: its other end went with it
+        peer = marker.host[:12] if len(marker.host) == 64 else marker.host
+        return f"a link: {marker.peer} in {peer} went with it"
+    return f"{marker.kind} {marker.host}" + (
+        f"; host side {marker.hostif}" if marker.hostif else ""
+    )
 
 
 def command(
@@ -54,11 +64,7 @@ def command(
             {"ifname": m.ifname, "kind": m.kind, "host": m.host, "host_ifname": m.hostif or None}
             for m in removed
         ]
-        lines = [
-            f"detached: {m.ifname} from {guest} ({m.kind} {m.host}"
-            + (f"; host side {m.hostif})" if m.hostif else ")")
-            for m in removed
-        ]
+        lines = [f"detached: {m.ifname} from {guest} ({_what(m)})" for m in removed]
         what = f"interface {ifname}" if ifname else "interfaces"
         emit(
             {"guest": guest, "removed": rows},

@@ -10,6 +10,9 @@ import typer
 from pipework.cli.commands.common import options
 from pipework.cli.render import emit, one_line, run_async
 
+LINK_KIND = "link"  # engine/linkspec.py's, without loading the engine to list
+LINK_COLUMNS = ("LINK", "ADDRESSES", "PEER", "PEER ADDRESSES", "MTU", "STATE")
+
 TABLE_COLUMNS = (
     "GUEST",
     "ID",
@@ -38,14 +41,57 @@ def command(
 
         async with Engine() as engine:
             records = await engine.list_attachments(guest)
-        emit(
-            {"attachments": [r.to_dict() for r in records]},
-            opts.json,
-            format_table([_row(r.to_dict()) for r in records]),
-        )
+        rows = [r.to_dict() for r in records]
+        links = pair_links(rows)
+        tables = []
+        attached = [_row(r) for r in rows if r["kind"] != LINK_KIND]
+        if attached or not links:
+            tables.append(format_table(attached))
+        if links:
+            tables.append(format_table([_link_row(link) for link in links], LINK_COLUMNS))
+        human = "\n\n".join(tables)
+        emit({"attachments": rows, "links": links}, opts.json, human)
         return 0
 
     raise typer.Exit(run_async(run, opts.debug))
+
+
+def pair_links(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The links between guests among ``ls``'s records: each once, with both
+    ends (or the one end that was found: ``ls GUEST`` shows only its side)."""
+    ends: dict[tuple[str, str], dict[str, Any]] = {
+        (r["guest"]["key"], r["ifname"]): r for r in rows if r["kind"] == LINK_KIND
+    }
+    links: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for here, row in ends.items():
+        if here in seen:
+            continue
+        peer = row["peer"] or {"key": row["host"]}
+        there = (peer["key"], row["host_ifname"] or "")
+        other = ends.get(there)
+        if other is not None and other["peer"] and other["peer"]["key"] == here[0]:
+            seen.add(there)
+        else:
+            other = None
+        seen.add(here)
+        links.append({"ends": [row, other] if other is not None else [row], "mtu": row["mtu"]})
+    return links
+
+
+def _link_row(link: dict[str, Any]) -> list[str]:
+    first = link["ends"][0]
+    second = link["ends"][1] if len(link["ends"]) > 1 else None
+    states = {e["state"] for e in link["ends"]}
+    state = "unverified" if "unverified" in states else "attached"
+    return [
+        f"{first['guest']['name']}:{first['ifname']}",
+        ",".join(first["addresses"]) or "-",
+        f"{first['host']}:{first['host_ifname']}",
+        ",".join(second["addresses"]) or "-" if second is not None else "(not listed)",
+        str(link["mtu"] or "-"),
+        state.upper() if state != "attached" else state,
+    ]
 
 
 def _row(data: dict[str, Any]) -> list[str]:
@@ -83,4 +129,4 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = TABLE_CO
     )
 
 
-__all__ = ["TABLE_COLUMNS", "command", "format_table"]
+__all__ = ["LINK_COLUMNS", "TABLE_COLUMNS", "command", "format_table", "pair_links"]

@@ -368,6 +368,10 @@ class Netns:
                 return None
             raise _translate(exc, f"looking up interface #{index}", self.label) from None
 
+    async def nsid_of(self, fd: int) -> int | None:
+        """The id this namespace gives the namespace open as ``fd`` (None: none)."""
+        return await self._ask("looking up a namespace id", self.rtnl.nsid_of, fd)
+
     async def links(self) -> list[Link]:
         found = await self._ask("listing interfaces", self.rtnl.links)
         return [Link(**fields) for fields in found]  # type: ignore[arg-type]

@@ -47,7 +47,10 @@ RTM_GETADDR = 22
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
+RTM_GETNSID = 90
 RTM_NEWLINKPROP = 108
+NETNSA_NSID = 1
+NETNSA_FD = 3
 RTM_DELLINKPROP = 109
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -449,6 +452,17 @@ class Rtnl:
                 answers.append(payload)
                 if flags & NLM_F_DUMP != NLM_F_DUMP:
                     return answers
+
+    def nsid_of(self, fd: int) -> int | None:
+        """The id this namespace gives the namespace open as ``fd`` (what a
+        veth shows as its peer's ``link_netnsid``); None if it gave none."""
+        body = struct.pack("=Bxxx", socket.AF_UNSPEC) + u32_attr(NETNSA_FD, fd)
+        answers = self.request(RTM_GETNSID, 0, body)
+        if not answers:
+            return None
+        nsid = attributes(answers[0][4:]).get(NETNSA_NSID)
+        value = struct.unpack_from("=i", nsid)[0] if nsid and len(nsid) >= 4 else -1
+        return None if value < 0 else int(value)
 
     # -- links ------------------------------------------------------------------------
     def link_message(self, *, index: int = 0, ifname: str | None = None) -> bytes:
