@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -46,7 +47,7 @@ from pipework.engine.errors import (
 )
 from pipework.engine.guests import Guest, still_there
 from pipework.engine.journal import Journal
-from pipework.engine.kernel.netlink import Link, Netns
+from pipework.engine.kernel.netlink import Link, Netns, netns_identity
 from pipework.engine.linkspec import LINK_KIND, LinkSpec
 from pipework.engine.marker import Marker
 from pipework.engine.replacement import add_routes
@@ -238,7 +239,7 @@ class Linker:
                 stack.callback(guest.close)
                 guests.append(guest)
             a, b = guests
-            if a.info.key == b.info.key:
+            if a.info.key == b.info.key or netns_identity(a.fd) == netns_identity(b.fd):
                 raise UsageError(
                     f"{spec.a.guest} and {spec.b.guest} are the same guest ({a.name})",
                     "a link joins two different guests",
@@ -406,6 +407,10 @@ class Linker:
                 created = await end.ns.link(temp)
                 if created is None:
                     raise PipeworkError(f"the veth end {temp} did not appear in {end.guest.name}")
+                # Renamed below: undone by its index (either end takes both).
+                journal.record(
+                    f"link end in {end.guest.name}", partial(end.ns.delete, created.index)
+                )
                 before_up, with_up = link_settings(end.spec, True)
                 if before_up:
                     await end.ns.set(created.index, **before_up)
@@ -419,7 +424,8 @@ class Linker:
                     attrs["address"] = end.spec.mac
                 await end.ns.set(created.index, **attrs)
                 made.append((end, created.index))
-            for end, index in made:
+            # Static addresses first: the other end's DHCP server may be behind one.
+            for end, index in sorted(made, key=lambda m: m[0].spec.address.method != "static"):
                 end.configured = await end.provider.configure(
                     AddressContext(
                         address=end.spec.address,
