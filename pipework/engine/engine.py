@@ -73,8 +73,9 @@ from pipework.engine.errors import (
 from pipework.engine.guests import Guest, still_there
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.netlink import Link, NetlinkFailure, NetlinkPool, Netns, NoSuchLink
+from pipework.engine.linkends import LinkEnds
 from pipework.engine.locks import HostLocks
-from pipework.engine.marker import Marker
+from pipework.engine.marker import LINK_KIND, Marker
 from pipework.engine.plugins import (
     address_providers,
     guest_resolvers,
@@ -259,9 +260,7 @@ class Engine:
 
     def _collect_plugins(self) -> None:
         # The engine's own kind first: no plugin can take over its markers.
-        from pipework.engine.guestlinks import LinkEnds
-
-        self.backends[LinkEnds.name] = LinkEnds(self)
+        self.backends[LINK_KIND] = LinkEnds(self)
         # Every object checked against its contract (a one-line error naming the plugin).
         for backend in link_backends(self.plugin_manager, self.config):
             self.backends.setdefault(backend.name, backend)

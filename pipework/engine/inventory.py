@@ -34,8 +34,7 @@ from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
 from pipework.engine.contract import DetachContext, GcContext, Lock, no_lock
 from pipework.engine.errors import PipeworkError
 from pipework.engine.kernel.netlink import Link, Netns, netns_identity
-from pipework.engine.linkspec import LINK_KIND
-from pipework.engine.marker import Marker
+from pipework.engine.marker import LINK_KIND, Marker
 from pipework.engine.specs import GuestInfo, short_hash
 
 if TYPE_CHECKING:

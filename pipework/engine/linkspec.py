@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pipework.engine.errors import UsageError
+from pipework.engine.marker import LINK_KIND
 from pipework.engine.specs import (
     AddressSpec,
     AttachSpec,
@@ -21,9 +22,6 @@ from pipework.engine.specs import (
     parse_mtu,
     validate_ifname,
 )
-
-LINK_KIND = "link"
-"""The kind in the markers of a link's two ends (no link backend may take it)."""
 
 _PREFIXES = ("netns", "pid")
 """Guest references that contain a colon of their own (``netns:NAME``)."""

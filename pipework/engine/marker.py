@@ -12,6 +12,9 @@ from dataclasses import dataclass, fields
 from urllib.parse import quote, unquote
 
 PREFIX = "pipework"
+LINK_KIND = "link"
+"""The kind in the markers of a link's two ends (engine/linkends.py); no
+link backend may take it."""
 
 
 @dataclass(frozen=True)

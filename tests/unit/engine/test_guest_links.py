@@ -7,7 +7,8 @@ import pytest
 
 from pipework.cli.commands.ls import pair_links
 from pipework.engine.errors import UsageError
-from pipework.engine.guestlinks import mirrors, overall
+from pipework.engine.guestlinks import overall
+from pipework.engine.linkends import mirrors
 from pipework.engine.linkspec import LINK_KIND, LinkEnd, LinkSpec, parse_endpoint
 from pipework.engine.marker import Marker
 from pipework.engine.specs import AddressSpec, derive_mac
