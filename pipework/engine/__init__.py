@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from pipework.engine.events import GuestEvent
+    from pipework.engine.guestlinks import LinkExamination, LinkResult
     from pipework.engine.guests import Guest, open_netns, proc_netns
     from pipework.engine.journal import Journal
     from pipework.engine.kernel.mtu import pick_mtu
@@ -61,7 +62,8 @@ if TYPE_CHECKING:
         socket_in_netns,
         unsupported_kind,
     )
-    from pipework.engine.marker import BRIDGE_MARKER, Marker
+    from pipework.engine.linkspec import LinkEnd, LinkSpec, parse_endpoint
+    from pipework.engine.marker import BRIDGE_MARKER, LINK_KIND, Marker
     from pipework.engine.options import OptionSpec
     from pipework.engine.specs import (
         AddressSpec,
@@ -78,6 +80,7 @@ __all__ = [
     "ARPHRD_INFINIBAND",
     "ARPHRD_LOOPBACK",
     "BRIDGE_MARKER",
+    "LINK_KIND",
     "AddressContext",
     "AddressProvider",
     "AddressResult",
@@ -107,7 +110,11 @@ __all__ = [
     "Link",
     "LinkBackend",
     "LinkContext",
+    "LinkEnd",
+    "LinkExamination",
     "LinkExists",
+    "LinkResult",
+    "LinkSpec",
     "Lock",
     "Marker",
     "NetlinkFailure",
@@ -129,6 +136,7 @@ __all__ = [
     "hookimpl",
     "open_netns",
     "parent_link",
+    "parse_endpoint",
     "parse_pkey",
     "pick_mtu",
     "proc_netns",
@@ -188,7 +196,13 @@ _WHERE: dict[str, str] = {
     "NoSuchLink": "pipework.engine.kernel.netlink",
     "socket_in_netns": "pipework.engine.kernel.netlink",
     "unsupported_kind": "pipework.engine.kernel.netlink",
+    "LinkExamination": "pipework.engine.guestlinks",
+    "LinkResult": "pipework.engine.guestlinks",
+    "LinkEnd": "pipework.engine.linkspec",
+    "LinkSpec": "pipework.engine.linkspec",
+    "parse_endpoint": "pipework.engine.linkspec",
     "BRIDGE_MARKER": "pipework.engine.marker",
+    "LINK_KIND": "pipework.engine.marker",
     "Marker": "pipework.engine.marker",
     "OptionSpec": "pipework.engine.options",
     "AddressSpec": "pipework.engine.specs",
