@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pipework.engine.linkspec import LINK_KIND
+
 if TYPE_CHECKING:
     from pipework.apps.topology.schema import Topology
     from pipework.engine.inventory import AttachmentRecord
@@ -35,8 +37,6 @@ KIND_TITLES: dict[NodeKind, str] = {
     "ovs": "OVS bridge",
     "interface": "host interface",
 }
-LINK_KIND = "link"
-"""``AttachmentRecord.kind`` of a link's end (``engine.linkspec.LINK_KIND``)."""
 
 
 @dataclass(frozen=True)
@@ -182,9 +182,8 @@ def from_records(
     picture = Picture()
     for name, kind in bridges:
         picture.node(kind, name)
-    ends = {(r.guest.name, r.ifname): r for r in records if r.kind == LINK_KIND}
-    ends.update({(r.guest.key, r.ifname): r for r in records if r.kind == LINK_KIND})
-    drawn: set[int] = set()
+    ends = {(r.guest.key, r.ifname): r for r in records if r.kind == LINK_KIND}
+    drawn: set[tuple[str, str]] = set()
     for record in records:
         note = None if record.state == "attached" else record.state
         if record.kind != LINK_KIND:
@@ -193,16 +192,20 @@ def from_records(
                 picture.host(record.host, record.kind), record.addresses, record.vlan, note,
             )  # fmt: skip
             continue
-        if id(record) in drawn:
+        here = (record.guest.key, record.ifname)
+        if here in drawn:
             continue
-        peer = ends.get((record.host, record.host_ifname or ""))
-        drawn.add(id(record))
-        if peer is not None:
-            drawn.add(id(peer))
+        drawn.add(here)
+        there = (record.peer.key if record.peer else record.host, record.host_ifname or "")
+        peer = ends.get(there)
+        if peer is not None and peer.peer is not None and peer.peer.key == here[0]:
+            drawn.add(there)  # the other end names this one back: one link
+        else:
+            peer = None
         picture.link(
             (record.guest.name, record.ifname, record.addresses),
             (
-                peer.guest.name if peer else record.host,
+                record.peer.name if record.peer else record.host,
                 record.host_ifname or "?",
                 peer.addresses if peer else (),
             ),

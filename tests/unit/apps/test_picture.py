@@ -119,7 +119,7 @@ def test_dot_is_an_undirected_graph_with_the_interface_names_at_a_links_ends():
 
 def record(guest: str, ifname: str, kind: str, host: str, host_ifname: str | None = None,
            addresses: tuple[str, ...] = (), vlan: int | None = None, state: str = "attached",
-           key: str | None = None) -> AttachmentRecord:  # fmt: skip
+           key: str | None = None, peer: str | None = None) -> AttachmentRecord:  # fmt: skip
     return AttachmentRecord(
         guest=GuestInfo(name=guest, key=key or guest, runtime="netns"),
         ifname=ifname,
@@ -132,6 +132,7 @@ def record(guest: str, ifname: str, kind: str, host: str, host_ifname: str | Non
         address_method="static",
         addresses=addresses,
         state=state,  # type: ignore[arg-type]
+        peer=GuestInfo(name=host, key=peer or host, runtime="netns") if kind == "link" else None,
     )
 
 
@@ -139,7 +140,9 @@ def test_live_records_draw_each_link_once_with_both_ends_addresses():
     records = [
         record("netns:a", "eth1", "bridge", "brpw1", "veth1", ("198.18.1.2/24",), vlan=7),
         record("web1", "eth1", "link", "netns:b", "eth9", ("198.18.40.1/30",), key="f" * 64),
-        record("netns:b", "eth9", "link", "web1", "eth1", ("198.18.40.2/30",)),
+        record("netns:b", "eth9", "link", "web1", "eth1", ("198.18.40.2/30",), peer="f" * 64),
+        # A marker naming netns:b's eth9 as its peer, which eth9 does not name back.
+        record("netns:e", "eth5", "link", "netns:b", "eth9"),
         record("netns:c", "eth1", "ovs", "ovspw", "veth2", state="orphan"),
         record("netns:c", "eth2", "macvlan", "eth0"),
         record("netns:d", "eth3", "link", "netns:gone", "eth4"),
@@ -151,6 +154,7 @@ def test_live_records_draw_each_link_once_with_both_ends_addresses():
     links = [e for e in picture.edges if e.kind == "link"]
     assert [(e.a, e.b, e.a_end, e.b_end) for e in links] == [
         (ids["guest", "web1"], ids["guest", "netns:b"], ("eth1", "198.18.40.1/30"), ("eth9", "198.18.40.2/30")),
+        (ids["guest", "netns:e"], ids["guest", "netns:b"], ("eth5",), ("eth9",)),
         (ids["guest", "netns:d"], ids["guest", "netns:gone"], ("eth3",), ("eth4",)),
     ]  # fmt: skip
     attached = {(e.a, e.b): e for e in picture.edges if e.kind == "attachment"}
