@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipework.engine.linkspec import LINK_KIND
+from pipework.engine.marker import LINK_KIND
 
 if TYPE_CHECKING:
     from pipework.apps.topology.schema import Topology
