@@ -110,3 +110,45 @@ def test_a_bad_topology_names_its_line(tmp_path: Path) -> None:
     done = pipework("graph", str(path))
     assert done.returncode == 2
     assert done.stderr.decode().startswith(f"pipework: {path}:2: links[0]")
+
+
+def fake_dot(tmp_path: Path, body: str) -> dict[str, str]:
+    script = tmp_path / "dot"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return {**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+
+def test_a_failing_dot_is_one_line_exit_9(lab: Path, tmp_path: Path) -> None:
+    env = fake_dot(
+        tmp_path, "cat >/dev/null; echo 'Error: <stdin>: syntax error in line 3' >&2; exit 1"
+    )
+    done = pipework("graph", str(lab), "-f", "png", "-o", str(tmp_path / "x.png"), env=env)
+    assert done.returncode == 9
+    assert done.stderr.decode().splitlines() == [
+        "pipework: dot -Tpng failed (status 1): Error: <stdin>: syntax error in line 3"
+    ]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_hung_dot_is_stopped_at_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipework.cli.commands.graph import run_dot
+    from pipework.engine.errors import TimeoutExpiredError
+
+    monkeypatch.setenv("PATH", fake_dot(tmp_path, "exec sleep 30")["PATH"])
+    with pytest.raises(TimeoutExpiredError, match=r"within 0\.5 s"):
+        run_dot("graph g {}", "svg", timeout=0.5)
+
+
+def test_dot_gets_the_text_on_stdin_and_an_argument_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipework.cli.commands.graph import run_dot
+
+    monkeypatch.setenv("PATH", fake_dot(tmp_path, 'echo "args: $*"; cat')["PATH"])
+    assert (
+        run_dot('graph g { n1 [label="$(id)"]; }', "svg")
+        == b'args: -Tsvg\ngraph g { n1 [label="$(id)"]; }'
+    )
