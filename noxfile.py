@@ -45,6 +45,7 @@ SYSTEM_PACKAGES = (
     "iptables",
     "nftables",
     "procps",
+    "graphviz",  # dot: `pipework graph --format svg|png`
 )
 
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")

@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "apply",
     "destroy",
     "batch",
+    "graph",
 )
 """In the order ``pipework --help`` lists them."""
 
