@@ -173,35 +173,30 @@ def _mtu(mtu: int | None) -> tuple[str, ...]:
     return () if mtu is None else (f"MTU {mtu}",)
 
 
+def _note(record: AttachmentRecord) -> str | None:
+    return None if record.state == "attached" else record.state
+
+
 def from_records(
     records: Sequence[AttachmentRecord], bridges: Iterable[tuple[str, NodeKind]] = ()
 ) -> Picture:
     """The picture of what is attached now: ``ls``'s records, and the host
     bridges pipework created (``(name, "bridge" | "ovs")``), even empty ones.
     A link is drawn once, from whichever of its ends comes first."""
+    from pipework.engine.inventory import link_pairs
+
     picture = Picture()
     for name, kind in bridges:
         picture.node(kind, name)
-    ends = {(r.guest.key, r.ifname): r for r in records if r.kind == LINK_KIND}
-    drawn: set[tuple[str, str]] = set()
     for record in records:
-        note = None if record.state == "attached" else record.state
         if record.kind != LINK_KIND:
             picture.attach(
                 record.guest.name, record.ifname, record.kind,
-                picture.host(record.host, record.kind), record.addresses, record.vlan, note,
+                picture.host(record.host, record.kind), record.addresses, record.vlan,
+                _note(record),
             )  # fmt: skip
-            continue
-        here = (record.guest.key, record.ifname)
-        if here in drawn:
-            continue
-        drawn.add(here)
-        there = (record.peer.key if record.peer else record.host, record.host_ifname or "")
-        peer = ends.get(there)
-        if peer is not None and peer.peer is not None and peer.peer.key == here[0]:
-            drawn.add(there)  # the other end names this one back: one link
-        else:
-            peer = None
+    for record, peer in link_pairs(records):
+        note = _note(record)
         picture.link(
             (record.guest.name, record.ifname, record.addresses),
             (

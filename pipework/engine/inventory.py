@@ -228,6 +228,29 @@ def raise_descriptor_limit() -> None:
             log.debug("cannot raise the descriptor limit from %s to %s", soft, hard)
 
 
+def link_pairs(
+    records: Sequence[AttachmentRecord],
+) -> list[tuple[AttachmentRecord, AttachmentRecord | None]]:
+    """The links between guests among ``records``, each once: its first end,
+    and the other when it is listed and names this one back (``ls GUEST``
+    lists one end; a forged marker may name a peer that does not answer)."""
+    ends = {(r.guest.key, r.ifname): r for r in records if r.kind == LINK_KIND}
+    pairs: list[tuple[AttachmentRecord, AttachmentRecord | None]] = []
+    seen: set[tuple[str, str]] = set()
+    for here, record in ends.items():
+        if here in seen:
+            continue
+        seen.add(here)
+        there = (record.peer.key if record.peer else record.host, record.host_ifname or "")
+        other = ends.get(there)
+        if other is not None and other.peer is not None and other.peer.key == here[0]:
+            seen.add(there)
+        else:
+            other = None
+        pairs.append((record, other))
+    return pairs
+
+
 def _guests_named(marker: Marker) -> tuple[str, ...]:
     """The guest keys a marker names: its own, and a link's peer."""
     return (marker.guest, marker.host) if marker.kind == LINK_KIND else (marker.guest,)
@@ -537,6 +560,7 @@ __all__ = [
     "AttachmentRecord",
     "GcReport",
     "Inventory",
+    "link_pairs",
     "namespaces",
     "nsfs_mountpoint",
 ]

@@ -10,7 +10,7 @@ import typer
 from pipework.cli.commands.common import options
 from pipework.cli.render import emit, one_line, run_async
 
-LINK_KIND = "link"  # engine/linkspec.py's, without loading the engine to list
+LINK_KIND = "link"  # engine/marker.py's (the engine is loaded once the command runs)
 LINK_COLUMNS = ("LINK", "ADDRESSES", "PEER", "PEER ADDRESSES", "MTU", "STATE")
 
 TABLE_COLUMNS = (
@@ -38,11 +38,15 @@ def command(
 
     async def run() -> int:
         from pipework.engine import Engine
+        from pipework.engine.inventory import link_pairs
 
         async with Engine() as engine:
             records = await engine.list_attachments(guest)
         rows = [r.to_dict() for r in records]
-        links = pair_links(rows)
+        links = [
+            {"ends": [end.to_dict() for end in pair if end is not None], "mtu": pair[0].mtu}
+            for pair in link_pairs(records)
+        ]
         tables = []
         attached = [_row(r) for r in rows if r["kind"] != LINK_KIND]
         if attached or not links:
@@ -54,29 +58,6 @@ def command(
         return 0
 
     raise typer.Exit(run_async(run, opts.debug))
-
-
-def pair_links(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The links between guests among ``ls``'s records: each once, with both
-    ends (or the one end that was found: ``ls GUEST`` shows only its side)."""
-    ends: dict[tuple[str, str], dict[str, Any]] = {
-        (r["guest"]["key"], r["ifname"]): r for r in rows if r["kind"] == LINK_KIND
-    }
-    links: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
-    for here, row in ends.items():
-        if here in seen:
-            continue
-        peer = row["peer"] or {"key": row["host"]}
-        there = (peer["key"], row["host_ifname"] or "")
-        other = ends.get(there)
-        if other is not None and other["peer"] and other["peer"]["key"] == here[0]:
-            seen.add(there)
-        else:
-            other = None
-        seen.add(here)
-        links.append({"ends": [row, other] if other is not None else [row], "mtu": row["mtu"]})
-    return links
 
 
 def _link_row(link: dict[str, Any]) -> list[str]:
@@ -129,4 +110,4 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = TABLE_CO
     )
 
 
-__all__ = ["LINK_COLUMNS", "TABLE_COLUMNS", "command", "format_table", "pair_links"]
+__all__ = ["LINK_COLUMNS", "TABLE_COLUMNS", "command", "format_table"]

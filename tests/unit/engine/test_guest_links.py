@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from pipework.cli.commands.ls import pair_links
 from pipework.engine.errors import UsageError
 from pipework.engine.guestlinks import overall
+from pipework.engine.inventory import AttachmentRecord, link_pairs
 from pipework.engine.linkends import mirrors
 from pipework.engine.linkspec import LINK_KIND, LinkEnd, LinkSpec, parse_endpoint
 from pipework.engine.marker import Marker
-from pipework.engine.specs import AddressSpec, derive_mac
+from pipework.engine.specs import AddressSpec, GuestInfo, derive_mac
 
 
 @pytest.mark.parametrize(
@@ -106,36 +106,44 @@ def test_overall_action():
     assert overall(["update", "conflict"]) == "conflict"
 
 
-def _row(key, ifname, peer_key, peer_if, *, mtu=1500, peer=True):
-    return {
-        "guest": {"key": key, "name": key},
-        "ifname": ifname,
-        "kind": LINK_KIND,
-        "host": peer_key,
-        "host_ifname": peer_if,
-        "peer": {"key": peer_key, "name": peer_key} if peer else None,
-        "mtu": mtu,
-        "addresses": [],
-        "state": "attached",
-    }
+def _record(key, ifname, peer_key, peer_if, *, mtu=1500, kind=LINK_KIND):
+    def guest(k):
+        return GuestInfo(name=k, key=k, runtime="netns")
+
+    return AttachmentRecord(
+        guest=guest(key),
+        ifname=ifname,
+        kind=kind,
+        host=peer_key,
+        host_ifname=peer_if,
+        mac=None,
+        mtu=mtu,
+        vlan=None,
+        address_method="static",
+        addresses=(),
+        peer=guest(peer_key) if kind == LINK_KIND else None,
+    )
 
 
 def test_ls_shows_each_link_once_with_both_ends():
-    rows = [
-        _row("netns:r1", "eth1", "netns:r2", "eth1"),
-        _row("netns:r2", "eth1", "netns:r1", "eth1"),
-        _row("netns:r2", "eth2", "netns:r3", "e0", mtu=9000),
-        {**_row("netns:r9", "eth1", "br0", "pw1"), "kind": "bridge"},
+    records = [
+        _record("netns:r1", "eth1", "netns:r2", "eth1"),
+        _record("netns:r2", "eth1", "netns:r1", "eth1"),
+        _record("netns:r2", "eth2", "netns:r3", "e0", mtu=9000),
+        _record("netns:r9", "eth1", "br0", "pw1", kind="bridge"),
     ]
-    links = pair_links(rows)
-    assert [len(lk["ends"]) for lk in links] == [2, 1]
-    assert links[0]["ends"][1]["guest"]["key"] == "netns:r2" and links[1]["mtu"] == 9000
+    pairs = link_pairs(records)
+    assert [(a.guest.key, b.guest.key if b else None) for a, b in pairs] == [
+        ("netns:r1", "netns:r2"),
+        ("netns:r2", None),
+    ]
+    assert pairs[1][0].mtu == 9000
 
 
 def test_ls_does_not_pair_ends_that_do_not_name_each_other():
-    # r2's eth1 claims r3 as its peer: r1's end is shown alone.
-    rows = [
-        _row("netns:r1", "eth1", "netns:r2", "eth1"),
-        _row("netns:r2", "eth1", "netns:r3", "eth1"),
+    # r2's eth1 claims r3 as its peer: r1's end is shown alone, and so is r2's.
+    records = [
+        _record("netns:r1", "eth1", "netns:r2", "eth1"),
+        _record("netns:r2", "eth1", "netns:r3", "eth1"),
     ]
-    assert [len(lk["ends"]) for lk in pair_links(rows)] == [1, 1]
+    assert [b for _, b in link_pairs(records)] == [None, None]
