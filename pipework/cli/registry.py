@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "destroy",
     "batch",
     "graph",
+    "shim",
 )
 """In the order ``pipework --help`` lists them."""
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pipework.cli.commands.common import options
 from pipework.cli.render import emit, one_line, run_async
 
+if TYPE_CHECKING:
+    from pipework.engine.engine import Engine
+
 LINK_KIND = "link"  # engine/marker.py's (the engine is loaded once the command runs)
 LINK_COLUMNS = ("LINK", "ADDRESSES", "PEER", "PEER ADDRESSES", "MTU", "STATE")
+SHIM_COLUMNS = ("SHIM", "PARENT", "MAC", "ADDRESSES", "ROUTES", "MTU", "STATE")
 
 TABLE_COLUMNS = (
     "GUEST",
@@ -42,6 +46,7 @@ def command(
 
         async with Engine() as engine:
             records = await engine.list_attachments(guest)
+            shims = await _shims(engine) if guest is None else []
         rows = [r.to_dict() for r in records]
         links = [
             {"ends": [end.to_dict() for end in pair if end is not None], "mtu": pair[0].mtu}
@@ -53,11 +58,33 @@ def command(
             tables.append(format_table(attached))
         if links:
             tables.append(format_table([_link_row(link) for link in links], LINK_COLUMNS))
+        if shims:
+            tables.append(format_table([_shim_row(s) for s in shims], SHIM_COLUMNS))
         human = "\n\n".join(tables)
-        emit({"attachments": rows, "links": links}, opts.json, human)
+        emit({"attachments": rows, "links": links, "shims": shims}, opts.json, human)
         return 0
 
     raise typer.Exit(run_async(run, opts.debug))
+
+
+async def _shims(engine: Engine) -> list[dict[str, Any]]:
+    """The host's macvlan shims (``pipework shim``), as JSON objects."""
+    from pipework.apps.shim import list_shims
+
+    return [s.to_dict() for s in await list_shims(engine)]
+
+
+def _shim_row(data: dict[str, Any]) -> list[str]:
+    state = "ok" if data["status"] == "ok" else "UNVERIFIED (not a macvlan on a parent here)"
+    return [
+        data["name"],
+        data["parent"],
+        data["mac"] or "-",
+        ",".join(data["addresses"]) or "-",
+        ",".join(data["routes"]) or "-",
+        str(data["mtu"]),
+        state,
+    ]
 
 
 def _link_row(link: dict[str, Any]) -> list[str]:
@@ -110,4 +137,4 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = TABLE_CO
     )
 
 
-__all__ = ["LINK_COLUMNS", "TABLE_COLUMNS", "command", "format_table"]
+__all__ = ["LINK_COLUMNS", "SHIM_COLUMNS", "TABLE_COLUMNS", "command", "format_table"]
