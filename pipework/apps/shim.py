@@ -134,13 +134,12 @@ def parse_marker(alias: str | None) -> ShimMarker | None:
 def parse_address(text: str) -> IPInterface:
     """ADDR/PREFIX, IPv4 or IPv6, nothing else (no gateway, no DHCP, no 0/0)."""
     try:
-        spec = AddressSpec.parse(text)
-    except UsageError as exc:
-        if "/" in text or not text:
-            raise UsageError(
-                f"shim address {text!r} is not ADDR/PREFIX", "e.g. 198.18.42.254/32"
-            ) from None
-        raise exc from None
+        ipaddress.ip_address(text.partition("@")[0].split("/", 1)[0])
+    except ValueError:
+        raise UsageError(
+            f"shim address {text!r} is not ADDR/PREFIX", "e.g. 198.18.42.254/32"
+        ) from None
+    spec = AddressSpec.parse(text)  # its errors: a missing netmask, a bad prefix...
     if spec.method != "static" or spec.address is None or spec.gateway is not None:
         raise UsageError(
             f"shim address {text!r} is not ADDR/PREFIX",

@@ -91,7 +91,7 @@ def _parse(
         given = [
             what
             for what, value in (
-                ("an address", address),
+                ("ADDR/PREFIX", address),
                 ("--route", routes),
                 ("--mtu", mtu),
                 ("--force", force),
