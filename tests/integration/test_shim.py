@@ -9,6 +9,8 @@ of that NIC through pipework itself.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from support import infra
@@ -187,6 +189,20 @@ def test_another_configuration_is_a_conflict_unless_forced(host_ns, run_pipework
     assert name in links(host_ns) and "pwtshim1" not in links(host_ns)
     ok(run_pipework("shim", parent, "--remove", netns=host_ns.name))
     assert set(links(host_ns)) == {"lo", parent, parent + "p"}
+
+
+def test_concurrent_requests_make_one_shim(host_ns):
+    parent = nic(host_ns)
+    argv = ["ip", "netns", "exec", host_ns.name, sys.executable, "-m", "pipework"]
+    line = [*argv, "shim", parent, "198.18.45.254/32", "--route", "198.18.45.0/24"]
+    procs = [
+        subprocess.Popen(line, cwd=infra.REPO_ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = sorted(p.communicate(timeout=60)[0].split(":")[0] for p in procs)
+    assert [p.returncode for p in procs] == [0] * 4
+    assert outcomes == ["created", "unchanged", "unchanged", "unchanged"]
+    assert [n for n in links(host_ns) if n.startswith(shim.NAME_PREFIX)] == [shim.shim_name(parent)]
 
 
 async def test_rollback_after_every_step_leaves_nothing(host_ns, monkeypatch):

@@ -45,8 +45,12 @@ def command(
         bool, typer.Option("--remove", help="Remove pipework's shim(s) on PARENT instead.")
     ] = False,
 ) -> None:
-    """Give the host a macvlan of its own on PARENT (mode bridge), with an
-    address and routes, so it reaches its macvlan guests. Idempotent."""
+    """The host's own macvlan on PARENT, so it reaches its macvlan guests.
+
+    A macvlan (mode bridge) on PARENT in the host namespace, with ADDR/PREFIX
+    and the --route(s) through it; PARENT's own addresses are not touched.
+    Idempotent; --remove takes it away (docs/CLI.md).
+    """
     opts = options(ctx)
     try:
         spec = _parse(parent, address, route or [], name, mtu, force=force, remove=remove)

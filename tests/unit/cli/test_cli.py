@@ -41,6 +41,12 @@ def test_help_shows_the_legacy_grammar():
         (["attach", "br1", "web1", "--vlan", "0"], 2, "VLAN ID 0"),
         (["attach", "br1"], 2, "Missing argument"),
         (["--jsn", "plugins"], 2, "No such option"),
+        (["shim", "eth2"], 2, "say which address the host takes on the shim"),
+        (["shim", "eth2", "banana"], 2, "shim address 'banana' is not ADDR/PREFIX"),
+        (["shim", "eth2", "198.18.42.254/32", "--route", "x"], 2, "route 'x'"),
+        (["shim", "eth2", "198.18.42.254/32", "--remove"], 2, "--remove takes no ADDR/PREFIX"),
+        (["shim", "eth2", "--remove", "--force"], 2, "--remove takes no --force"),
+        (["shim", "eth2", "198.18.42.254/32", "--mtu", "x"], 2, "Invalid value for '--mtu'"),
     ],
 )
 def test_bad_input_is_one_line_with_its_exit_code(args, code, message):
