@@ -36,7 +36,7 @@ from pipework.engine.errors import (
 from pipework.engine.journal import Journal
 from pipework.engine.kernel import rtnl
 from pipework.engine.kernel.mtu import pick_mtu
-from pipework.engine.kernel.netlink import ARPHRD_LOOPBACK
+from pipework.engine.kernel.netlink import ARPHRD_LOOPBACK, write_sysctl
 from pipework.engine.marker import PREFIX
 from pipework.engine.specs import AddressSpec, RouteSpec, short_hash, validate_ifname
 from pipework.records import Record
@@ -361,11 +361,19 @@ async def _build(host: Netns, spec: ShimSpec, parent: Link, mtu: int) -> Link:
         link = await host.link(spec.name)
         if link is None:  # pragma: no cover - deleted under our feet
             raise PipeworkError(f"shim {spec.name} vanished while it was being set up")
+        # Router advertisements on the LAN must not give the host addresses or
+        # a default route through the shim; an IPv4 shim has no IPv6 at all.
+        for key in ("accept_ra", "autoconf"):
+            try:
+                write_sysctl(host.fd, f"net/ipv6/conf/{spec.name}/{key}", "0")
+            except PipeworkError as exc:  # no IPv6 on this kernel: no advertisement either
+                log.debug("%s", exc)
+        # (Before "up", which the kernel carries out before an address setting.)
+        settings = {"addr_gen_mode": "none"} if spec.address.version == 4 else {}
         await journal.step(
-            f"mark {spec.name} and bring it up",
-            host.set(link.index, ifalias=spec.marker(), state="up"),
-            _nothing,
+            f"mark {spec.name}", host.set(link.index, ifalias=spec.marker(), **settings), _nothing
         )
+        await journal.step(f"bring {spec.name} up", host.set(link.index, state="up"), _nothing)
         await journal.step(
             f"address {spec.address}", host.add_address(link.index, spec.address), _nothing
         )

@@ -77,6 +77,13 @@ def test_the_host_pings_its_macvlan_guest_over_the_shim(host_ns, make_netns, run
     assert info["linkinfo"]["info_data"]["mode"] == "bridge"
     assert info["link"] == parent and info["mtu"] == 1500 and "UP" in info["flags"]
     assert info["ifalias"].startswith("pipework shim parent=pwtnic0 cfg=")
+    for key in ("accept_ra", "autoconf"):
+        assert host_ns.exec("cat", f"/proc/sys/net/ipv6/conf/{name}/{key}").stdout.strip() == "0"
+    assert not [
+        a
+        for a in json.loads(host_ns.exec("ip", "-j", "-6", "addr", "show", "dev", name).stdout)
+        if a.get("addr_info")
+    ]  # an IPv4 shim has no IPv6 (no link-local)
     assert infra.ping(host_ns, "198.18.42.2") and infra.ping(guest, "198.18.42.254")
 
     again = ok(run_pipework(*args, netns=host_ns.name))
@@ -225,7 +232,8 @@ async def test_rollback_after_every_step_leaves_nothing(host_ns, monkeypatch):
         break
     assert faulted == [
         f"create shim {spec.name}",
-        f"mark {spec.name} and bring it up",
+        f"mark {spec.name}",
+        f"bring {spec.name} up",
         "address 198.18.46.254/32",
         "route 198.18.46.0/24",
         "route 198.18.47.0/24 via 198.18.46.2",
