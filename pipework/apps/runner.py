@@ -12,6 +12,10 @@ time) and returns one ``Outcome`` per job, in the jobs' order:
 * ``interrupt()`` (Ctrl-C) stops the run the same way, except that what
   completed is kept.
 
+A link job (``Job.link_job``: a veth pair straight between two guests, a
+topology file's ``links:``) runs with the attaches, as atomic as one, and
+is undone by detaching either of its ends.
+
 Detach jobs are collected into one batched teardown (``teardown.py``).
 They cannot be undone, so callers run them only after the attaches
 succeeded when every-or-nothing matters.
@@ -37,6 +41,8 @@ from pipework.engine.specs import Attachment, AttachSpec
 
 if TYPE_CHECKING:
     from pipework.engine.engine import Engine
+    from pipework.engine.guestlinks import LinkResult
+    from pipework.engine.linkspec import LinkSpec
 
 log = logging.getLogger("pipework.runner")
 
@@ -48,7 +54,8 @@ started. rolled back: completed, then undone by ``all_or_nothing``."""
 
 @dataclass(frozen=True)
 class Job:
-    """One thing to do: attach ``spec``, or detach ``ifname`` from ``guest``."""
+    """One thing to do: attach ``spec``, make the link ``link``, or detach
+    ``ifname`` from ``guest``."""
 
     label: str
     """For people: ``eth1 in web1``."""
@@ -59,6 +66,10 @@ class Job:
     """Where the job was asked for (``FILE:LINE``), for messages."""
     missing_ok: bool = False
     """A detach whose guest is gone counts as done: its interfaces went with it."""
+    link: LinkSpec | None = None
+    what: str = "attachment"
+    """What the job is about, for summaries: ``attachment`` or ``link`` (a
+    detach of one end of a link removes the link)."""
 
     @classmethod
     def attach(cls, spec: AttachSpec, where: str | None = None) -> Job:
@@ -66,16 +77,33 @@ class Job:
         return cls(label=label, spec=spec, where=where)
 
     @classmethod
+    def link_job(cls, spec: LinkSpec, where: str | None = None) -> Job:
+        return cls(label=f"link {spec}", link=spec, where=where, what="link")
+
+    @classmethod
     def detach(
-        cls, guest: str, ifname: str, where: str | None = None, *, missing_ok: bool = False
+        cls,
+        guest: str,
+        ifname: str,
+        where: str | None = None,
+        *,
+        missing_ok: bool = False,
+        label: str | None = None,
+        what: str = "attachment",
     ) -> Job:
         return cls(
-            label=f"{ifname} in {guest}",
+            label=label or f"{ifname} in {guest}",
             guest=guest,
             ifname=ifname,
             where=where,
             missing_ok=missing_ok,
+            what=what,
         )
+
+    @property
+    def makes(self) -> bool:
+        """Does the job make something (an attach or a link), rather than remove it?"""
+        return self.spec is not None or self.link is not None
 
 
 @dataclass
@@ -85,6 +113,14 @@ class Outcome:
     attachment: Attachment | None = None
     removed: list[Marker] = field(default_factory=list)
     error: BaseException | None = None
+    linked: LinkResult | None = None
+    """A link job's result (its two ends)."""
+
+    @property
+    def status(self) -> str | None:
+        """created, unchanged, replaced... of what a done attach or link made."""
+        made = self.attachment if self.attachment is not None else self.linked
+        return None if made is None else made.status
 
     @property
     def exit_code(self) -> int:
@@ -101,16 +137,18 @@ class Outcome:
         return f"internal error: {self.error!r}"
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "job": "attach" if self.job.spec is not None else "detach",
-            "label": self.job.label,
-            "state": self.state,
-        }
-        if self.job.where:
-            data["where"] = self.job.where
+        job = self.job
+        kind = "attach" if job.spec is not None else "link" if job.link is not None else "detach"
+        data: dict[str, Any] = {"job": kind, "label": job.label, "state": self.state}
+        if job.what != "attachment":
+            data["what"] = job.what
+        if job.where:
+            data["where"] = job.where
         if self.attachment is not None:
             data["attachment"] = self.attachment.to_dict()
-        if self.job.spec is None and self.state == "done":
+        if self.linked is not None:
+            data["link"] = self.linked.to_dict()
+        if not job.makes and self.state == "done":
             data["removed"] = [m.ifname for m in self.removed]
         if self.error is not None:
             data["error"] = self.message
@@ -189,8 +227,8 @@ class BatchRunner:
         if self.progress is not None:
             self.progress.started(len(jobs))
         limiter = anyio.CapacityLimiter(self.limit)
-        attaches = [o for o in outcomes if o.job.spec is not None]
-        detaches = [o for o in outcomes if o.job.spec is None]
+        attaches = [o for o in outcomes if o.job.makes]
+        detaches = [o for o in outcomes if not o.job.makes]
         with anyio.CancelScope() as scope, self.engine.batch():
             self._scope = scope
             if self._interrupted:
@@ -209,13 +247,18 @@ class BatchRunner:
         return report
 
     async def _attach(self, outcome: Outcome, limiter: anyio.CapacityLimiter) -> None:
-        assert outcome.job.spec is not None
+        job = outcome.job
         async with limiter:
             try:
                 outcome.state = "interrupted"
-                # The engine commits an attach and returns without a checkpoint
-                # in between, so a cancellation either undoes it or comes after.
-                outcome.attachment = await self.engine.attach(outcome.job.spec)
+                # The engine commits an attach (a link) and returns without a
+                # checkpoint in between, so a cancellation either undoes it or
+                # comes after.
+                if job.link is not None:
+                    outcome.linked = await self.engine.link(job.link)
+                else:
+                    assert job.spec is not None
+                    outcome.attachment = await self.engine.attach(job.spec)
                 outcome.state = "done"
             except anyio.get_cancelled_exc_class():
                 raise
@@ -259,14 +302,19 @@ class BatchRunner:
         made = [
             o
             for o in report.outcomes
-            if o.state == "done" and o.attachment is not None and o.attachment.status != "unchanged"
+            if o.state == "done" and o.status is not None and o.status != "unchanged"
         ]
         with anyio.CancelScope(shield=True):
             async with self.engine.deferred_removal():
                 for outcome in made:
-                    assert outcome.attachment is not None
+                    if outcome.linked is not None:  # either end takes the link
+                        assert outcome.job.link is not None
+                        guest, ifname = outcome.job.link.a.guest, outcome.linked.a.ifname
+                    else:
+                        assert outcome.attachment is not None and outcome.job.spec is not None
+                        guest, ifname = outcome.job.spec.guest, outcome.attachment.ifname
                     try:
-                        await self.engine.detach(outcome.job.spec.guest, outcome.attachment.ifname)  # type: ignore[union-attr]
+                        await self.engine.detach(guest, ifname)
                         outcome.state = "rolled back"
                     except Exception as exc:
                         log.error("rolling back %s: %s", outcome.job.label, exc)

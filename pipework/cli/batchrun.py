@@ -27,16 +27,20 @@ from pipework.cli.render import describe, one_line, run_async
 
 JOBS_HELP = "How many attachments run at once [16]."
 ALL_OR_NOTHING_HELP = "If any attachment fails, undo every attachment this run made."
-FILE_HELP = "Topology file, YAML or JSON (see docs/CLI.md); - for stdin."
+FILE_HELP = (
+    "Topology file, YAML or JSON, or a containerlab .clab.yml (see docs/CLI.md); - for stdin."
+)
 
 
 def load_topology(file: str, force: bool = False) -> Any:
-    """Read and check a topology file: every attachment is checked before anything runs."""
+    """Read and check a topology file (pipework's, or containerlab's): every
+    attachment and link is checked before anything runs."""
     from pipework.apps.topology.loader import load
-    from pipework.apps.topology.reconcile import specs
+    from pipework.apps.topology.reconcile import link_specs, specs
 
     loaded = load(file)
     specs(loaded, force=force)
+    link_specs(loaded, force=force)
     return loaded
 
 
@@ -48,6 +52,10 @@ def outcome_line(outcome: Outcome) -> str:
         return f"failed: {job.label}{where}: {outcome.message}"
     if outcome.state == "done" and outcome.attachment is not None:
         return describe(outcome.attachment)
+    if outcome.state == "done" and outcome.linked is not None:
+        from pipework.cli.commands.link import describe as describe_link
+
+        return describe_link(outcome.linked)
     if outcome.state == "done":
         if outcome.removed:
             return f"removed: {job.label}"
@@ -152,28 +160,37 @@ def make_progress(title: str, json_output: bool) -> Reporter:
 
 
 def summary_lines(report: Report, noun: str) -> list[str]:
-    """The end of a run, for people: counts, then each failure and why."""
-    done = [o for o in report.outcomes if o.state == "done"]
-    statuses: dict[str, int] = {}
-    for outcome in done:
-        key: str = outcome.attachment.status if outcome.attachment is not None else "removed"
-        if outcome.attachment is None and not outcome.removed:
-            key = "absent"
-        statuses[key] = statuses.get(key, 0) + 1
-    parts = [f"{n} {status}" for status, n in statuses.items()]
-    for state in ("failed", "interrupted", "skipped", "rolled back"):
-        n = report.count(state)
-        if n:
-            label = "rolled back in flight" if state == "interrupted" else state
-            parts.append(f"{n} {label}")
-    total = len(report.outcomes)
-    lines = [f"{total} {noun}{'s' if total != 1 else ''}: {', '.join(parts) or 'nothing to do'}"]
+    """The end of a run, for people: counts (links, when there are, on a line
+    of their own), then each failure and why."""
+    links = [o for o in report.outcomes if o.job.what == "link"]
+    others = [o for o in report.outcomes if o.job.what != "link"]
+    lines = [_counts(others, noun)] if others or not links else []
+    if links:
+        lines.append(_counts(links, "link"))
     if report.interrupted:
         lines.append("interrupted: what was in flight has been rolled back; what completed is kept")
     if report.rolled_back:
         lines.append("--all-or-nothing: a job failed, so everything this run made was undone")
     lines += [f"failed: {o.job.label}{_where(o)}: {o.message}" for o in report.failures]
     return lines
+
+
+def _counts(outcomes: list[Outcome], noun: str) -> str:
+    """``3 attachments: 2 created, 1 failed``."""
+    statuses: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.state != "done":
+            continue
+        key = outcome.status or ("removed" if outcome.removed else "absent")
+        statuses[key] = statuses.get(key, 0) + 1
+    parts = [f"{n} {status}" for status, n in statuses.items()]
+    for state in ("failed", "interrupted", "skipped", "rolled back"):
+        n = sum(1 for o in outcomes if o.state == state)
+        if n:
+            label = "rolled back in flight" if state == "interrupted" else state
+            parts.append(f"{n} {label}")
+    total = len(outcomes)
+    return f"{total} {noun}{'s' if total != 1 else ''}: {', '.join(parts) or 'nothing to do'}"
 
 
 def _where(outcome: Outcome) -> str:

@@ -28,9 +28,27 @@ class TopologyFile:
     name: str
     topology: Topology
     lines: dict[Path_, int] = field(default_factory=dict)
+    sources: dict[Path_, Path_] = field(default_factory=dict)
+    """A file of another format (containerlab's): where each of the
+    topology's paths (``("links", 0, "endpoints", 1)``) came from in it."""
+    nodes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Guests the file expects to run already (containerlab's nodes), each
+    with where it is declared (``FILE:LINE``, ``topology.nodes.r1.image``):
+    ``apply`` refuses to start without them."""
+
+    def source(self, path: Path_) -> Path_:
+        """``path`` in the file as written (itself, for pipework's own format)."""
+        if not self.sources:
+            return path
+        for end in range(len(path), -1, -1):
+            found = self.sources.get(path[:end])
+            if found is not None:
+                return found
+        return ()
 
     def where(self, path: Path_) -> str:
         """``FILE:LINE`` of ``path`` (or of its nearest parent that has a line)."""
+        path = self.source(path)
         for end in range(len(path), -1, -1):
             line = self.lines.get(path[:end])
             if line is not None:
@@ -40,7 +58,7 @@ class TopologyFile:
     def error(self, path: Path_, exc: PipeworkError) -> PipeworkError:
         """``exc`` (same class, same exit code), located: ``FILE:LINE: attachments[3]: message``."""
         located = copy.copy(exc)
-        located.message = f"{self.where(path)}: {dotted(path)}: {exc.message}"
+        located.message = f"{self.where(path)}: {dotted(self.source(path))}: {exc.message}"
         located.args = (located.message,)
         return located
 
@@ -59,6 +77,18 @@ def load(name: str) -> TopologyFile:
 
 
 def parse(text: str, label: str) -> TopologyFile:
+    """A topology file's text: pipework's format, or containerlab's (a
+    ``*.clab.yml`` file, or one with containerlab's ``name:`` and ``topology:``)."""
+    data, lines = read_data(text, label)
+    if is_containerlab(label, data):
+        from pipework.apps.topology.clab import translate
+
+        return translate(data, label, lines)
+    return validate(data, TopologyFile(label, Topology(), lines))
+
+
+def read_data(text: str, label: str) -> tuple[Any, dict[Path_, int]]:
+    """The file's values, and the line of each (YAML, or JSON)."""
     if label.endswith(".json") or text.lstrip().startswith("{"):
         data = _json(text, label)
         try:
@@ -73,24 +103,42 @@ def parse(text: str, label: str) -> TopologyFile:
         raise UsageError(
             f"{label}: a topology is a mapping (bridges:, attachments:), not a {type(data).__name__}"
         )
+    return data, lines
+
+
+CLAB_SUFFIXES = (".clab.yml", ".clab.yaml", "-clab.yml", "-clab.yaml")
+"""The names containerlab's documentation gives its topology files."""
+
+
+def is_containerlab(label: str, data: dict[Any, Any]) -> bool:
+    """A containerlab topology: by its name, or by its top-level keys."""
+    if label.endswith(CLAB_SUFFIXES):
+        return True
+    return "topology" in data and "name" in data
+
+
+def validate(data: dict[Any, Any], where: TopologyFile) -> TopologyFile:
+    """``data`` as a ``Topology``, every error located through ``where`` (the
+    file's name, lines and, for another format, where each value came from)."""
     from pydantic import ValidationError
 
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, label, lines) from None
-    loaded = TopologyFile(label, topology, lines)
+        raise _validation_error(exc, where) from None
+    loaded = TopologyFile(where.name, topology, where.lines, where.sources, where.nodes)
     _check_unique(loaded)
     return loaded
 
 
 def _check_unique(loaded: TopologyFile) -> None:
-    """No bridge declared twice, no guest interface asked for twice."""
+    """No bridge declared twice, no guest interface asked for twice (by two
+    attachments, two links, or an attachment and a link)."""
     topology = loaded.topology
     bridges: dict[str, int] = {}
     for i, bridge in enumerate(topology.bridges):
         if bridge.name in bridges:
-            first = f"bridges[{bridges[bridge.name]}]"
+            first = dotted(loaded.source(("bridges", bridges[bridge.name])))
             raise loaded.error(
                 ("bridges", i), UsageError(f"bridge {bridge.name} is already declared as {first}")
             )
@@ -100,13 +148,36 @@ def _check_unique(loaded: TopologyFile) -> None:
     for i, decl in enumerate(topology.attachments):
         key = (decl.guest, decl.ifname or default or "")
         if key in interfaces:
-            first = f"attachments[{interfaces[key]}]"
+            first = dotted(loaded.source(("attachments", interfaces[key])))
             what = f"{key[1]} in {key[0]}" if key[1] else f"the default interface of {key[0]}"
             raise loaded.error(
                 ("attachments", i),
                 UsageError(f"{what} is already declared as {first}", "give one of them ifname:"),
             )
         interfaces[key] = i
+    ends: dict[tuple[str, str], Path_] = {}
+    for i, link in enumerate(topology.links):
+        for j, end in enumerate(link.endpoints):
+            key = (end.guest, end.ifname)
+            earlier = ends.get(key)
+            note = ""
+            if earlier is None and key in interfaces:
+                earlier = ("attachments", interfaces[key])
+            if earlier is None and (end.guest, "") in interfaces and end.ifname == "eth1":
+                earlier, note = (
+                    ("attachments", interfaces[(end.guest, "")]),
+                    " (its default interface)",
+                )
+            if earlier is not None:
+                where = f"{dotted(loaded.source(earlier))}{note}"
+                raise loaded.error(
+                    ("links", i, "endpoints", j),
+                    UsageError(
+                        f"{end.ifname} in {end.guest} is already declared as {where}",
+                        "give one of them another interface name",
+                    ),
+                )
+            ends[key] = ("links", i, "endpoints", j)
 
 
 MAX_NODES = 100_000
@@ -198,7 +269,7 @@ class _Builder:
             self.open.discard(id(node))
 
 
-def _validation_error(exc: Any, label: str, lines: dict[Path_, int]) -> UsageError:
+def _validation_error(exc: Any, located: TopologyFile) -> UsageError:
     errors = exc.errors(include_url=False)
     first = errors[0]
     path: Path_ = tuple(first["loc"])
@@ -211,9 +282,19 @@ def _validation_error(exc: Any, label: str, lines: dict[Path_, int]) -> UsageErr
         message = "unknown version (this pipework reads version 1)"
     more = len(errors) - 1
     hint = f"and {more} more error{'s' if more > 1 else ''}" if more else None
-    where = TopologyFile(label, Topology(), lines).where(path)
-    location = f"{dotted(path)}: " if path else ""
+    where = located.where(path)
+    location = f"{dotted(located.source(path))}: " if path else ""
     return UsageError(f"{where}: {location}{message}", hint)
 
 
-__all__ = ["TopologyFile", "dotted", "load", "parse", "read"]
+__all__ = [
+    "CLAB_SUFFIXES",
+    "TopologyFile",
+    "dotted",
+    "is_containerlab",
+    "load",
+    "parse",
+    "read",
+    "read_data",
+    "validate",
+]

@@ -5,15 +5,18 @@ backend what ``prepare_host`` would do (a dry run), for each attachment
 ``Engine.examine()``, and with ``prune`` it lists the pipework interfaces of
 the file's guests that the file no longer names.
 
-Applying is then: bridges first (in file order), the attachments as one
+Applying is then: bridges first (in file order), the attachments and the
+links (``links:``, veth pairs straight between two guests) as one
 ``BatchRunner`` run (each atomic, or all-or-nothing), and the pruning last,
 only when the attachments went through, since a removal cannot be undone.
-``destroy`` detaches every attachment the file names (in one batched
-teardown) and removes the bridges pipework created for it, once empty.
+``destroy`` detaches every attachment and link the file names (in one
+batched teardown; detaching one end of a link removes it) and removes the
+bridges pipework created for it, once empty.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pipework.apps.runner import Job
-from pipework.apps.topology.loader import TopologyFile
+from pipework.apps.topology.loader import Path_, TopologyFile
 from pipework.apps.topology.schema import bridge_settings
 from pipework.engine.errors import (
     ConflictError,
@@ -30,10 +33,13 @@ from pipework.engine.errors import (
     PipeworkError,
     UnsupportedError,
 )
+from pipework.engine.linkspec import LinkSpec
+from pipework.engine.marker import LINK_KIND
 from pipework.engine.specs import AttachSpec
 
 if TYPE_CHECKING:
     from pipework.engine.engine import Engine
+    from pipework.engine.marker import Marker
 
 ACTION_SIGNS = {
     "create": "+",
@@ -52,7 +58,7 @@ class PlanItem:
     """One line of a plan: what would happen to one bridge or attachment."""
 
     what: str
-    """``bridge`` or ``attachment``."""
+    """``bridge``, ``attachment`` or ``link``."""
     action: str
     """create, unchanged, repair (rebuild a broken one), update (needs
     ``--force``), remove (``--prune``), deferred (made with its first port),
@@ -127,6 +133,54 @@ def specs(loaded: TopologyFile, *, force: bool = False) -> list[AttachSpec]:
 
 def attach_jobs(loaded: TopologyFile, all_specs: Sequence[AttachSpec]) -> list[Job]:
     return [Job.attach(spec, loaded.where(("attachments", i))) for i, spec in enumerate(all_specs)]
+
+
+def link_specs(loaded: TopologyFile, *, force: bool = False) -> list[LinkSpec]:
+    """Every link's ``LinkSpec``; the first bad one is a located ``UsageError``."""
+    result = []
+    for i, decl in enumerate(loaded.topology.links):
+        try:
+            result.append(decl.spec(force=force))
+        except PipeworkError as exc:
+            raise loaded.error(("links", i), exc) from None
+    return result
+
+
+def link_jobs(loaded: TopologyFile, all_links: Sequence[LinkSpec]) -> list[Job]:
+    return [Job.link_job(spec, loaded.where(("links", i))) for i, spec in enumerate(all_links)]
+
+
+def declared_ends(all_links: Sequence[LinkSpec]) -> set[tuple[str, str]]:
+    """(guest as written, ifname) of every link end."""
+    return {(end.guest, end.ifname) for spec in all_links for end in spec.ends}
+
+
+async def missing_nodes(engine: Engine, loaded: TopologyFile, *, limit: int) -> list[PlanItem]:
+    """The guests the file expects to run already (containerlab's nodes)
+    that do not: pipework deploys none. One error item each, in file order."""
+    items: dict[str, PlanItem] = {}
+    limiter = anyio.CapacityLimiter(limit)
+
+    async def one(guest: str, where: str, what: str) -> None:
+        async with limiter:
+            try:
+                (await engine.resolve(guest)).close()
+            except (GuestNotFoundError, GuestNotRunningError) as exc:
+                error = copy.copy(exc)
+                error.message = (
+                    f"{where}: {what}: pipework does not deploy nodes (it links containers that already"
+                    f" run): {exc.message}"
+                )
+                error.hint = (
+                    f"start {guest} first (containerlab deploy, or docker run --name {guest})"
+                )
+                error.args = (error.message,)
+                items[guest] = PlanItem("node", "error", guest, where, error=error)
+
+    async with anyio.create_task_group() as tg:
+        for guest, (where, what) in loaded.nodes.items():
+            tg.start_soon(one, guest, where, what)
+    return [items[guest] for guest in loaded.nodes if guest in items]
 
 
 async def prepare_bridges(
@@ -208,6 +262,7 @@ async def plan(
     engine: Engine, loaded: TopologyFile, *, force: bool, prune: bool, limit: int
 ) -> Plan:
     """What applying ``loaded`` would do (with ``--force``, ``--prune``)."""
+    missing = await missing_nodes(engine, loaded, limit=limit)
     bridges, _ = await prepare_bridges(engine, loaded, force=force, dry_run=True)
     all_specs = specs(loaded, force=force)
     items: list[PlanItem] = [PlanItem("attachment", "error", "") for _ in all_specs]
@@ -242,19 +297,56 @@ async def plan(
             )
         items[i] = item
 
+    all_links = link_specs(loaded, force=force)
+    linked: list[PlanItem] = [PlanItem("link", "error", "") for _ in all_links]
+
+    async def link(i: int, spec: LinkSpec) -> None:
+        async with limiter:
+            linked[i] = await _link_item(engine, spec, loaded.where(("links", i)), force=force)
+
     async with anyio.create_task_group() as tg:
         for i, spec in enumerate(all_specs):
             tg.start_soon(one, i, spec)
-    result = Plan([*bridges, *items])
+        for i, link_spec in enumerate(all_links):
+            tg.start_soon(link, i, link_spec)
+    result = Plan([*missing, *bridges, *items, *linked])
     if prune:
         declared = {
             (spec.guest, item.ifname)
             for spec, item in zip(all_specs, items, strict=True)
             if item.ifname is not None
-        }
+        } | declared_ends(all_links)
         for job in await prune_jobs(engine, loaded, declared, limit=limit):
-            result.items.append(PlanItem("attachment", "remove", job.label, job.where))
+            label = job.label.removeprefix(f"{job.what} ")
+            result.items.append(PlanItem(job.what, "remove", label, job.where))
     return result
+
+
+async def _link_item(engine: Engine, spec: LinkSpec, where: str, *, force: bool) -> PlanItem:
+    """The plan line of one link: what ``Engine.link`` would do, and why it would fail."""
+    label = str(spec)
+    try:
+        found = await engine.examine_link(spec)
+    except PipeworkError as exc:
+        return PlanItem("link", "error", label, where, error=exc)
+    item = PlanItem("link", found.action, label, where)
+    ends = [e for e in (found.a, found.b) if e.action == found.action]
+    at = " and ".join(f"{e.marker.ifname} in {e.guest.name}" for e in ends)
+    if found.action == "update":
+        if force:
+            item.details = ("replaced: --force",)
+        else:
+            item.details = ("needs --force",)
+            item.error = ConflictError(
+                f"{at} {'is' if len(ends) == 1 else 'are'} linked with another configuration",
+                "add --force to replace it",
+            )
+    elif found.action == "conflict":
+        item.error = ConflictError(
+            f"{at} already exists and pipework did not create it (or cannot verify it)",
+            "choose another interface name",
+        )
+    return item
 
 
 async def prune_jobs(
@@ -265,33 +357,52 @@ async def prune_jobs(
     limit: int,
 ) -> list[Job]:
     """Detach jobs for the pipework interfaces of the file's guests that the
-    file does not name (``declared``: (guest as written, ifname))."""
-    guests: dict[str, int] = {}
+    file does not name (``declared``: (guest as written, ifname)). An
+    undeclared link end is one job for the whole link (detaching either end
+    removes both), even when both its guests are the file's."""
+    guests: dict[str, Path_] = {}
     for i, decl in enumerate(loaded.topology.attachments):
-        guests.setdefault(decl.guest, i)
-    found: dict[str, list[str]] = {}
+        guests.setdefault(decl.guest, ("attachments", i, "guest"))
+    for i, link in enumerate(loaded.topology.links):
+        for j, end in enumerate(link.endpoints):
+            guests.setdefault(end.guest, ("links", i, "endpoints", j))
+    found: dict[str, tuple[str, list[Marker]]] = {}
     limiter = anyio.CapacityLimiter(limit)
 
     async def one(guest: str) -> None:
         async with limiter:
             try:
-                _, markers = await engine.owned(guest)
+                info, markers = await engine.owned(guest)
             except (GuestNotFoundError, GuestNotRunningError):
                 return  # a guest that is gone took its interfaces with it
-        found[guest] = sorted(m.ifname for m in markers if (guest, m.ifname) not in declared)
+        undeclared = [m for m in markers if (guest, m.ifname) not in declared]
+        found[guest] = (info.key, sorted(undeclared, key=lambda m: m.ifname))
 
     async with anyio.create_task_group() as tg:
         for guest in guests:
             tg.start_soon(one, guest)
-    return [
-        Job.detach(guest, ifname, loaded.where(("attachments", guests[guest], "guest")))
-        for guest in guests
-        for ifname in found.get(guest, ())
-    ]
+    names = {key: guest for guest, (key, _) in found.items()}
+    jobs: list[Job] = []
+    taken: set[tuple[str, str]] = set()
+    for guest, path in guests.items():
+        key, markers = found.get(guest, ("", []))
+        for marker in markers:
+            if (key, marker.ifname) in taken:
+                continue  # the other end of a link already being removed
+            where = loaded.where(path)
+            if marker.kind != LINK_KIND:
+                jobs.append(Job.detach(guest, marker.ifname, where))
+                continue
+            taken.add((marker.host, marker.peer))
+            peer = f"{names.get(marker.host, marker.host)}:{marker.peer}"
+            label = f"link {guest}:{marker.ifname} -- {peer}"
+            jobs.append(Job.detach(guest, marker.ifname, where, label=label, what="link"))
+    return jobs
 
 
 async def destroy_jobs(engine: Engine, loaded: TopologyFile, *, limit: int) -> list[Job]:
-    """Detach jobs for every attachment the file names."""
+    """Detach jobs for every attachment and link the file names (a link: its
+    first end, which takes the other with it)."""
     all_specs = specs(loaded)
     jobs: list[Job | None] = [None] * len(all_specs)
     limiter = anyio.CapacityLimiter(limit)
@@ -312,14 +423,29 @@ async def destroy_jobs(engine: Engine, loaded: TopologyFile, *, limit: int) -> l
     async with anyio.create_task_group() as tg:
         for i, spec in enumerate(all_specs):
             tg.start_soon(one, i, spec)
-    return [job for job in jobs if job is not None]
+    links = [
+        Job.detach(
+            spec.a.guest,
+            spec.a.ifname,
+            loaded.where(("links", i)),
+            missing_ok=True,
+            label=f"link {spec}",
+            what="link",
+        )
+        for i, spec in enumerate(link_specs(loaded))
+    ]
+    return [job for job in jobs if job is not None] + links
 
 
 __all__ = [
     "Plan",
     "PlanItem",
     "attach_jobs",
+    "declared_ends",
     "destroy_jobs",
+    "link_jobs",
+    "link_specs",
+    "missing_nodes",
     "plan",
     "prepare_bridges",
     "prune_jobs",

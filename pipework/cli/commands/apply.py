@@ -36,7 +36,8 @@ def command(
     prune: Annotated[
         bool,
         typer.Option(
-            "--prune", help="Remove pipework interfaces of the file's guests it no longer names."
+            "--prune",
+            help="Remove pipework interfaces and links of the file's guests it no longer names.",
         ),
     ] = False,
     force: Annotated[
@@ -49,7 +50,7 @@ def command(
         bool, typer.Option("--all-or-nothing", help=ALL_OR_NOTHING_HELP)
     ] = False,
 ) -> None:
-    """Make the bridges and attachments of a topology file exist, as declared."""
+    """Make the bridges, attachments and links of a topology file (or a containerlab file) exist, as declared."""
     opts = options(ctx)
     try:
         loaded = load_topology(file, force)
@@ -97,6 +98,10 @@ def _apply(
     async def main() -> int:
         from pipework.apps.topology.reconcile import (
             attach_jobs,
+            declared_ends,
+            link_jobs,
+            link_specs,
+            missing_nodes,
             prepare_bridges,
             prune_jobs,
             release_bridges,
@@ -110,6 +115,10 @@ def _apply(
         bridges: list[Any] = []
         async with Engine() as engine:
             limit = jobs or engine.limit
+            missing = await missing_nodes(engine, loaded, limit=limit)
+            if missing:  # before anything is touched
+                assert missing[0].error is not None
+                raise missing[0].error
             runner = BatchRunner(
                 engine, limit=limit, all_or_nothing=all_or_nothing, progress=progress
             )
@@ -121,7 +130,9 @@ def _apply(
                     if not json_output and item.action != "deferred":
                         progress.line(_bridge_line(item))
                 all_specs = specs(loaded, force=force)
-                report = await runner.run(attach_jobs(loaded, all_specs))
+                all_links = link_specs(loaded, force=force)
+                jobs = attach_jobs(loaded, all_specs) + link_jobs(loaded, all_links)
+                report = await runner.run(jobs)
                 if report.rolled_back:
                     await release_bridges(engine, loaded, only=created)
                 if prune and not report.interrupted and not report.rolled_back:
@@ -130,6 +141,7 @@ def _apply(
                         for o in report.outcomes
                         if o.job.spec is not None and o.attachment is not None
                     } | {(s.guest, s.ifname) for s in all_specs if s.ifname}
+                    declared |= declared_ends(all_links)
                     removals = await prune_jobs(engine, loaded, declared, limit=limit)
                     # A failed attachment of the default interface: which one the
                     # file names there is unknown, so its guest is not pruned.

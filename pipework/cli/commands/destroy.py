@@ -31,7 +31,7 @@ def command(
         int | None, typer.Option("--jobs", "-j", min=1, metavar="N", help=JOBS_HELP)
     ] = None,
 ) -> None:
-    """Remove every attachment a topology file names, and the bridges pipework made for it."""
+    """Remove every attachment and link a topology file names, and the bridges pipework made for it."""
     opts = options(ctx)
     try:
         loaded = load_topology(file)
