@@ -92,7 +92,7 @@ def test_links_bridges_and_names_as_containerlab_makes_them():
     # Locations are containerlab's.
     assert loaded.where(("links", 1)) == "lab.clab.yml:23"
     assert loaded.where(("links", 1, "endpoints", 0, "mac")) == "lab.clab.yml:27"
-    assert loaded.where(("attachments", 1)) == "lab.clab.yml:32"
+    assert loaded.where(("attachments", 1)) == "lab.clab.yml:33"
 
 
 @pytest.mark.parametrize(
