@@ -220,9 +220,9 @@ def from_options(values: Mapping[str, object]) -> Vxlan:
         ttl=parse_ttl(values["ttl"]) if "ttl" in values else None,
     )
     peer = vxlan.remote or vxlan.group
-    if peer and vxlan.local:
-        if ipaddress.ip_address(peer).version != ipaddress.ip_address(vxlan.local).version:
-            raise UsageError(f"vxlan local {vxlan.local} and {peer} are of different IP versions")
+    local = vxlan.local
+    if peer and local and ipaddress.ip_address(peer).version != ipaddress.ip_address(local).version:
+        raise UsageError(f"vxlan local {vxlan.local} and {peer} are of different IP versions")
     if vxlan.group and vxlan.dev is None:
         raise UsageError(
             f"a vxlan multicast group ({vxlan.group}) needs its underlay", "add dev=IFNAME"
