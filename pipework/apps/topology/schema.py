@@ -10,6 +10,7 @@ accept exactly the same values.
     bridges:
       - {name: br1, mtu: 9000}
       - {name: ovsbr0, kind: ovs, options: {datapath_type: netdev}}
+      - {name: br2, vxlan: {vni: 42, remote: 198.18.9.2, dev: ul0}}
     defaults: {host: br1}
     attachments:
       - {guest: web1, address: 198.18.1.2/24@198.18.1.1, routes: [198.18.2.0/24 via 198.18.1.254]}
@@ -61,6 +62,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+class VxlanDecl(_Strict):
+    """A Linux bridge's VXLAN uplink; the bridge backend checks the values
+    (backends/shared/vxlan.py: the same as ``--kind vxlan``'s ``-o`` options)."""
+
+    vni: int
+    remote: str | None = None
+    group: str | None = None
+    port: int | None = None
+    dev: Name | None = None
+    local: str | None = None
+    learning: bool | None = None
+    ttl: int | None = None
+
+
 class BridgeDecl(_Strict):
     """A host bridge the topology needs: created if missing, kept as declared."""
 
@@ -72,6 +87,17 @@ class BridgeDecl(_Strict):
     """Linux bridges: turn VLAN filtering on (or off)."""
     options: dict[str, str] = Field(default_factory=dict)
     """Backend options for attachments on it (``datapath_type: netdev`` for OVS)."""
+    vxlan: VxlanDecl | None = None
+    """Linux bridges: a VXLAN uplink, a port to the same segment on other hosts."""
+
+    @model_validator(mode="after")
+    def _uplink(self) -> BridgeDecl:
+        if self.vxlan is not None and self.kind != "bridge":
+            raise ValueError(
+                "a vxlan uplink is for Linux bridges (kind: bridge); on Open vSwitch add a"
+                " port of type vxlan with ovs-vsctl"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -314,7 +340,7 @@ class Topology(_Strict):
 
 def bridge_settings(bridge: BridgeDecl) -> Mapping[str, Any]:
     """What a backend's ``prepare_host`` is asked to ensure for ``bridge``."""
-    return bridge.model_dump(include={"mtu", "vlan_filtering"}, exclude_none=True)
+    return bridge.model_dump(include={"mtu", "vlan_filtering", "vxlan"}, exclude_none=True)
 
 
 __all__ = [
@@ -324,5 +350,6 @@ __all__ = [
     "EndpointDecl",
     "LinkDecl",
     "Topology",
+    "VxlanDecl",
     "bridge_settings",
 ]

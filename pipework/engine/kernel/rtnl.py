@@ -30,6 +30,7 @@ first, so the group delete can only hit the interfaces we put in it.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import struct
@@ -127,6 +128,9 @@ _NLATTR = struct.Struct("=HH")
 CHUNK = 200
 """Requests per datagram: their acknowledgements must fit the receive buffer."""
 
+ADDRESS_FORMATS = {4: "in_addr", 6: "in6_addr"}
+"""Formats in ``KIND_DATA`` for an IP address of that version, given as text."""
+
 #: Kind-specific link attributes (IFLA_INFO_DATA), under pyroute2's names
 #: (``Netns.create(..., macvlan_mode="vepa")``): name -> (type, format, named values).
 KIND_DATA: dict[str, dict[str, tuple[int, str, Mapping[str, int] | None]]] = {
@@ -136,6 +140,19 @@ KIND_DATA: dict[str, dict[str, tuple[int, str, Mapping[str, int] | None]]] = {
     },
     "ipvlan": {"ipvlan_mode": (1, "=H", {"l2": 0, "l3": 1, "l3s": 2})},
     "ipoib": {"pkey": (1, "=H", None), "mode": (2, "=H", {"datagram": 0, "connected": 1})},
+    # IFLA_VXLAN_* (if_link.h); the group is also the unicast remote, the port
+    # is in network byte order, addresses are given as text.
+    "vxlan": {
+        "vxlan_id": (1, "=I", None),
+        "vxlan_group": (2, ADDRESS_FORMATS[4], None),
+        "vxlan_link": (3, "=I", None),
+        "vxlan_local": (4, ADDRESS_FORMATS[4], None),
+        "vxlan_ttl": (5, "=B", None),
+        "vxlan_learning": (7, "=B", None),
+        "vxlan_port": (15, "!H", None),
+        "vxlan_group6": (16, ADDRESS_FORMATS[6], None),
+        "vxlan_local6": (17, ADDRESS_FORMATS[6], None),
+    },
 }
 _U32_KEYS = {"mtu": IFLA_MTU, "master": IFLA_MASTER, "net_ns_fd": IFLA_NET_NS_FD, "link": IFLA_LINK}
 
@@ -196,6 +213,14 @@ def _kind_data(kind: str, name: str, value: object) -> bytes:
         number, fmt, names = KIND_DATA[kind][name]
     except KeyError:
         raise UnknownAttribute(name) from None
+    if fmt in ADDRESS_FORMATS.values():
+        try:
+            address = ipaddress.ip_address(str(value))
+        except ValueError:
+            raise UnknownAttribute(f"{name}={value}") from None
+        if ADDRESS_FORMATS[address.version] != fmt:
+            raise UnknownAttribute(f"{name}={value}")
+        return attr(number, address.packed)
     if isinstance(value, str):
         if names is None or value not in names:
             raise UnknownAttribute(f"{name}={value}")

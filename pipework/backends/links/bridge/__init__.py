@@ -6,6 +6,8 @@ refused) turns on the bridge's VLAN filtering, if it is off, and makes VID
 the port's only VLAN, untagged, as its PVID: guests on one VID reach each
 other and no one else. Other ports keep the default PVID 1. The guest end is created directly in
 the guest's namespace under a temporary name; the engine renames it.
+
+A bridge a topology file declares may have a VXLAN uplink (``uplink.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import replace
 
+from pipework.backends.links.bridge import uplink
 from pipework.backends.links.bridge.firewall import (
     FORWARD_FLAG,
     check_bridge_name,
@@ -31,6 +34,7 @@ from pipework.backends.links.bridge.vlans import (
     set_port_vlan,
     vlan_filtering,
 )
+from pipework.backends.shared.vxlan import Vxlan
 from pipework.engine import (
     BRIDGE_MARKER,
     ConflictError,
@@ -179,15 +183,18 @@ class BridgeBackend(LinkBackend):
 
     async def prepare_host(self, ctx: HostContext) -> HostChange:
         """A bridge declared in a topology file: create it, or check (and with
-        ``force`` fix) its MTU and VLAN filtering."""
+        ``force`` fix) its MTU, VLAN filtering and VXLAN uplink."""
         mtu = ctx.settings.get("mtu")
         filtering = ctx.settings.get("vlan_filtering")
+        vxlan = uplink.wanted(ctx.settings)
         host = ctx.host
         async with ctx.lock(f"bridge:{ctx.name}"):
+            # Before anything is made: the underlay exists, the MTU fits over it.
+            vx_mtu = await uplink.plan(host, ctx.name, vxlan, mtu) if vxlan else None
             bridge = await host.link(ctx.name)
             if bridge is None:
                 if not ctx.dry_run:
-                    await self._create_declared(host, ctx.name, mtu, filtering)
+                    await self._create_declared(host, ctx.name, mtu, filtering, vxlan, vx_mtu)
                 return HostChange("create")
             if bridge.kind != "bridge":
                 raise HostInterfaceError(
@@ -201,6 +208,8 @@ class BridgeBackend(LinkBackend):
                 details.append(f"vlan_filtering {not filtering} -> {filtering}".lower())
             if not bridge.up:
                 details.append("down -> up")
+            vx_details = await uplink.differences(host, bridge, vxlan) if vxlan else []
+            details += vx_details
             if not details:
                 return HostChange("unchanged")
             if not ctx.dry_run:
@@ -210,10 +219,18 @@ class BridgeBackend(LinkBackend):
                         "add --force to change it",
                     )
                 await self._configure(host, bridge, mtu, filtering)
+                if vxlan and vx_details:
+                    await uplink.replace(host, bridge, vxlan, vx_mtu)
             return HostChange("update", tuple(details))
 
     async def _create_declared(
-        self, host: Netns, name: str, mtu: int | None, filtering: bool | None
+        self,
+        host: Netns,
+        name: str,
+        mtu: int | None,
+        filtering: bool | None,
+        vxlan: Vxlan | None,
+        vx_mtu: int | None,
     ) -> None:
         try:
             await host.create(name, "bridge", **({"mtu": mtu} if mtu else {}))
@@ -225,7 +242,10 @@ class BridgeBackend(LinkBackend):
         try:
             await host.set(bridge.index, ifalias=BRIDGE_MARKER)
             await self._configure(host, bridge, None, filtering)
+            if vxlan is not None:
+                await uplink.create(host, bridge, vxlan, vx_mtu)
         except BaseException:
+            await uplink.remove(host, bridge)
             await host.delete(bridge.index)
             raise
 
@@ -244,14 +264,16 @@ class BridgeBackend(LinkBackend):
         return _ours(await ctx.host.link(ctx.name))
 
     async def release_host(self, ctx: HostContext) -> bool:
-        """Remove a declared bridge if pipework created it and no port is left."""
+        """Remove a declared bridge if pipework created it and no port is left
+        but its VXLAN uplink, which goes with it."""
         async with ctx.lock(f"bridge:{ctx.name}"):
             bridge = await ctx.host.link(ctx.name)
             if bridge is None or not _ours(bridge):
                 return False
-            if await ctx.host.ports(bridge.index):
+            if any(not uplink.is_uplink(port) for port in await ctx.host.ports(bridge.index)):
                 return False
             if not ctx.dry_run:
+                await uplink.remove(ctx.host, bridge)
                 await ctx.host.delete(bridge.index)
             return True
 

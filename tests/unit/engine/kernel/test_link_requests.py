@@ -104,6 +104,7 @@ from pipework.backends.links.ipvlan import IpvlanBackend
 from pipework.backends.links.macvlan import MacvlanBackend
 from pipework.backends.links.phys import PhysBackend
 from pipework.backends.links.phys.record import NicRecords
+from pipework.backends.links.vxlan import VxlanBackend
 from pipework.engine import (
     BRIDGE_MARKER,
     AddressContext,
@@ -148,6 +149,7 @@ BACKENDS = {
         IpoibBackend(),
         DummyBackend(),
         PhysBackend(),
+        VxlanBackend(),
     )
 }
 
@@ -750,6 +752,52 @@ async def test_dummy_is_created_in_the_guest(net):
     assert net.kernel.names("guest") == [ctx.temp_ifname]
     assert net.kernel.names("host") == []
     assert glink == GuestLink(temp_ifname=ctx.temp_ifname, host="", mtu=9000)
+
+
+# -- vxlan ------------------------------------------------------------------------------
+
+
+async def test_vxlan_is_made_in_the_host_with_the_guest_as_its_home(net):
+    ul0 = net.kernel.add("host", "ul0", up=True, mtu=1500)
+    options = {"vni": "42", "remote": "198.18.9.2", "dev": "ul0"}
+    ctx = await context(net, "vxlan", spec("vxlan0", kind="vxlan", options=options))
+    glink = await BACKENDS["vxlan"].attach(ctx)
+
+    (add,) = net.kernel.changes()
+    assert (add.ns, add.type, add.flags & CREATE) == ("host", RTM_NEWLINK, CREATE)
+    assert add.string(IFLA_LINKINFO, IFLA_INFO_KIND) == "vxlan"
+    assert add.number(IFLA_NET_NS_FD) == net.guest_fd
+    assert add.number(IFLA_MTU) == 1450  # the underlay's less 50
+    assert add.number(IFLA_LINKINFO, IFLA_INFO_DATA, 1) == 42  # IFLA_VXLAN_ID
+    assert add.number(IFLA_LINKINFO, IFLA_INFO_DATA, 3) == ul0.index  # IFLA_VXLAN_LINK
+    assert net.kernel.names("guest") == [ctx.temp_ifname]
+    assert glink == GuestLink(temp_ifname=ctx.temp_ifname, host="vxlan0", mtu=1450)
+
+
+async def test_vxlan_hostif_is_the_underlay_when_it_exists(net):
+    ul0 = net.kernel.add("host", "ul0", up=True, mtu=9000)
+    options = {"vni": "7", "remote": "2001:db8::2"}
+    ctx = await context(net, "vxlan", spec("ul0", kind="vxlan", options=options))
+    glink = await BACKENDS["vxlan"].attach(ctx)
+    (add,) = net.kernel.changes()
+    assert add.number(IFLA_LINKINFO, IFLA_INFO_DATA, 3) == ul0.index
+    assert glink.mtu == 9000 - 70 and glink.host == "ul0"
+
+
+@pytest.mark.parametrize(
+    ("options", "mtu", "message"),
+    [
+        ({"dev": "nope0"}, None, "vxlan underlay nope0 does not exist"),
+        ({"dev": "ul0"}, 1451, "MTU 1451 is larger than a vxlan interface over ul0 carries"),
+    ],
+)
+async def test_vxlan_refuses_before_anything_is_made(net, options, mtu, message):
+    net.kernel.add("host", "ul0", up=True, mtu=1500)
+    options = {"vni": "42", "remote": "198.18.9.2", **options}
+    ctx = await context(net, "vxlan", spec("vxlan0", kind="vxlan", options=options, mtu=mtu))
+    with pytest.raises(HostInterfaceError, match=message):
+        await BACKENDS["vxlan"].attach(ctx)
+    assert net.kernel.changes() == [] and net.kernel.names("guest") == []
 
 
 # -- phys (--direct-phys) -------------------------------------------------------------

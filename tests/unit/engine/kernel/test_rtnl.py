@@ -80,6 +80,35 @@ def test_link_attributes_under_pyroute2s_names():
         ("ipoib", {"pkey": 0x8001, "mode": "connected"}, {1: b"\x01\x80", 2: b"\x01\x00"}),
         ("vlan", {"vlan_id": 4094}, {1: struct.pack("=H", 4094)}),
         ("macvlan", {"macvlan_mode": "passthru"}, {1: struct.pack("=I", 8)}),
+        (
+            "vxlan",
+            {
+                "vxlan_id": 42,
+                "vxlan_group": "198.18.9.2",
+                "vxlan_link": 7,
+                "vxlan_local": "198.18.9.1",
+                "vxlan_ttl": 64,
+                "vxlan_learning": False,
+                "vxlan_port": 4789,
+            },
+            {
+                1: struct.pack("=I", 42),
+                2: bytes([198, 18, 9, 2]),
+                3: struct.pack("=I", 7),
+                4: bytes([198, 18, 9, 1]),
+                5: b"\x40",
+                7: b"\x00",
+                15: b"\x12\xb5",  # 4789, network byte order
+            },
+        ),
+        (
+            "vxlan",
+            {"vxlan_group6": "ff05::42", "vxlan_local6": "2001:db8::1"},
+            {
+                16: bytes.fromhex("ff05" + "00" * 12 + "0042"),
+                17: bytes.fromhex("20010db8" + "00" * 11 + "01"),
+            },
+        ),
     ],
 )
 def test_kind_data(kind, attrs, data):
@@ -92,7 +121,9 @@ def test_kind_data(kind, attrs, data):
     "attrs",
     [
         {"txqlen": 500},
-        {"kind": "vxlan", "vxlan_id": 42},
+        {"kind": "vxlan", "vxlan_gbp": 1},
+        {"kind": "vxlan", "vxlan_group": "2001:db8::1"},  # a v6 address needs vxlan_group6
+        {"kind": "vxlan", "vxlan_local6": "not-an-address"},
         {"kind": "macvlan", "macvlan_mode": "source"},
         {"kind": "bridge", "peer": {"ifname": "y"}},
         {"kind": "veth", "peer": {"ifname": "y", "kind": "veth"}},
