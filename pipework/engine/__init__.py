@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from pipework.engine.linkspec import LinkEnd, LinkSpec, parse_endpoint
     from pipework.engine.marker import BRIDGE_MARKER, LINK_KIND, Marker
     from pipework.engine.options import OptionSpec
+    from pipework.engine.replacement import BreakBeforeMake
     from pipework.engine.specs import (
         AddressSpec,
         Attachment,
@@ -88,6 +89,7 @@ __all__ = [
     "AmbiguousGuestError",
     "AttachSpec",
     "Attachment",
+    "BreakBeforeMake",
     "ConflictError",
     "DetachContext",
     "Engine",
@@ -205,6 +207,7 @@ _WHERE: dict[str, str] = {
     "LINK_KIND": "pipework.engine.marker",
     "Marker": "pipework.engine.marker",
     "OptionSpec": "pipework.engine.options",
+    "BreakBeforeMake": "pipework.engine.replacement",
     "AddressSpec": "pipework.engine.specs",
     "Attachment": "pipework.engine.specs",
     "AttachSpec": "pipework.engine.specs",

@@ -82,7 +82,7 @@ from pipework.engine.plugins import (
     link_backends,
     make_plugin_manager,
 )
-from pipework.engine.replacement import NoLiveRename, add_routes, live_rename, other_hostif
+from pipework.engine.replacement import BreakBeforeMake, add_routes, live_rename, other_hostif
 from pipework.engine.resolution import Outcome, choose_guest, guess_order
 from pipework.engine.specs import (
     AddressSpec,
@@ -600,7 +600,9 @@ class Engine:
                     link, final, configured = await self._create(
                         spec, guest, gns, backend, provider, marker, host_link, beside
                     )
-                except NoLiveRename:  # rolled back; before Linux 6.2: break, then make
+                except (
+                    BreakBeforeMake
+                ):  # rolled back (a kernel before 6.2, a VXLAN): break, then make
                     assert beside is not None and beside.marker is not None
                     await self._remove(beside.marker, gns, beside.link, verified=True)
                     link, final, configured = await self._create(

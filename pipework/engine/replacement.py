@@ -19,7 +19,14 @@ from pipework.engine.marker import Marker
 from pipework.engine.specs import RouteSpec, short_hash
 
 
-class NoLiveRename(Exception):
+class BreakBeforeMake(Exception):
+    """Raised by a backend's ``attach`` (after rolling back its own steps)
+    when its replacement cannot stand beside the attachment it replaces
+    (``ctx.replacing``) this time: a VXLAN of the same VNI and port. The
+    engine then removes the old one and builds the new one again."""
+
+
+class NoLiveRename(BreakBeforeMake):
     """This kernel renames no interface that is up: replace the old way."""
 
 
@@ -60,4 +67,4 @@ def other_hostif(marker: Marker) -> str:
     return "pw" + short_hash(marker.guest, marker.ifname, "b") if marker.hostif == first else first
 
 
-__all__ = ["NoLiveRename", "add_routes", "live_rename", "other_hostif"]
+__all__ = ["BreakBeforeMake", "NoLiveRename", "add_routes", "live_rename", "other_hostif"]

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from pipework.backends.shared import vxlan as shared
 from pipework.engine import (
+    BreakBeforeMake,
     DetachContext,
     EngineConfig,
     GuestLink,
@@ -37,7 +38,6 @@ from pipework.engine import (
     OptionSpec,
     hookimpl,
 )
-from pipework.engine.replacement import NoLiveRename
 
 
 def settings(options: Mapping[str, str], host_link: Link | None) -> shared.Vxlan:
@@ -83,7 +83,7 @@ class VxlanBackend(LinkBackend):
             if ctx.replacing is not None:
                 # The attachment this one replaces holds the VNI and port on
                 # this host: the engine removes it first, then makes this one.
-                raise NoLiveRename from None
+                raise BreakBeforeMake from None
             raise HostInterfaceError(
                 f"the host already has a vxlan interface with VNI {vxlan.vni}"
                 f" on UDP port {vxlan.port}",
