@@ -123,11 +123,11 @@ async def status(invocation: Invocation, conf: NetConf) -> None:
     try:
         require_privileges()
         async with open_engine(invocation, conf, None) as (engine, provider):
-            if conf.backend not in engine.backends:
+            if conf.backend not in engine.kinds:
                 raise CniError(
                     NOT_AVAILABLE,
                     f"the {conf.backend} backend is not installed",
-                    f"installed: {', '.join(sorted(engine.backends))}",
+                    f"installed: {', '.join(engine.kinds)}",
                 )
             if conf.backend not in AUTO_CREATED and await engine.host.link(conf.host) is None:
                 raise CniError(NOT_AVAILABLE, f"the host interface {conf.host} does not exist")

@@ -287,6 +287,12 @@ class Engine:
             self._host_fd = None
 
     @property
+    def kinds(self) -> list[str]:
+        """The link kinds an attachment may name (``--kind``), sorted: every
+        backend's but the engine's own ``link`` (a link between guests)."""
+        return sorted(k for k in self.backends if k != LINK_KIND)
+
+    @property
     def host(self) -> Netns:
         if self._host is None:
             self._host = self._pool.acquire(self._host_fd, "host")
@@ -387,7 +393,7 @@ class Engine:
             if backend is None:
                 raise UnsupportedError(
                     f"no link backend named {spec.kind!r}",
-                    f"known kinds: {', '.join(sorted(self.backends))}",
+                    f"known kinds: {', '.join(self.kinds)}",
                 )
             return backend
         request = HostRequest(spec=spec, host_link=host_link, host=self.host)
@@ -404,7 +410,7 @@ class Engine:
             )
             raise UnknownHostInterfaceError(
                 f"I do not know how to set up interface {spec.host}",
-                f"{what}; known kinds: {', '.join(sorted(self.backends))} (choose one with --kind)",
+                f"{what}; known kinds: {', '.join(self.kinds)} (choose one with --kind)",
             )
         return best[1]
 
@@ -1009,7 +1015,7 @@ class Engine:
         if backend is None:
             raise UnsupportedError(
                 f"no link backend named {kind!r}",
-                f"known kinds: {', '.join(sorted(self.backends))}",
+                f"known kinds: {', '.join(self.kinds)}",
             )
         return await backend.prepare_host(
             self._host_context(name, settings, force=force, dry_run=dry_run)

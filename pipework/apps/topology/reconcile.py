@@ -195,10 +195,10 @@ async def prepare_bridges(
     created: list[str] = []
     for i, bridge in enumerate(loaded.topology.bridges):
         where = loaded.where(("bridges", i))
-        if bridge.kind not in engine.backends:
+        if bridge.kind not in engine.kinds:
             error = UnsupportedError(
                 f"no link backend named {bridge.kind!r}",
-                f"known kinds: {', '.join(sorted(engine.backends))}",
+                f"known kinds: {', '.join(engine.kinds)}",
             )
             raise loaded.error(("bridges", i, "kind"), error)
         try:
@@ -244,7 +244,7 @@ async def release_bridges(
     for name, kind in names.items():
         if only is not None and name not in only:
             continue
-        kinds = [kind] if kind is not None else sorted(engine.backends)
+        kinds = [kind] if kind is not None else engine.kinds
         for each in kinds:
             try:
                 released = await engine.release_host(each, name)

@@ -162,11 +162,11 @@ async def _watch(*, once: bool, interval: float, declare: Any = None, policy: An
     from pipework.engine.plugins import event_sources
 
     async with Engine() as engine:
-        unknown = sorted(policy.kinds - set(engine.backends)) if policy is not None else []
+        unknown = sorted(policy.kinds - set(engine.kinds)) if policy is not None else []
         if unknown:
             raise UsageError(
                 f"--allow-kinds: no link backend named {', '.join(unknown)}",
-                f"known kinds: {', '.join(sorted(engine.backends))}",
+                f"known kinds: {', '.join(engine.kinds)}",
             )
         sources = event_sources(engine.plugin_manager, engine.config)
         watcher = Watcher(
