@@ -964,7 +964,9 @@ class Engine:
                 if ifname is not None and link.ifname != ifname:
                     continue
                 try:
-                    async with self.lock(f"guest:{marker.guest}:{marker.ifname}"):
+                    async with AsyncExitStack() as held:
+                        for name in _locks_of(marker):
+                            await held.enter_async_context(self.lock(name))
                         await self._remove(marker, gns, link)
                 except (UnverifiedError, UnsupportedError) as exc:
                     # Left alone: one interface the guest marked must not
@@ -1255,6 +1257,15 @@ def _marker_of(
             backend.name, host_name, backend.options, provider.options if provider else {}
         ),
     )
+
+
+def _locks_of(marker: Marker) -> list[str]:
+    """The locks a removal of ``marker``'s interface takes, in the order all
+    takers use: a link's end also takes its peer's (``link`` holds both)."""
+    names = {f"guest:{marker.guest}:{marker.ifname}"}
+    if marker.kind == LINK_KIND and marker.peer:
+        names.add(f"guest:{marker.host}:{marker.peer}")
+    return sorted(names)
 
 
 def _left_alone(ifname: str, place: str, marker: Marker, reason: str) -> str:

@@ -225,7 +225,7 @@ class Linker:
         engine = self.engine
         async with self.ends(spec, classify=False) as (a, b):
             names = sorted(f"guest:{e.marker.guest}:{e.marker.ifname}" for e in (a, b))
-            async with engine.lock(names[0]), engine.lock(names[1]):
+            async with engine.lock(names[0]), engine.lock(names[1]):  # as detach takes them
                 await self._classify(a, b)  # under the locks
                 await self._classify(b, a)
                 ends = (a, b)

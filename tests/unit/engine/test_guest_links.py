@@ -147,3 +147,12 @@ def test_ls_does_not_pair_ends_that_do_not_name_each_other():
         _record("netns:r2", "eth1", "netns:r3", "eth1"),
     ]
     assert [b for _, b in link_pairs(records)] == [None, None]
+
+
+def test_removing_a_link_end_takes_both_ends_locks_in_the_order_link_takes_them():
+    from pipework.engine.engine import _locks_of
+
+    a = _marker("netns:r2", "eth1", "netns:r1", "eth3")
+    assert _locks_of(a) == ["guest:netns:r1:eth3", "guest:netns:r2:eth1"]
+    plain = Marker(guest="netns:r2", ifname="eth1", kind="bridge", host="br0")
+    assert _locks_of(plain) == ["guest:netns:r2:eth1"]
