@@ -31,6 +31,7 @@ starts is refused the same way, at its ``image`` (pipework deploys none).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from typing import Any
@@ -40,6 +41,8 @@ from pipework.apps.topology.schema import Topology
 from pipework.engine.errors import PipeworkError, UnsupportedError, UsageError
 from pipework.engine.specs import validate_ifname
 
+CONTAINER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+"""The names Docker and Podman give containers (a node's container is one)."""
 DEFAULT_MTU = 9500
 """containerlab's MTU for the veth links it makes (docs/manual/network.md)."""
 
@@ -173,6 +176,12 @@ class _Translation:
             )
         return value
 
+    def word(self, value: Any, path: Path_) -> str:
+        """A name the file gives (a kind, a group, a link type): a string."""
+        if not isinstance(value, str):
+            raise self.fail(path, "a string is expected here")
+        return value
+
     def mapping(self, value: Any, path: Path_) -> dict[Any, Any]:
         if value is None:
             return {}
@@ -193,8 +202,12 @@ class _Translation:
         path: Path_ = ("topology", "nodes", name)
         settings = self.mapping(settings, path)
         self.refused_fields(settings, path)
-        group = self.mapping(groups.get(settings.get("group")), path) if "group" in settings else {}
+        group: dict[Any, Any] = {}
+        if "group" in settings:
+            self.word(settings["group"], (*path, "group"))
+            group = self.mapping(groups.get(settings["group"]), path)
         kind = settings.get("kind") or group.get("kind") or defaults.get("kind") or ""
+        self.word(kind, (*path, "kind") if "kind" in settings else path)
         self.kinds[name] = str(kind)
         self.declared[name] = path
         self.node_settings[name] = settings
@@ -233,6 +246,14 @@ class _Translation:
         if self.kinds[node] == "host":
             raise self.refuse(path, REFUSED_TYPES["host"][0], REFUSED_TYPES["host"][1])
         guest = self.container(node)
+        if not CONTAINER_NAME.match(guest):
+            # Else a name would be another kind of guest reference
+            # (pid:1, netns:NAME, a path): a node is a container.
+            raise self.fail(
+                self.declared[node],
+                f"{guest!r} is not a container name",
+                "containerlab's nodes are containers: letters, digits, '_', '.' and '-'",
+            )
         at = (*self.declared[node], "image") if "image" in settings else self.declared[node]
         self.nodes.setdefault(guest, (self.where(at), dotted(at)))
         return guest
@@ -244,7 +265,7 @@ class _Translation:
         for key in link:
             if key not in LINK_FIELDS:
                 raise self.fail((*path, key), f"unknown field {key!r} (not containerlab's)")
-        kind = link.get("type", "veth")
+        kind = self.word(link.get("type", "veth"), (*path, "type"))
         if kind in REFUSED_TYPES:
             message, hint = REFUSED_TYPES[kind]
             raise self.refuse((*path, "type"), message, hint)

@@ -291,6 +291,19 @@ def test_a_bridge_in_a_container_namespace_is_refused():
             ),
             "lab.clab.yml:8: topology.links[1].endpoints[0]: eth1 in clab-lab-r2 is already declared as topology.links[0].endpoints[1]",
         ),
+        # Values of the wrong type: a located line, never a traceback.
+        (
+            ("r1: {kind: linux,", "r1: {kind: [linux],"),
+            "lab.clab.yml:4: topology.nodes.r1.kind: a string is expected here",
+        ),
+        (
+            ("r1: {kind: linux,", "r1: {group: [g],"),
+            "lab.clab.yml:4: topology.nodes.r1.group: a string is expected here",
+        ),
+        (
+            ('- endpoints: ["r1:eth1", "r2:eth1"]', '- {type: [veth], endpoints: ["r1:eth1", "r2:eth1"]}'),
+            "lab.clab.yml:7: topology.links[0].type: a string is expected here",
+        ),
     ],
 )
 def test_bad_input_is_one_located_usage_error(change, expected):
@@ -313,3 +326,18 @@ def test_both_addresses_of_one_end_are_refused():
 def test_a_pipework_file_is_not_taken_for_containerlab():
     loaded = parse('links: [{endpoints: ["a:eth1", "b:eth1"]}]\n', "lab.yaml")
     assert not loaded.sources and not loaded.nodes
+
+
+@pytest.mark.parametrize("node", ["pid:1", "/proc/1/ns/net", "netns:x", "lxc:r1", "-r1"])
+def test_a_node_name_that_is_another_guest_reference_is_refused(node):
+    """With ``prefix: ""`` (or an ext-container) the node name is the guest
+    reference: it must be a container's name, never the host (pid:1) or a path."""
+    text = (
+        TWO.replace("name: lab\n", 'name: lab\nprefix: ""\n')
+        .replace("r1: {", f'"{node}": {{')
+        .replace('"r1:eth1"', f'{{node: "{node}", interface: eth1}}')
+    )
+    exc = error(text)
+    assert isinstance(exc, UsageError) and exc.exit_code == 2
+    assert f"{node!r} is not a container name" in str(exc), str(exc)
+    assert "\n" not in str(exc)
