@@ -15,6 +15,7 @@ from support import infra
 from support.checks import links, only_loopback
 
 from pipework import AddressSpec, AttachSpec, Engine
+from pipework.engine.errors import HostInterfaceError
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -88,6 +89,23 @@ async def test_two_guests_ping_across_the_tunnel(hosts, make_netns):
         await engine.detach(f"netns:{gb.name}")
     assert only_loopback(ga) and only_loopback(gb)
     assert {ns.name: set(links(ns)) for ns in hosts} == before
+
+
+async def test_force_onto_a_vni_another_interface_holds_keeps_the_old_one(hosts, make_netns):
+    """--force to a VNI and port a third interface of the host holds: the
+    replacement cannot be made, and the attachment it would replace stays."""
+    host_a, _ = hosts
+    guest = make_netns("g")
+    host_a.exec("ip", "link", "add", "pwtvx42", "type", "vxlan", "id", "42", "dstport", "4789",
+                "remote", B_UL)  # fmt: skip
+    async with Engine(host_netns=host_a.path) as engine:
+        await engine.attach(vxlan_spec(guest, "198.18.41.1/24", B_UL, vni="43"))
+        with pytest.raises(HostInterfaceError, match="VNI 42 on UDP port 4789"):
+            await engine.attach(vxlan_spec(guest, "198.18.41.1/24", B_UL, True))
+        assert links(guest)["eth1"]["linkinfo"]["info_data"]["id"] == 43
+        await engine.detach(f"netns:{guest.name}")
+    host_a.exec("ip", "link", "del", "pwtvx42")
+    assert only_loopback(guest)
 
 
 @pytest.mark.parametrize(

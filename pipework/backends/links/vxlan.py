@@ -35,6 +35,7 @@ from pipework.engine import (
     LinkContext,
     LinkExists,
     NetlinkFailure,
+    Netns,
     OptionSpec,
     hookimpl,
 )
@@ -47,6 +48,16 @@ def settings(options: Mapping[str, str], host_link: Link | None) -> shared.Vxlan
     if "dev" not in values and host_link is not None:
         values["dev"] = host_link.ifname
     return shared.from_options(values)
+
+
+async def holds(ns: Netns, ifname: str, vxlan: shared.Vxlan) -> bool:
+    """Is ``ifname`` in ``ns`` (an attachment being replaced) a VXLAN
+    interface with ``vxlan``'s VNI and UDP port?"""
+    old = await ns.link(ifname)
+    if old is None or old.kind != "vxlan":
+        return False
+    have = await shared.read(ns, old)
+    return (have.vni, have.port) == (vxlan.vni, vxlan.port)
 
 
 class VxlanBackend(LinkBackend):
@@ -80,9 +91,11 @@ class VxlanBackend(LinkBackend):
         except LinkExists:
             if await guest_ns.link(temp) is not None or await ctx.host.link(temp) is not None:
                 raise
-            if ctx.replacing is not None:
+            if ctx.replacing is not None and await holds(guest_ns, ctx.replacing.ifname, vxlan):
                 # The attachment this one replaces holds the VNI and port on
                 # this host: the engine removes it first, then makes this one.
+                # (Another holder: removing the old one would not help, and
+                # would lose it.)
                 raise BreakBeforeMake from None
             raise HostInterfaceError(
                 f"the host already has a vxlan interface with VNI {vxlan.vni}"
