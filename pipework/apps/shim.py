@@ -346,7 +346,7 @@ async def create(engine: Engine, spec: ShimSpec, *, force: bool = False) -> Shim
 
 async def _build(host: Netns, spec: ShimSpec, parent: Link, mtu: int) -> Link:
     journal = Journal()
-    try:
+    async with journal.transaction():
         await journal.step(
             f"create shim {spec.name}",
             host.create(
@@ -383,10 +383,6 @@ async def _build(host: Netns, spec: ShimSpec, parent: Link, mtu: int) -> Link:
                 host.add_route(link.index, route.dst, route.via, route.metric),
                 _nothing,  # a route through the shim goes with it
             )
-        journal.commit()
-    except BaseException:
-        await journal.rollback()
-        raise
     ready = await host.link_by_index(link.index)
     return ready or link
 
