@@ -280,15 +280,12 @@ async def plan(
         label = f"{found.marker.ifname} in {found.guest.name} on {found.marker.kind} {found.marker.host}"
         item = PlanItem("attachment", found.action, label, where, ifname=found.marker.ifname)
         if found.action == "update":
-            if force:
-                item.details = ("replaced: --force",)
-            else:
-                item.details = ("needs --force",)
-                item.error = ConflictError(
-                    f"{found.marker.ifname} in {found.guest.name} is attached with another"
-                    " configuration",
-                    "add --force to replace it",
-                )
+            _update(
+                item,
+                f"{found.marker.ifname} in {found.guest.name} is attached with another"
+                " configuration",
+                force=force,
+            )
         elif found.action == "conflict":
             item.error = ConflictError(
                 f"{found.marker.ifname} already exists in {found.guest.name} and pipework did"
@@ -322,6 +319,16 @@ async def plan(
     return result
 
 
+def _update(item: PlanItem, changed: str, *, force: bool) -> None:
+    """An update's plan line: replaced with ``--force``, else the error
+    ``changed`` (what stands has another configuration)."""
+    if force:
+        item.details = ("replaced: --force",)
+    else:
+        item.details = ("needs --force",)
+        item.error = ConflictError(changed, "add --force to replace it")
+
+
 async def _link_item(engine: Engine, spec: LinkSpec, where: str, *, force: bool) -> PlanItem:
     """The plan line of one link: what ``Engine.link`` would do, and why it would fail."""
     label = str(spec)
@@ -333,14 +340,8 @@ async def _link_item(engine: Engine, spec: LinkSpec, where: str, *, force: bool)
     ends = [e for e in (found.a, found.b) if e.action == found.action]
     at = " and ".join(f"{e.marker.ifname} in {e.guest.name}" for e in ends)
     if found.action == "update":
-        if force:
-            item.details = ("replaced: --force",)
-        else:
-            item.details = ("needs --force",)
-            item.error = ConflictError(
-                f"{at} {'is' if len(ends) == 1 else 'are'} linked with another configuration",
-                "add --force to replace it",
-            )
+        verb = "is" if len(ends) == 1 else "are"
+        _update(item, f"{at} {verb} linked with another configuration", force=force)
     elif found.action == "conflict":
         item.error = ConflictError(
             f"{at} already exists and pipework did not create it (or cannot verify it)",

@@ -301,7 +301,10 @@ def test_a_bridge_in_a_container_namespace_is_refused():
             "lab.clab.yml:4: topology.nodes.r1.group: a string is expected here",
         ),
         (
-            ('- endpoints: ["r1:eth1", "r2:eth1"]', '- {type: [veth], endpoints: ["r1:eth1", "r2:eth1"]}'),
+            (
+                '- endpoints: ["r1:eth1", "r2:eth1"]',
+                '- {type: [veth], endpoints: ["r1:eth1", "r2:eth1"]}',
+            ),
             "lab.clab.yml:7: topology.links[0].type: a string is expected here",
         ),
     ],
