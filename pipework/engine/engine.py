@@ -72,7 +72,14 @@ from pipework.engine.errors import (
 )
 from pipework.engine.guests import Guest, still_there
 from pipework.engine.journal import Journal
-from pipework.engine.kernel.netlink import Link, NetlinkFailure, NetlinkPool, Netns, NoSuchLink
+from pipework.engine.kernel.netlink import (
+    Link,
+    NetlinkFailure,
+    NetlinkPool,
+    Netns,
+    NoSuchLink,
+    netns_identity,
+)
 from pipework.engine.linkends import LinkEnds
 from pipework.engine.locks import HostLocks
 from pipework.engine.marker import LINK_KIND, Marker
@@ -439,12 +446,28 @@ class Engine:
         provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
+            self._refuse_host(guest)
             _apply_key(guest, spec)
             provider.validate(spec, guest.info)
         except BaseException:
             guest.close()
             raise
         return host_link, backend, provider, guest
+
+    def _refuse_host(self, guest: Guest) -> None:
+        """A guest must not be the host itself (``pid:1``, a container of
+        ``--network host``): its guest side would be in the host, where
+        ``gc`` takes pipework's interfaces for host sides whose guest left."""
+        if netns_identity(guest.fd) == netns_identity(self._host_fd):
+            raise UsageError(
+                f"{guest.name} is in the host's own network namespace",
+                "attach a container or namespace of its own"
+                + (
+                    " (or give --network none to the container)"
+                    if guest.info.runtime in ("docker", "podman")
+                    else ""
+                ),
+            )
 
     async def attach(self, spec: AttachSpec) -> Attachment:
         """Attach one interface; all or nothing."""

@@ -125,15 +125,10 @@ class Linker:
                     f"{spec.a.guest} and {spec.b.guest} are the same guest ({a.name})",
                     "a link joins two different guests",
                 )
-            host = netns_identity(engine.host.fd)
-            for end, guest in zip(spec.ends, guests, strict=True):
-                if netns_identity(guest.fd) == host:
-                    # Nothing of a link is in the host: gc would take an end
-                    # there for an attachment's host side whose guest is gone.
-                    raise UsageError(
-                        f"{end.guest} is the host's own namespace",
-                        "a link joins two guests; attach the host with a bridge instead",
-                    )
+            for guest in guests:
+                # Nothing of a link is in the host: gc would take an end
+                # there for an attachment's host side whose guest is gone.
+                engine._refuse_host(guest)
             made: list[_End] = []
             for i, (guest, other) in enumerate(((a, b), (b, a))):
                 end_spec = spec.end_spec(i, other.info.key)

@@ -51,6 +51,14 @@ def test_no_such_process(host_ns, run_pipework):
     one_line(result, 3, "no process with PID 999999999")
 
 
+def test_the_host_itself_is_no_guest(host_ns, run_pipework):
+    """Its guest side would be in the host, where gc takes pipework's
+    interfaces for host sides whose guest is gone."""
+    result = run_pipework("brpwte", f"netns:{host_ns.name}", "0/0", netns=host_ns.name)
+    one_line(result, 2, "is in the host's own network namespace")
+    assert only_loopback(host_ns)
+
+
 def test_a_file_that_is_not_a_namespace(host_ns, run_pipework, tmp_path):
     path = tmp_path / "plain"
     path.write_text("")

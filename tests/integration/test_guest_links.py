@@ -199,7 +199,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(host_ns, make_netns, run_pipew
     one_line_error(same, 2, "are the same guest")
     # An end in the host's own namespace (gc would take it for a host side).
     host_end = link(run_pipework, host_ns, ns_ref(r1), f"/run/netns/{host_ns.name}:eth9")
-    one_line_error(host_end, 2, "the host's own namespace")
+    one_line_error(host_end, 2, "the host's own network namespace")
     one_line_error(link(run_pipework, host_ns, ns_ref(r1), ns_ref(r2), "--mtu", "70000"), 2, "MTU")
     one_line_error(
         link(run_pipework, host_ns, ns_ref(r1), ns_ref(r2), "--ip", "198.18.40.1"), 2, "netmask"
