@@ -14,6 +14,7 @@ registers it: this module is small and loads nothing new.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     from pipework.engine.kernel.netlink import Link, Netns
 
 _HOW = "pipework link GUEST:IFNAME GUEST:IFNAME"
+
+
+def on_nsfs(path: str) -> bool:
+    """Is ``path`` a namespace file (on nsfs, as the kernel's own are)? Asked
+    of a path a marker names before anything opens it."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except OSError:
+        return False
 
 
 def mirrors(found: Marker | None, marker: Marker) -> bool:
@@ -76,6 +86,10 @@ class LinkEnds(LinkBackend):
         or None and why the host does not corroborate ``marker``."""
         if link.kind != "veth" or link.link_netnsid is None or link.parent is None:
             yield None, "it is not a veth whose peer is in another namespace"
+            return
+        if marker.host.startswith("/") and not on_nsfs(marker.host):
+            # The guest wrote that path: only a namespace file is opened.
+            yield None, f"its peer {marker.host} is not a network namespace file"
             return
         try:
             guest = await self._engine.resolve(marker.host)
@@ -134,4 +148,4 @@ class LinkEnds(LinkBackend):
                 )
 
 
-__all__ = ["LinkEnds", "Peer", "mirrors"]
+__all__ = ["LinkEnds", "Peer", "mirrors", "on_nsfs"]

@@ -156,3 +156,12 @@ def test_removing_a_link_end_takes_both_ends_locks_in_the_order_link_takes_them(
     assert _locks_of(a) == ["guest:netns:r1:eth3", "guest:netns:r2:eth1"]
     plain = Marker(guest="netns:r2", ifname="eth1", kind="bridge", host="br0")
     assert _locks_of(plain) == ["guest:netns:r2:eth1"]
+
+
+def test_only_namespace_files_are_opened_for_a_peer_a_marker_names(tmp_path):
+    from pipework.engine.linkends import on_nsfs
+
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    assert on_nsfs("/proc/self/ns/net")
+    assert not on_nsfs(str(plain)) and not on_nsfs("/dev/null") and not on_nsfs("/nonexistent")
