@@ -171,7 +171,8 @@ def demo(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Every benchmark: attach_many and docker_many at the issue's sizes (1000
-    namespaces, 200 containers), the others short (bench/README.md)."""
+    namespaces, 200 containers), guest_links with 50 and 200 links, the others
+    short (bench/README.md)."""
     _require_root(session)
     _ensure_system_packages(session)
     _install(session)
@@ -190,3 +191,17 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/ovs_transport.py", "--ports", "5", "--rounds", "1")
     session.run("python", "bench/cni_add.py", "--iterations", "5", "--warmup", "1")
     session.run("python", "bench/watch_latency.py", "--containers", "5")
+    session.run(
+        "python",
+        "bench/guest_links.py",
+        "--iterations",
+        "5",
+        "--phase-runs",
+        "2",
+        "--importtime-runs",
+        "2",
+        "--count",
+        "50",
+        "--count",
+        "200",
+    )

@@ -26,6 +26,7 @@ import ipaddress
 import json
 import os
 import platform
+import random
 import secrets
 import shlex
 import shutil
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -126,6 +127,31 @@ def ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
+def shuffled_rounds(methods: Sequence[str], rounds: int, seed: int) -> Iterator[tuple[int, str]]:
+    """(round, method) for ``rounds`` rounds, every method once a round, in an
+    order shuffled anew each round (seeded: a run can be repeated)."""
+    rng = random.Random(seed)
+    for r in range(rounds):
+        order = list(methods)
+        rng.shuffle(order)
+        for method in order:
+            yield r, method
+
+
+def round_medians(
+    samples: Mapping[str, Sequence[Mapping[str, float]]], count: int, rates: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Per method: the median of each timing over its rounds, ``count`` divided
+    by some of them (``rates``: the rate's name -> the timing's key), and the
+    rounds themselves."""
+    stats: dict[str, dict[str, Any]] = {}
+    for method, runs in samples.items():
+        medians = {key: statistics.median(s[key] for s in runs) for key in runs[0]}
+        per_s = {name: count / medians[key] for name, key in rates.items()}
+        stats[method] = {**medians, **per_s, "rounds": list(runs)}
+    return stats
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain-text table; the first column is left-aligned, the others right-aligned."""
     cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
@@ -142,12 +168,39 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
+def phase_table(phases: Mapping[str, Any]) -> str:
+    """The table of ``phase_medians``' phases: name, milliseconds, share."""
+    rows = [[p["phase"], p["median_ms"], f"{p['share']:.0%}"] for p in phases["phases"]]
+    return format_table(["phase", "ms", "share"], rows)
+
+
+def times(value: float | None) -> str:
+    """A ratio as ``1.23x`` (``-`` when there is none)."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
     return str(value)
+
+
+def add_run_options(parser: argparse.ArgumentParser, *, bytecode: bool = True) -> None:
+    """The options every namespace benchmark takes: --seed, --bytecode, --json
+    (and the hidden --worker of the supervised worker)."""
+    parser.add_argument("--seed", type=int, default=1, help="seed for the method order")
+    if bytecode:
+        parser.add_argument(
+            "--bytecode",
+            choices=("cached", "env"),
+            default="cached",
+            help="cached: let Python cache bytecode in a private directory (as an installed "
+            "package does); env: leave the environment as it is",
+        )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
 def machine_info() -> dict[str, Any]:

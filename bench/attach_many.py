@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ from typing import Any
 from _harness import (
     BenchError,
     Session,
+    add_run_options,
     drop_cni_if_missing,
     emit,
     format_table,
@@ -55,9 +54,12 @@ from _harness import (
     machine_info,
     ratio,
     require_root_and_tools,
+    round_medians,
     run,
+    shuffled_rounds,
     supervise,
     timed,
+    times,
 )
 from single_attach import cni_config, cni_env
 
@@ -91,16 +93,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="METHOD",
         help="run only this method (repeat for several; e.g. 'pipework batch', floor)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed for the method order")
     parser.add_argument("--cni-dir", default="/usr/lib/cni", help="CNI plugin directory")
-    parser.add_argument(
-        "--bytecode",
-        choices=("cached", "env"),
-        default="cached",
-        help="how the worker's Python treats bytecode (see single_attach.py)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.count < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--count and --rounds must be positive, --warmup not negative")
@@ -210,7 +204,7 @@ def render(result: dict[str, Any]) -> str:
         f"time ratios (>1: pipework slower; <1: faster), pipework at limit={result['config']['default_limit']}:",
     ]
     for name, r in result["ratios"].items():
-        lines.append(f"  {name}: attach {_x(r['attach'])}  teardown {_x(r['teardown'])}")
+        lines.append(f"  {name}: attach {times(r['attach'])}  teardown {times(r['teardown'])}")
     teardown = result.get("netns_teardown")
     if teardown:
         lines += [
@@ -220,10 +214,6 @@ def render(result: dict[str, Any]) -> str:
             f"{teardown['host_veths_gone_s']:.3f} s",
         ]
     return "\n".join(lines)
-
-
-def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
 
 
 # -- worker ---------------------------------------------------------------------------------
@@ -239,31 +229,20 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
         for method in methods:
             once(method, plan, guests[:n], addresses[:n])
     samples: dict[str, list[dict[str, float]]] = {m: [] for m in methods}
-    rng = random.Random(plan["seed"])
-    for r in range(plan["rounds"]):
-        order = list(methods)
-        rng.shuffle(order)
-        for method in order:
-            sample = once(method, plan, guests, addresses)
-            samples[method].append(sample)
-            log(
-                f"round {r + 1}: {method}: attach {sample['attach_s']:.3f} s, "
-                f"teardown {sample['teardown_s']:.3f} s"
-            )
+    for r, method in shuffled_rounds(methods, plan["rounds"], plan["seed"]):
+        sample = once(method, plan, guests, addresses)
+        samples[method].append(sample)
+        log(
+            f"round {r + 1}: {method}: attach {sample['attach_s']:.3f} s, "
+            f"teardown {sample['teardown_s']:.3f} s"
+        )
     log("attaching every guest once more, for the namespace-deletion teardown")
     attach_pipework(plan, guests, addresses, plan["default_limit"])
     check_attached(plan, guests, addresses)
 
-    count = len(guests)
-    stats: dict[str, dict[str, Any]] = {}
-    for method, runs in samples.items():
-        medians = {key: statistics.median(s[key] for s in runs) for key in runs[0]}
-        stats[method] = {
-            **medians,
-            "attaches_per_s": count / medians["attach_s"],
-            "detaches_per_s": count / medians["teardown_s"],
-            "rounds": runs,
-        }
+    stats = round_medians(
+        samples, len(guests), {"attaches_per_s": "attach_s", "detaches_per_s": "teardown_s"}
+    )
     ours = {
         "pipework": f"pipework (limit={plan['default_limit']})",
         "pipework apply": "pipework apply",

@@ -42,12 +42,14 @@ from typing import Any
 from _harness import (
     BenchError,
     Session,
+    add_run_options,
     emit,
     format_table,
     guest_address,
     log,
     machine_info,
     phase_medians,
+    phase_table,
     ratio,
     require_root_and_tools,
     run,
@@ -90,7 +92,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--loop-runs", type=int, default=20, help="start-ups with and without the loop (0: none)"
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed for the run order")
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter pipework is installed for"
     )
@@ -98,9 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--plugin", help="the pipework-cni console script (default: next to --python)"
     )
     parser.add_argument("--cni-dir", default="/usr/lib/cni", help="the reference plugins")
-    parser.add_argument("--bytecode", choices=("cached", "env"), default="cached")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.iterations < 2:
         parser.error("--iterations must be at least 2")
@@ -163,10 +162,7 @@ def render(result: dict[str, Any]) -> str:
             lines += [
                 f"pipework-cni {command} phases (median of {phases['runs']} instrumented runs; "
                 f"total {phases['total_ms']:.1f} ms)",
-                format_table(
-                    ["phase", "ms", "share"],
-                    [[p["phase"], p["median_ms"], f"{p['share']:.0%}"] for p in phases["phases"]],
-                ),
+                phase_table(phases),
                 "",
             ]
     imports = result["importtime"]

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -51,7 +49,9 @@ from _harness import (
     machine_info,
     ratio,
     require_root_and_tools,
+    round_medians,
     run,
+    shuffled_rounds,
     summarize,
     supervise,
     timed,
@@ -183,30 +183,19 @@ def work(plan: dict[str, Any]) -> dict[str, Any]:
     names: list[str] = plan["containers"]
     addresses = [str(guest_address(k)) for k in range(len(names))]
     samples: dict[str, list[dict[str, float]]] = {m: [] for m in plan["methods"]}
-    rng = random.Random(plan["seed"])
     log("warm-up: every method on 5 containers")
     for method in plan["methods"]:
         once(method, plan, names[:5], addresses[:5])
-    for r in range(plan["rounds"]):
-        order = list(plan["methods"])
-        rng.shuffle(order)
-        for method in order:
-            sample = once(method, plan, names, addresses)
-            samples[method].append(sample)
-            log(
-                f"round {r + 1}: {method}: attach {sample['attach_s']:.3f} s, "
-                f"teardown {sample['teardown_s']:.3f} s"
-            )
-    count = len(names)
-    stats: dict[str, dict[str, Any]] = {}
-    for method, runs in samples.items():
-        medians = {key: statistics.median(s[key] for s in runs) for key in runs[0]}
-        stats[method] = {
-            **medians,
-            "attaches_per_s": count / medians["attach_s"],
-            "detaches_per_s": count / medians["teardown_s"],
-            "rounds": runs,
-        }
+    for r, method in shuffled_rounds(plan["methods"], plan["rounds"], plan["seed"]):
+        sample = once(method, plan, names, addresses)
+        samples[method].append(sample)
+        log(
+            f"round {r + 1}: {method}: attach {sample['attach_s']:.3f} s, "
+            f"teardown {sample['teardown_s']:.3f} s"
+        )
+    stats = round_medians(
+        samples, len(names), {"attaches_per_s": "attach_s", "detaches_per_s": "teardown_s"}
+    )
     ours = f"pipework (limit={plan['default_limit']})"
     ratios = {
         f"{name}/{base}": {

@@ -35,6 +35,7 @@ from typing import Any
 from _harness import (
     BenchError,
     Session,
+    add_run_options,
     drop_cni_if_missing,
     emit,
     format_table,
@@ -42,6 +43,7 @@ from _harness import (
     log,
     machine_info,
     phase_medians,
+    phase_table,
     ratio,
     require_root_and_tools,
     run,
@@ -87,7 +89,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs per method first")
     parser.add_argument("--phase-runs", type=int, default=10, help="instrumented pipework runs")
     parser.add_argument("--importtime-runs", type=int, default=5, help="-X importtime runs")
-    parser.add_argument("--seed", type=int, default=1, help="seed for the run order")
     parser.add_argument(
         "--python",
         default=sys.executable,
@@ -97,15 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--pipework", help="the pipework console script (default: next to --python, or on PATH)"
     )
     parser.add_argument("--cni-dir", default="/usr/lib/cni", help="CNI plugin directory")
-    parser.add_argument(
-        "--bytecode",
-        choices=("cached", "env"),
-        default="cached",
-        help="cached: let Python cache bytecode in a private directory (as an installed "
-        "package does); env: leave the environment as it is",
-    )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    add_run_options(parser)
     args = parser.parse_args(argv)
     if args.iterations < 2:
         parser.error("--iterations must be at least 2")
@@ -176,10 +169,7 @@ def render(result: dict[str, Any]) -> str:
             "",
             f"pipework phases (median of {phases['runs']} instrumented runs; "
             f"total {phases['total_ms']:.1f} ms)",
-            format_table(
-                ["phase", "ms", "share"],
-                [[p["phase"], p["median_ms"], f"{p['share']:.0%}"] for p in phases["phases"]],
-            ),
+            phase_table(phases),
         ]
     imports = result.get("importtime")
     if imports:
@@ -352,13 +342,26 @@ def measure_importtime(
     plan: dict[str, Any], guests: list[str], addresses: dict[str, str]
 ) -> dict[str, Any]:
     log(f"{len(guests)} pipework runs under -X importtime")
-    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    stderrs = []
+    for guest in guests:
+        cmd = [plan["pipework"], plan["bridge"], f"netns:{guest}", addresses[guest]]
+        stderrs.append(run(cmd, env=IMPORTTIME_ENV).stderr)
+        check_guest(guest, addresses[guest])
+    return importtime_summary(stderrs)
+
+
+IMPORTTIME_ENV = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+"""The environment of a run under ``-X importtime``."""
+
+
+def importtime_summary(stderrs: Sequence[str]) -> dict[str, Any]:
+    """The medians over runs of their ``-X importtime`` output (``stderrs``):
+    the top-level total, split at pipework's first import, and the 8
+    heaviest top-level imports."""
     totals, befores, afters = [], [], []
     per_module: dict[str, list[float]] = {}
-    for guest in guests:
-        proc = run([plan["pipework"], plan["bridge"], f"netns:{guest}", addresses[guest]], env=env)
-        check_guest(guest, addresses[guest])
-        top = top_level_imports(proc.stderr)
+    for stderr in stderrs:
+        top = top_level_imports(stderr)
         first = next((i for i, (name, _) in enumerate(top) if name.startswith("pipework")), 0)
         totals.append(sum(us for _, us in top) / 1000)
         befores.append(sum(us for _, us in top[:first]) / 1000)
@@ -368,7 +371,7 @@ def measure_importtime(
     medians = {name: statistics.median(v) for name, v in per_module.items()}
     heaviest = sorted(medians.items(), key=lambda item: -item[1])[:8]
     return {
-        "runs": len(guests),
+        "runs": len(stderrs),
         "total_ms": statistics.median(totals),
         "before_pipework_ms": statistics.median(befores),
         "pipework_run_ms": statistics.median(afters),
