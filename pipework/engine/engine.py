@@ -980,11 +980,14 @@ class Engine:
         gns = self._pool.acquire(guest.fd, guest.name)
         removed: list[Marker] = []
         try:
-            for link in await gns.links():
+            if ifname is None:
+                links = await gns.links()
+            else:  # one lookup, not a listing: a hub of many links detaches in O(N)
+                found = await gns.link(ifname)
+                links = [found] if found is not None else []
+            for link in links:
                 marker = Marker.parse(link.alias)
                 if marker is None or marker.guest != guest.info.key:
-                    continue
-                if ifname is not None and link.ifname != ifname:
                     continue
                 try:
                     async with AsyncExitStack() as held:

