@@ -206,6 +206,15 @@ def test_bridges_with_vxlan_uplinks_join_four_containers(
     ok(run_pipework("apply", file_a, "--force", netns=host_a.name))
     assert links(host_a)["brpwtvx-vx"]["linkinfo"]["info_data"]["id"] == 4243
 
+    # An uplink someone took off the bridge is reported as such, and put back.
+    host_a.exec("ip", "link", "set", "brpwtvx-vx", "nomaster")
+    plan = run_pipework("apply", file_a, "--plan", netns=host_a.name).stdout
+    assert "vxlan uplink off the bridge -> " in plan, plan
+    ok(run_pipework("apply", file_a, "--force", netns=host_a.name))
+    back = links(host_a)["brpwtvx-vx"]
+    assert back["master"] == "brpwtvx" and "UP" in back["flags"]
+    assert ok(run_pipework("apply", file_a, netns=host_a.name)).startswith("unchanged: ")
+
     # destroy takes the uplink with the bridge.
     for ns, path in ((host_a, file_a), (host_b, file_b)):
         ok(run_pipework("destroy", path, netns=ns.name))

@@ -41,6 +41,15 @@ async def uplinks(host: Netns, bridge: Link) -> list[Link]:
     return [port for port in await host.ports(bridge.index) if is_uplink(port)]
 
 
+async def stray(host: Netns, bridge: Link) -> Link | None:
+    """The bridge's uplink by name, if it is pipework's but off the bridge
+    (someone ran ``ip link set BRIDGE-vx nomaster``)."""
+    link = await host.link(uplink_name(bridge.ifname))
+    if link is None or not is_uplink(link) or link.master == bridge.index:
+        return None
+    return link
+
+
 async def plan(host: Netns, bridge: str, want: shared.Vxlan, mtu: int | None) -> int | None:
     """Check what creating the uplink needs before anything is made (the
     underlay exists, the bridge's MTU fits over it); the uplink's MTU."""
@@ -52,7 +61,8 @@ async def differences(host: Netns, bridge: Link, want: shared.Vxlan) -> list[str
     """What differs between the bridge's uplink and ``want``, for people."""
     found = await uplinks(host, bridge)
     if not found:
-        return [f"vxlan uplink none -> {want.describe()}"]
+        was = "off the bridge" if await stray(host, bridge) is not None else "none"
+        return [f"vxlan uplink {was} -> {want.describe()}"]
     have = await shared.read(host, found[0])
     return [f"vxlan {change}" for change in shared.differences(want, have)]
 
@@ -96,6 +106,9 @@ async def replace(host: Netns, bridge: Link, want: shared.Vxlan, mtu: int | None
     """Remove the bridge's uplinks (another VNI, a missing one), make ``want``'s."""
     for old in await uplinks(host, bridge):
         await host.delete(old.index)
+    off = await stray(host, bridge)
+    if off is not None:  # ours (a host alias only root writes), taken off the bridge
+        await host.delete(off.index)
     await create(host, bridge, want, mtu)
 
 
