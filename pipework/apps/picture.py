@@ -145,7 +145,11 @@ def from_topology(topology: Topology) -> Picture:
     ``defaults``) and links. Raises ``UsageError`` as ``Topology.spec`` does."""
     picture = Picture()
     for bridge in topology.bridges:
-        picture.node(BRIDGE_KINDS.get(bridge.kind, "interface"), bridge.name, _mtu(bridge.mtu))
+        uplink = bridge.vxlan
+        lines = _mtu(bridge.mtu) + (
+            (f"VXLAN {uplink.vni} to {uplink.remote or uplink.group or 'any'}",) if uplink else ()
+        )
+        picture.node(BRIDGE_KINDS.get(bridge.kind, "interface"), bridge.name, lines)
     for index in range(len(topology.attachments)):
         spec = topology.spec(index)
         declared = topology.bridge(spec.host)
@@ -178,16 +182,21 @@ def _note(record: AttachmentRecord) -> str | None:
 
 
 def from_records(
-    records: Sequence[AttachmentRecord], bridges: Iterable[tuple[str, NodeKind]] = ()
+    records: Sequence[AttachmentRecord],
+    bridges: Iterable[tuple[str, NodeKind]] = (),
+    uplinks: Iterable[tuple[str, str]] = (),
 ) -> Picture:
-    """The picture of what is attached now: ``ls``'s records, and the host
-    bridges pipework created (``(name, "bridge" | "ovs")``), even empty ones.
+    """The picture of what is attached now: ``ls``'s records, the host
+    bridges pipework created (``(name, "bridge" | "ovs")``), even empty ones,
+    and their VXLAN uplinks (``(bridge, uplink interface)``).
     A link is drawn once, from whichever of its ends comes first."""
     from pipework.engine.inventory import link_pairs
 
     picture = Picture()
     for name, kind in bridges:
         picture.node(kind, name)
+    for bridge, uplink in uplinks:
+        picture.node("bridge", bridge, (f"VXLAN uplink {uplink}",))
     for record in records:
         if record.kind != LINK_KIND:
             picture.attach(

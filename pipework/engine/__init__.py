@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         unsupported_kind,
     )
     from pipework.engine.linkspec import LinkEnd, LinkSpec, parse_endpoint
-    from pipework.engine.marker import BRIDGE_MARKER, LINK_KIND, Marker
+    from pipework.engine.marker import BRIDGE_MARKER, LINK_KIND, UPLINK_MARKER, Marker
     from pipework.engine.options import OptionSpec
     from pipework.engine.replacement import BreakBeforeMake
     from pipework.engine.specs import (
@@ -82,6 +82,7 @@ __all__ = [
     "ARPHRD_LOOPBACK",
     "BRIDGE_MARKER",
     "LINK_KIND",
+    "UPLINK_MARKER",
     "AddressContext",
     "AddressProvider",
     "AddressResult",
@@ -205,6 +206,7 @@ _WHERE: dict[str, str] = {
     "parse_endpoint": "pipework.engine.linkspec",
     "BRIDGE_MARKER": "pipework.engine.marker",
     "LINK_KIND": "pipework.engine.marker",
+    "UPLINK_MARKER": "pipework.engine.marker",
     "Marker": "pipework.engine.marker",
     "OptionSpec": "pipework.engine.options",
     "BreakBeforeMake": "pipework.engine.replacement",

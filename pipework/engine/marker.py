@@ -70,3 +70,6 @@ _OPTIONAL = ("state", "vlan", "peer")
 
 BRIDGE_MARKER = f"{PREFIX} auto-created"
 """Alias of shared host resources (bridges) that pipework created on demand."""
+UPLINK_MARKER = f"{PREFIX} vxlan-uplink"
+"""Alias of a Linux bridge's VXLAN uplink that pipework made (a topology
+file's ``bridges: - vxlan:``; backends/links/bridge/uplink.py)."""

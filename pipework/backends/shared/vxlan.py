@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipework.engine import (
+    UPLINK_MARKER,
     HostInterfaceError,
     Link,
     Netns,
@@ -41,7 +42,7 @@ VNI_MAX = (1 << 24) - 1
 DEFAULT_PORT = 4789
 HEADROOM = {4: 50, 6: 70}
 """Bytes of outer headers per packet: Ethernet 14 + VXLAN 8 + UDP 8 + IPv4 20 (IPv6 40)."""
-UPLINK_ALIAS = "pipework vxlan-uplink"
+UPLINK_ALIAS = UPLINK_MARKER
 """The alias of a bridge's VXLAN uplink that pipework made (not an attachment's marker)."""
 
 IFLA_VXLAN_ID = 1

@@ -151,16 +151,23 @@ def _of_file(file: str) -> Picture:
 
 async def _live() -> Picture:
     from pipework.apps.picture import from_records
-    from pipework.engine import BRIDGE_MARKER, Engine
+    from pipework.engine import BRIDGE_MARKER, UPLINK_MARKER, Engine
 
     async with Engine() as engine:
         records = await engine.list_attachments()
-        bridges: list[tuple[str, NodeKind]] = [
-            (link.ifname, "bridge")
-            for link in await engine.host.links()
-            if link.kind == "bridge" and link.alias == BRIDGE_MARKER
-        ]
-    return from_records(records, bridges)
+        host = await engine.host.links()
+    names = {link.index: link.ifname for link in host}
+    bridges: list[tuple[str, NodeKind]] = [
+        (link.ifname, "bridge")
+        for link in host
+        if link.kind == "bridge" and link.alias == BRIDGE_MARKER
+    ]
+    uplinks = [
+        (names[link.master], link.ifname)
+        for link in host
+        if link.kind == "vxlan" and link.alias == UPLINK_MARKER and link.master in names
+    ]
+    return from_records(records, bridges, uplinks)
 
 
 def _write(data: bytes, output: str | None) -> None:

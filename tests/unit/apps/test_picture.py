@@ -260,3 +260,17 @@ def test_graphviz_reads_a_hostile_picture_as_three_nodes_and_two_edges(name):
     kinds = [line.split()[0] for line in done.stdout.splitlines()]
     assert kinds.count("node") == 3 and kinds.count("edge") == 2, done.stdout
     assert not done.stderr
+
+
+def test_a_bridges_vxlan_uplink_is_drawn_from_a_file_and_live():
+    file = from_topology(
+        parse(
+            "bridges:\n  - {name: br1, vxlan: {vni: 42, remote: 198.18.9.2, dev: ul0}}\n",
+            "lab.yaml",
+        ).topology
+    )
+    (node,) = file.nodes
+    assert node.label == ("br1", "Linux bridge", "VXLAN 42 to 198.18.9.2")
+    live = from_records([], [("br1", "bridge")], [("br1", "br1-vx")])
+    (node,) = live.nodes
+    assert node.label == ("br1", "Linux bridge", "VXLAN uplink br1-vx")
