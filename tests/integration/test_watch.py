@@ -313,6 +313,16 @@ def test_a_topology_file_declares_too(start_watch, make_container, tmp_path, run
     assert addr(eth(a, "lan0", watch=watch)) == "198.18.38.2/24"
 
 
+def test_a_topology_files_links_are_said_to_be_not_watched(docker_daemon, tmp_path, run_pipework):
+    topology = tmp_path / "lab.yaml"
+    topology.write_text('links:\n  - endpoints: ["pwt-r1:eth1", "pwt-r2:eth1"]\n')
+    result = run_pipework("watch", "--file", str(topology), "--once")
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if "link" in line]
+    assert len(warned) == 1 and "not its 1 link between guests" in warned[0], result.stderr
+    assert "pipework apply" in warned[0]
+
+
 def test_a_bad_topology_file_stops_the_watcher_at_once(tmp_path, run_pipework):
     topology = tmp_path / "bad.yaml"
     topology.write_text("version: 1\nattachments:\n  - {guest: web1, address: 198.18.38.2}\n")

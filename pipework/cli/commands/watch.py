@@ -143,6 +143,14 @@ def command(
         except PipeworkError as exc:
             raise fail(exc) from None
     _log_to_stderr(log_format, opts.debug)
+    if file is not None and loaded.topology.links:
+        count = len(loaded.topology.links)
+        logging.getLogger("pipework").warning(
+            "%s: watch keeps its attachments, not its %d link%s between guests "
+            "(make them with pipework apply %s)",
+            loaded.name, count, "" if count == 1 else "s", file,
+            extra={"event": "ignored"},
+        )  # fmt: skip
     raise typer.Exit(
         run_async(
             lambda: _watch(once=once, interval=interval, declare=declare, policy=policy),
