@@ -461,12 +461,7 @@ class Engine:
         if netns_identity(guest.fd) == netns_identity(self._host_fd):
             raise UsageError(
                 f"{guest.name} is in the host's own network namespace",
-                "attach a container or namespace of its own"
-                + (
-                    " (or give --network none to the container)"
-                    if guest.info.runtime in ("docker", "podman")
-                    else ""
-                ),
+                "attach a container or namespace of its own (not one of --network host)",
             )
 
     async def attach(self, spec: AttachSpec) -> Attachment:
@@ -629,9 +624,7 @@ class Engine:
                     link, final, configured = await self._create(
                         spec, guest, gns, backend, provider, marker, host_link, beside
                     )
-                except (
-                    BreakBeforeMake
-                ):  # rolled back (a kernel before 6.2, a VXLAN): break, then make
+                except BreakBeforeMake:  # rolled back (Linux < 6.2, a VXLAN): break, make
                     assert beside is not None and beside.marker is not None
                     await self._remove(beside.marker, gns, beside.link, verified=True)
                     link, final, configured = await self._create(
