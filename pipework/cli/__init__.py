@@ -67,6 +67,12 @@ def run(args: Sequence[str]) -> int:
         code = run_plain(words[1:], options)
         if code is not None:
             return code
+    if words[:1] == ["link"]:  # the same for link (cli/linkpath.py)
+        from pipework.cli.linkpath import run_plain as run_plain_link
+
+        code = run_plain_link(words[1:], options)
+        if code is not None:
+            return code
     from pipework.cli.app import run_app
 
     if invocation.path == "help":

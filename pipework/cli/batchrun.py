@@ -53,7 +53,7 @@ def outcome_line(outcome: Outcome) -> str:
     if outcome.state == "done" and outcome.attachment is not None:
         return describe(outcome.attachment)
     if outcome.state == "done" and outcome.linked is not None:
-        from pipework.cli.commands.link import describe as describe_link
+        from pipework.cli.linkpath import describe as describe_link
 
         return describe_link(outcome.linked)
     if outcome.state == "done":

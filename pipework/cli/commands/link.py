@@ -1,20 +1,14 @@
 """``pipework link GUEST:IF GUEST:IF [--ip ...] [--peer-ip ...]``: a veth
-pair straight between two guests, no bridge."""
+pair straight between two guests, no bridge. The typer face of
+cli/linkpath.py, which also runs plain lines without typer."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from pipework.cli.commands.common import fail, options
-from pipework.cli.render import emit, run_async
-from pipework.engine.errors import PipeworkError
-from pipework.engine.linkspec import LinkEnd, LinkSpec
-from pipework.engine.specs import AddressSpec, RouteSpec
-
-if TYPE_CHECKING:
-    from pipework.engine.guestlinks import LinkResult
+from pipework.cli.commands.common import options
 
 Endpoint = Annotated[
     str,
@@ -23,42 +17,6 @@ Endpoint = Annotated[
         help="A guest (container, netns:NAME, pid:N, path) and the interface to make in it.",
     ),
 ]
-
-
-def build(
-    first: str,
-    second: str,
-    ips: tuple[str, str],
-    macs: tuple[str | None, str | None],
-    routes: tuple[list[str] | None, list[str] | None],
-    mtu: int | None,
-    **flags: bool,
-) -> LinkSpec:
-    """The request the command line describes (``UsageError`` if it is not one)."""
-    ends = [
-        LinkEnd.parse(
-            text,
-            address=AddressSpec.parse(ip),
-            mac=mac,
-            routes=tuple(RouteSpec.parse(r) for r in route or ()),
-        )
-        for text, ip, mac, route in zip((first, second), ips, macs, routes, strict=True)
-    ]
-    return LinkSpec(ends[0], ends[1], mtu=mtu, **flags)
-
-
-def describe(result: LinkResult) -> str:
-    def end(att: object) -> str:
-        from pipework.engine.specs import Attachment
-
-        assert isinstance(att, Attachment)
-        details = [*att.addresses] or (["no address"] if att.address_method == "static" else [])
-        if att.mac:
-            details.append(f"mac {att.mac}")
-        return f"{att.ifname} in {att.guest.name} ({'; '.join(details)})"
-
-    mtu = f"; mtu {result.a.mtu}" if result.a.mtu else ""
-    return f"{result.status}: link {end(result.a)} -- {end(result.b)}{mtu}"
 
 
 def command(
@@ -98,31 +56,23 @@ def command(
     ] = False,
 ) -> None:
     """Link two guests with a veth pair, no bridge. Idempotent; `detach` of either end removes it."""
-    opts = options(ctx)
-    try:
-        spec = build(
-            first,
-            second,
-            (ip, peer_ip),
-            (mac, peer_mac),
-            (route, peer_route),
-            mtu,
-            force=force,
-            announce=not no_announce,
-            ipv6_link_local=ipv6_link_local,
-        )
-    except PipeworkError as exc:
-        raise fail(exc) from None
+    from pipework.cli.linkpath import LinkArgs, run_link
 
-    async def run() -> int:
-        from pipework.engine import Engine
-
-        async with Engine() as engine:
-            result = await engine.link(spec)
-        emit(result.to_dict(), opts.json, describe(result))
-        return 0
-
-    raise typer.Exit(run_async(run, opts.debug))
+    args = LinkArgs(
+        first,
+        second,
+        ip,
+        peer_ip,
+        mac,
+        peer_mac,
+        tuple(route or ()),
+        tuple(peer_route or ()),
+        mtu,
+        force,
+        no_announce,
+        ipv6_link_local,
+    )
+    raise typer.Exit(run_link(args, options(ctx)))
 
 
-__all__ = ["build", "command", "describe"]
+__all__ = ["command"]

@@ -4,10 +4,10 @@ as typer reads them; every other line goes to typer (its errors, its help)."""
 from __future__ import annotations
 
 import pytest
-import typer
+from support.plainpath import typer_reads
 
 from pipework.cli import batchpath
-from pipework.cli.batchpath import BatchArgs, plain_args
+from pipework.cli.batchpath import plain_args
 from pipework.cli.commands import batch
 from pipework.cli.options import GlobalOptions
 
@@ -49,17 +49,7 @@ TYPER_ONLY = [
 
 @pytest.mark.parametrize("words", PLAIN)
 def test_plain_lines_read_as_typer_reads_them(words, monkeypatch):
-    seen: list[BatchArgs] = []
-
-    def fake_run(args, options):
-        seen.append(args)
-        return 0
-
-    monkeypatch.setattr(batch, "run_batch", fake_run)
-    app = typer.Typer()
-    app.command()(batch.command)
-    app(args=list(words), standalone_mode=False, obj=GlobalOptions())
-    assert plain_args(words) == seen[0]
+    assert plain_args(words) == typer_reads(monkeypatch, batch, "run_batch", batch.command, words)
 
 
 @pytest.mark.parametrize("words", TYPER_ONLY)
