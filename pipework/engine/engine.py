@@ -219,6 +219,7 @@ class Engine:
         self._pool = NetlinkPool()
         self._host_fd: int | None = None
         self._host: Netns | None = None
+        self._host_identity: tuple[int, int] | None = None
         self._locks = HostLocks(run_dir, wait=max(timeout, 5.0) * LOCK_WAIT_FACTOR)
         self._background: anyio.abc.TaskGroup | None = None
         self._stack: AsyncExitStack | None = None
@@ -289,6 +290,7 @@ class Engine:
 
     def _close_host(self) -> None:
         self._host = None
+        self._host_identity = None
         if self._host_fd is not None:
             os.close(self._host_fd)
             self._host_fd = None
@@ -458,7 +460,9 @@ class Engine:
         """A guest must not be the host itself (``pid:1``, a container of
         ``--network host``): its guest side would be in the host, where
         ``gc`` takes pipework's interfaces for host sides whose guest left."""
-        if netns_identity(guest.fd) == netns_identity(self._host_fd):
+        if self._host_identity is None:  # fixed for the engine's life: looked up once
+            self._host_identity = netns_identity(self._host_fd)
+        if netns_identity(guest.fd) == self._host_identity:
             raise UsageError(
                 f"{guest.name} is in the host's own network namespace",
                 "attach a container or namespace of its own (not one of --network host)",

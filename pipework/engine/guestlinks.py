@@ -136,8 +136,15 @@ class Linker:
                 provider.validate(end_spec, guest.info)
                 ns = engine._pool.acquire(guest.fd, guest.name)
                 stack.callback(engine._pool.release, ns)
+                peer_ifname = spec.ends[1 - i].ifname
                 made.append(
-                    _End(end_spec, guest, ns, provider, self._marker(spec, i, guest, other))
+                    _End(
+                        end_spec,
+                        guest,
+                        ns,
+                        provider,
+                        self._marker(end_spec, guest, peer_ifname, other),
+                    )
                 )
             first, second = made
             if classify:
@@ -146,22 +153,24 @@ class Linker:
             yield first, second
 
     @staticmethod
-    def _marker(spec: LinkSpec, i: int, guest: Guest, other: Guest) -> Marker:
-        end, peer = spec.ends[i], spec.ends[1 - i]
-        end_spec = spec.end_spec(i, other.info.key)
+    def _marker(end_spec: AttachSpec, guest: Guest, peer_ifname: str, other: Guest) -> Marker:
+        """The marker of the end ``end_spec`` asks for in ``guest``, linked to
+        ``peer_ifname`` in ``other``."""
+        assert end_spec.ifname is not None
         marker = Marker(
             guest=guest.info.key,
-            ifname=end.ifname,
+            ifname=end_spec.ifname,
             kind=LINK_KIND,
             host=other.info.key,
             hostif="",
-            addr=end.address.method,
+            addr=end_spec.address.method,
             cfg=end_spec.fingerprint(LINK_KIND, other.info.key),
-            peer=peer.ifname,
+            peer=peer_ifname,
         )
         if len(marker.format().encode()) > 255:
             raise UsageError(
-                f"the marker of {end} would exceed the 255 bytes an interface alias holds",
+                f"the marker of {end_spec.guest}:{end_spec.ifname} would exceed the 255 bytes"
+                " an interface alias holds",
                 "name the guests by shorter references (container IDs, netns:NAME)",
             )
         return marker

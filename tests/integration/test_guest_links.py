@@ -261,3 +261,27 @@ def test_forged_link_markers_are_left_alone(host_ns, make_netns, run_pipework):
     assert "pwtkeep" in links(host_ns) and "eth1" in links(victim)
     host_ns.exec("ip", "link", "del", "pwtkeep")
     victim.exec("ip", "link", "del", "eth1")
+
+
+def test_a_peer_path_in_a_forged_marker_is_never_opened(
+    host_ns, make_netns, run_pipework, tmp_path
+):
+    """A link marker may name its peer by a path: only a namespace file is
+    opened. A FIFO there would hang an open without O_NONBLOCK; a device
+    could act on being opened. Neither is touched: the end is unverified."""
+    import os
+
+    liar, other = make_netns("l"), make_netns("o")
+    fifo = tmp_path / "peer"
+    os.mkfifo(fifo)
+    forged = Marker(
+        guest=f"netns:{liar.name}", ifname="eth1", kind="link", host=str(fifo), peer="x"
+    )
+    liar.exec("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "x", "netns", other.name)
+    liar.exec("ip", "link", "set", "eth1", "alias", forged.format())
+    listed = run_pipework("ls", f"netns:{liar.name}", netns=host_ns.name, timeout=20)
+    assert listed.returncode == 0 and "UNVERIFIED" in listed.stdout, listed.stderr
+    refused = run_pipework("detach", f"netns:{liar.name}", "-i", "eth1", netns=host_ns.name)
+    one_line_error(refused, 7, "is not a network namespace file")
+    assert "eth1" in links(liar) and "x" in links(other)
+    liar.exec("ip", "link", "del", "eth1")

@@ -9,11 +9,11 @@ import typer
 
 from pipework.cli.commands.common import options
 from pipework.cli.render import emit, one_line, run_async
+from pipework.engine.marker import LINK_KIND
 
 if TYPE_CHECKING:
     from pipework.engine.engine import Engine
 
-LINK_KIND = "link"  # engine/marker.py's (the engine is loaded once the command runs)
 LINK_COLUMNS = ("LINK", "ADDRESSES", "PEER", "PEER ADDRESSES", "MTU", "STATE")
 SHIM_COLUMNS = ("SHIM", "PARENT", "MAC", "ADDRESSES", "ROUTES", "MTU", "STATE")
 
