@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pipework.cli.registry import COMMANDS, PASSTHROUGH
 from pipework.records import Record
 
-FLAGS = ("--json", "--debug")
+FLAGS = ("--json", "--debug", "--no-daemon")
 """Global flags: taken out wherever they stand."""
 RUNTIME_OPTIONS = {"--podman-host": "podman_host", "--lxcpath": "lxcpath", "-P": "lxcpath"}
 """Global options with a value -> the ``GlobalOptions`` field they set."""
@@ -47,13 +47,16 @@ class GlobalOptions(Record):
     """The options every command takes. Built once, by ``read()``; immutable.
 
     ``json``: ``--json``, results as JSON on stdout; ``debug``: ``--debug``,
-    log at DEBUG level and print tracebacks; ``version``: ``--version``;
+    log at DEBUG level and print tracebacks; ``no_daemon``: ``--no-daemon``,
+    run in this process even when ``pipework daemon`` answers (pipework/client.py);
+    ``version``: ``--version``;
     ``podman_host``: ``--podman-host URL``, Podman's API socket;
     ``lxcpath``: ``--lxcpath PATH`` / ``-P PATH``, where LXC containers live.
     """
 
     json: bool = False
     debug: bool = False
+    no_daemon: bool = False
     version: bool = False
     podman_host: str | None = None
     lxcpath: str | None = None
@@ -104,13 +107,18 @@ def read(args: Sequence[str]) -> Invocation:
     if word in PASSTHROUGH and not (after and after[0] in HELP_WORDS):
         ours = rest[:lead]
         options = GlobalOptions(
-            json="--json" in ours, debug="--debug" in ours, podman_host=podman_host, lxcpath=lxcpath
+            json="--json" in ours,
+            debug="--debug" in ours,
+            no_daemon="--no-daemon" in ours,
+            podman_host=podman_host,
+            lxcpath=lxcpath,
         )
         return Invocation("passthrough", options, (word, *after))
     words = tuple(a for a in rest if a not in FLAGS)
     options = GlobalOptions(
         json="--json" in rest,
         debug="--debug" in rest,
+        no_daemon="--no-daemon" in rest,
         version="--version" in words,
         podman_host=podman_host,
         lxcpath=lxcpath,
