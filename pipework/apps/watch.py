@@ -45,6 +45,7 @@ from pipework.apps.watch_policy import (
     own_keys,
     spec_refusal,
 )
+from pipework.engine import telemetry
 from pipework.engine.contract import EventSource
 from pipework.engine.errors import PipeworkError, UsageError
 from pipework.engine.events import GuestEvent
@@ -101,6 +102,13 @@ def specs_from_labels(event: GuestEvent) -> tuple[list[AttachSpec], list[LabelEr
             continue
         specs.append(spec)
     return specs, errors
+
+
+def since_start(event: GuestEvent) -> float | None:
+    """Milliseconds since the runtime's start event, if it said when."""
+    if event.time_ns is None:
+        return None
+    return round((time.time_ns() - event.time_ns) / 1e6, 3)
 
 
 def is_helper(event: GuestEvent) -> bool:
@@ -264,37 +272,46 @@ class Watcher:
         state.specs, state.errors, state.refused = specs, [], refused
         for ifname in [i for i in state.attachments if i in refused]:
             del state.attachments[ifname]
-        for spec in specs:
-            ifname = spec.ifname or "?"
-            try:
-                result = await self.engine.attach(spec)
-            except PipeworkError as exc:
-                self.failures += 1
-                state.errors.append(f"{ifname}: {exc}")
-                state.attachments[ifname] = {"status": "failed", "error": str(exc)}
-                log.error(
-                    "attach %s in %s failed: %s", ifname, event.name, exc,
-                    extra={"guest": event.name, "ifname": ifname, "event": "failed"},
-                )  # fmt: skip
-                continue
-            state.attachments[ifname] = result.to_dict()
-            latency = (
-                (time.time_ns() - event.time_ns) / 1e6
-                if event.time_ns is not None and result.status != "unchanged"
-                else None
-            )
-            if result.status != "unchanged":
-                log.info(
-                    "%s %s in %s (%s)%s", result.status, ifname, event.name,
-                    ", ".join(result.addresses) or "no address",
-                    f" {latency:.1f} ms after the start event" if latency is not None else "",
-                    extra={
-                        "guest": event.name, "ifname": ifname, "event": result.status,
-                        "latency_ms": latency,
-                    },
-                )  # fmt: skip
+        span = telemetry.span(
+            "watch.reconcile", guest=event.name, key=event.key, action=event.action,
+            count=len(specs), refused=len(refused) or None,
+        )  # fmt: skip
+        with span:
+            statuses = [await self._attach_one(event, state, spec) for spec in specs]
+        changed = any(status in ("created", "replaced") for status in statuses)
+        outcome = "error" if "failed" in statuses else "changed" if changed else "unchanged"
+        span.done(outcome, latency_ms=since_start(event) if changed else None)
         state.updated = time.time()
         self.write_status()
+
+    async def _attach_one(self, event: GuestEvent, state: GuestState, spec: AttachSpec) -> str:
+        """Attach one of a guest's declarations; its status, or ``failed``."""
+        ifname = spec.ifname or "?"
+        try:
+            result = await self.engine.attach(spec)
+        except PipeworkError as exc:
+            self.failures += 1
+            state.errors.append(f"{ifname}: {exc}")
+            state.attachments[ifname] = {"status": "failed", "error": str(exc)}
+            log.error(
+                "attach %s in %s failed: %s", ifname, event.name, exc,
+                extra={"guest": event.name, "ifname": ifname, "event": "failed"},
+            )  # fmt: skip
+            return "failed"
+        state.attachments[ifname] = result.to_dict()
+        if result.status != "unchanged":
+            latency = since_start(event)
+            log.info(
+                "%s %s in %s (%s)%s", result.status, ifname, event.name,
+                ", ".join(result.addresses) or "no address",
+                f" {latency:.1f} ms after the start event" if latency is not None else "",
+                extra={
+                    "guest": event.name, "ifname": ifname, "event": result.status,
+                    "latency_ms": latency,
+                },
+            )  # fmt: skip
+        status: str = result.status
+        return status
 
     async def _forget(self, event: GuestEvent) -> None:
         state = self.guests.pop(event.key, None)
@@ -302,24 +319,33 @@ class Watcher:
         specs = (await self.declared(event, quiet=True))[0] or (
             state.specs if state is not None else []
         )
+        if not specs:
+            self.write_status()
+            return
         removed: list[str] = []
+        span = telemetry.span(
+            "watch.reconcile", guest=event.name, key=event.key, action=event.action,
+            count=len(specs),
+        )  # fmt: skip
+        failed = False
         for spec in specs:
             try:
                 markers = await self.engine.remove(
                     replace(spec, guest_key=event.key), resolve=False
                 )
             except PipeworkError as exc:
+                failed = True
                 log.error(
                     "cleaning up %s of %s failed: %s", spec.ifname, event.name, exc,
                     extra={"guest": event.name, "ifname": spec.ifname, "event": "cleanup-failed"},
                 )  # fmt: skip
                 continue
             removed.extend(f"{m.ifname} ({m.kind} {m.host})" for m in markers)
-        if specs:
-            log.info(
-                "%s died; removed %s", event.name, ", ".join(removed) or "nothing that was left",
-                extra={"guest": event.name, "event": "died"},
-            )  # fmt: skip
+        log.info(
+            "%s died; removed %s", event.name, ", ".join(removed) or "nothing that was left",
+            extra={"guest": event.name, "event": "died"},
+        )  # fmt: skip
+        span.done("error" if failed else "removed")
         self.write_status()
 
     # -- everything ----------------------------------------------------------------------

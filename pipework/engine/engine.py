@@ -33,6 +33,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from pipework.engine import telemetry
 from pipework.engine.announcing import (
     Announcement,
     announce_when_ready,
@@ -434,22 +435,25 @@ class Engine:
 
     # -- attach ---------------------------------------------------------------------
     async def _prepare(
-        self, spec: AttachSpec
+        self, spec: AttachSpec, span: telemetry.Span = telemetry.IDLE
     ) -> tuple[Link | None, LinkBackend, AddressProvider, Guest]:
         """Everything ``attach`` and ``examine`` decide before touching anything.
 
         What can refuse the request comes before the guest lookup: bad input
         fails fast, even when Docker is slow or down. The caller closes the
-        guest it gets back.
+        guest it gets back. ``span`` learns the backend and the guest as
+        they are known.
         """
         host_link = await self._batch_host_link(spec)
         backend = await self.choose_backend(spec, host_link)
+        span.update(backend=backend.name, ifname=spec.ifname or backend.default_ifname)
         backend.validate(HostRequest(spec=spec, host_link=host_link, host=self.host))
         provider = self.choose_provider(spec)
         guest = await self.resolve(spec.guest)
         try:
             self._refuse_host(guest)
             _apply_key(guest, spec)
+            span.update(guest=guest.name, key=guest.info.key)
             provider.validate(spec, guest.info)
         except BaseException:
             guest.close()
@@ -469,19 +473,24 @@ class Engine:
             )
 
     async def attach(self, spec: AttachSpec) -> Attachment:
-        """Attach one interface; all or nothing."""
-        _privileged_once()
+        """Attach one interface; all or nothing. Reported as an ``attach``
+        event (engine/telemetry.py), its outcome the status or the error."""
+        span = telemetry.span("attach", guest=spec.guest, ifname=spec.ifname, backend=spec.kind)
         try:
-            host_link, backend, provider, guest = await self._prepare(spec)
+            _privileged_once()
+            host_link, backend, provider, guest = await self._prepare(spec, span)
             try:
-                return await self._attach(spec, guest, host_link, backend, provider)
+                result = await self._attach(spec, guest, host_link, backend, provider)
             finally:
                 guest.close()
-        except BaseException:
+        except BaseException as exc:
             # What failed may be the host interface found earlier in the
             # batch (removed or replaced since): the next attach looks again.
             current_scope().forget(self._host_link_key(spec))
+            span.failed(exc)
             raise
+        span.done(result.status)
+        return result
 
     def _host_link_key(self, spec: AttachSpec) -> tuple[str, str | None, str]:
         return ("pipework.engine", self.config.host_netns, spec.host)
@@ -704,8 +713,26 @@ class Engine:
         ``detach`` of either end removes the link."""
         from pipework.engine.guestlinks import Linker
 
-        require_privileges()
-        return await Linker(self).link(spec)
+        a, b = spec.ends
+        span = telemetry.span(
+            "link",
+            backend=LINK_KIND,
+            guest=a.guest,
+            ifname=a.ifname,
+            peer=b.guest,
+            peer_ifname=b.ifname,
+        )
+        with span:
+            require_privileges()
+            result = await Linker(self).link(spec)
+        span.done(
+            result.status,
+            guest=result.a.guest.name,
+            key=result.a.guest.key,
+            peer=result.b.guest.name,
+            peer_key=result.b.guest.key,
+        )
+        return result
 
     async def examine_link(self, spec: LinkSpec) -> LinkExamination:
         """What ``link(spec)`` would do now, without changing anything."""
@@ -972,10 +999,16 @@ class Engine:
         removed interfaces hung on, if pipework created it and it is empty
         (the backend's ``release_host``).
         """
-        require_privileges()
-        guest = await self.resolve(guest_ref)
+        # Reported as one ``detach`` (or ``unlink``) event per interface, or
+        # one ``detach`` event when there was nothing to remove, or it failed first.
+        span = telemetry.span("detach", guest=guest_ref, ifname=ifname)
+        with span:
+            require_privileges()
+            guest = await self.resolve(guest_ref)
+        span.update(guest=guest.name, key=guest.info.key)
         gns = self._pool.acquire(guest.fd, guest.name)
         removed: list[Marker] = []
+        skipped = False
         try:
             if ifname is None:
                 links = await gns.links()
@@ -986,6 +1019,7 @@ class Engine:
                 marker = Marker.parse(link.alias)
                 if marker is None or marker.guest != guest.info.key:
                     continue
+                one = _removal_span(marker, guest.name)
                 try:
                     async with AsyncExitStack() as held:
                         for name in _locks_of(marker):
@@ -994,14 +1028,22 @@ class Engine:
                 except (UnverifiedError, UnsupportedError) as exc:
                     # Left alone: one interface the guest marked must not
                     # keep --all from the others.
+                    one.failed(exc, "error" if ifname is not None else "skipped")
                     if ifname is not None:
                         raise
                     log.warning("%s", exc)
+                    skipped = True
                     continue
+                except BaseException as exc:
+                    one.failed(exc)
+                    raise
+                one.done("removed")
                 removed.append(marker)
         finally:
             self._pool.release(gns)
             guest.close()
+        if not removed and not skipped:
+            span.done("absent")
         if prune_bridges:
             await self._prune(removed)
         return removed
@@ -1090,8 +1132,13 @@ class Engine:
         """Remove what guests that are gone left behind: host sides, NICs that
         came back, OVS ports, VLAN references, forward rules, DHCP clients,
         helpers and state. ``dry_run`` lists without removing."""
-        require_privileges()
-        return await self._inventory().collect_garbage(dry_run)
+        span = telemetry.span("gc", dry_run=dry_run or None)
+        with span:
+            require_privileges()
+            report = await self._inventory().collect_garbage(dry_run)
+        outcome = "dry-run" if dry_run else "removed" if report.items else "unchanged"
+        span.done(outcome, count=len(report.items), skipped=len(report.skipped) or None)
+        return report
 
     def _inventory(self) -> Inventory:
         from pipework.engine.inventory import Inventory  # loaded on use: not on the attach path
@@ -1137,7 +1184,19 @@ class Engine:
         marker ``spec`` would have made and released. The guest key is
         ``spec.guest_key``, else the resolver's, else ``spec.guest`` as
         written. Idempotent. Returns the markers of the interfaces removed.
+        Reported as one ``detach`` event: ``removed`` or ``absent``.
         """
+        span = telemetry.span(
+            "detach", guest=spec.guest, key=spec.guest_key, ifname=spec.ifname, backend=spec.kind
+        )
+        with span:
+            removed = await self._remove_spec(spec, resolve, span)
+        span.done("removed" if removed else "absent")
+        return removed
+
+    async def _remove_spec(
+        self, spec: AttachSpec, resolve: bool, span: telemetry.Span
+    ) -> list[Marker]:
         require_privileges()
         try:
             host_link = await self._host_link(spec)
@@ -1145,6 +1204,7 @@ class Engine:
             host_link = None
         backend = await self.choose_backend(spec, host_link)
         ifname = spec.ifname or backend.default_ifname
+        span.update(backend=backend.name, ifname=ifname)
         key = spec.guest_key
         if resolve:
             try:
@@ -1153,6 +1213,7 @@ class Engine:
                 guest = None
             if guest is not None:
                 key = key or guest.info.key
+                span.update(guest=guest.name, key=key)
                 gns = self._pool.acquire(guest.fd, guest.name)
                 try:
                     async with self.lock(f"guest:{key}:{ifname}"):
@@ -1168,6 +1229,7 @@ class Engine:
                     self._pool.release(gns)
                     guest.close()
         key = key or spec.guest
+        span.update(key=key)
         # No guest interface: what may be left is outside the guest.
         markers = {
             marker
@@ -1279,6 +1341,24 @@ def _marker_of(
         cfg=spec.fingerprint(
             backend.name, host_name, backend.options, provider.options if provider else {}
         ),
+    )
+
+
+def _removal_span(marker: Marker, guest_name: str) -> telemetry.Span:
+    """The event of one interface's removal: ``detach``, or ``unlink`` for a
+    link's end (its peer named)."""
+    if marker.kind == LINK_KIND:
+        return telemetry.span(
+            "unlink",
+            backend=LINK_KIND,
+            guest=guest_name,
+            key=marker.guest,
+            ifname=marker.ifname,
+            peer_key=marker.host,
+            peer_ifname=marker.peer,
+        )
+    return telemetry.span(
+        "detach", backend=marker.kind, guest=guest_name, key=marker.guest, ifname=marker.ifname
     )
 
 
