@@ -222,18 +222,26 @@ def _relay(response: Response) -> int:
     """Copy the worker's output as it comes; its exit code."""
     import json
 
-    out = sys.stdout.buffer
-    err = sys.stderr.buffer
+    streams = {"stdout": sys.stdout, "stderr": sys.stderr}
     try:
         for line in response.lines():
             frame = json.loads(line)
+            if not isinstance(frame, dict):
+                raise ValueError("a frame that is not an object")
             if "exit" in frame:
-                return int(frame["exit"])
-            for key, stream in (("stdout", out), ("stderr", err)):
+                code = frame["exit"]
+                return code if type(code) is int and 0 <= code < 256 else 1
+            for key, stream in streams.items():
                 data = frame.get(key)
-                if data is not None:
-                    stream.write(data.encode("utf-8", "surrogateescape"))
-                    stream.flush()
+                if isinstance(data, str):
+                    try:
+                        stream.buffer.write(data.encode("utf-8", "surrogateescape"))
+                        stream.flush()
+                    except BrokenPipeError:  # our reader left, as in-process: SIGINT the worker
+                        return 1
+    except KeyboardInterrupt:  # closing the connection interrupts the worker (runs.py)
+        sys.stderr.write("pipework: interrupted; what was in flight is rolled back\n")
+        return 130
     except (OSError, ValueError) as exc:
         print(f"pipework: lost the daemon during the command: {exc}", file=sys.stderr)
         return LOST

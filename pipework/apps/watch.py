@@ -27,7 +27,8 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -470,3 +471,42 @@ def read_status(path: Path) -> Mapping[str, Any] | None:
     except PermissionError:
         pass
     return data
+
+
+@asynccontextmanager
+async def watching(
+    engine: Any,
+    *,
+    interval: float,
+    declare: Declare | None = None,
+    policy: LabelPolicy | None = None,
+    status_file: Path | None = None,
+) -> AsyncIterator[Watcher]:
+    """A ``Watcher`` over the engine's event sources, for ``pipework watch``
+    and ``pipework daemon --watch``: its sources are closed and its status
+    file removed on the way out."""
+    from pipework.engine.plugins import event_sources
+
+    unknown = sorted(policy.kinds - set(engine.kinds)) if policy is not None else []
+    if unknown:
+        raise UsageError(
+            f"--allow-kinds: no link backend named {', '.join(unknown)}",
+            f"known kinds: {', '.join(engine.kinds)}",
+        )
+    sources = event_sources(engine.plugin_manager, engine.config)
+    watcher = Watcher(
+        engine,
+        sources,
+        declare=declare,
+        interval=interval,
+        status_path=status_file,
+        policy=policy,
+    )
+    try:
+        yield watcher
+    finally:
+        for source in sources:
+            with anyio.CancelScope(shield=True):
+                await source.aclose()
+        if status_file is not None:
+            status_file.unlink(missing_ok=True)  # noqa: ASYNC240 - one small unlink at exit

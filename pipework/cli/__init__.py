@@ -42,6 +42,11 @@ def run(args: Sequence[str]) -> int:
             raise
         error(str(exc))
         return exc.exit_code
+    from pipework.cli.forward import forward
+
+    served = forward(invocation, args)
+    if served is not None:
+        return served
     options, words = invocation.options, list(invocation.words)
     options.export()
     if invocation.path == "passthrough":

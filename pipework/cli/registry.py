@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "plugins",
     "demo",
     "watch",
+    "daemon",
     "events",
     "detach",
     "ls",

@@ -34,13 +34,48 @@ PROGRAM = "pipework-cni"
 
 
 def main() -> None:
-    code = run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr)
+    code = _served() if os.environ.get("CNI_COMMAND", "VERSION") != "VERSION" else None
+    if code is None:
+        code = run(os.environ, _stdin(), sys.stdout, sys.stderr)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
     except BrokenPipeError:
         code = code or 1
     os._exit(code)
+
+
+_taken: list[bytes] = []
+"""The configuration, once ``_served`` has read it from stdin for the daemon."""
+
+
+def _served() -> int | None:
+    """The call run by ``pipework daemon`` when one answers (the thick-plugin
+    model: pipework/client.py): its exit code, or None to run it here."""
+    from pipework import client
+
+    if client.disabled():
+        return None
+    try:
+        data = b"" if sys.stdin.isatty() else sys.stdin.buffer.read()
+    except OSError:
+        return None  # run() reports it
+    _taken.append(data)
+    return client.run(PROGRAM, [], stdin=data, debug=bool(os.environ.get("PIPEWORK_DEBUG")))
+
+
+def _stdin() -> IO[bytes]:
+    if _taken:
+        import io
+
+        return io.BytesIO(_taken[0])
+    return sys.stdin.buffer
+
+
+def run_stdio(argv: list[str]) -> int:
+    """The call as a daemon's worker runs it: this process's environment and
+    standard streams (``argv`` is the plugin's, always empty)."""
+    return run(os.environ, sys.stdin.buffer, sys.stdout, sys.stderr)
 
 
 def run(env: Mapping[str, str], stdin: IO[bytes], stdout: IO[str], stderr: IO[str]) -> int:

@@ -73,7 +73,9 @@ class Peer(Record):
                 theirs = os.stat(f"/proc/{self.pid}/ns/{kind}")
                 ours = os.stat(f"/proc/self/ns/{kind}")
             except OSError as exc:
-                raise Misdirected(f"cannot read the client's {kind} namespace: {exc.strerror}")
+                raise Misdirected(
+                    f"cannot read the client's {kind} namespace: {exc.strerror}"
+                ) from None
             if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
                 continue
             if kind in ("user", "pid"):
@@ -94,7 +96,11 @@ def _open(opened: list[int], path: str, flags: int) -> int:
 
 def _pipe(opened: list[int], terminal: Any) -> tuple[int, int]:
     """(read end, write end): a pipe, or a terminal of the client's size."""
-    if isinstance(terminal, list) and len(terminal) == 2 and all(isinstance(n, int) for n in terminal):
+    if (
+        isinstance(terminal, list)
+        and len(terminal) == 2
+        and all(isinstance(n, int) for n in terminal)
+    ):
         import fcntl
         import termios
         import tty

@@ -41,7 +41,7 @@ LOCAL_COMMANDS = frozenset({"daemon", "watch", "events", "demo"})
 """Commands the daemon does not run for a client (they are long-lived, or
 about the daemon itself): the client runs them in-process."""
 STATUS_OF_EXIT = {0: 200, 2: 400, 3: 404, 4: 409, 5: 503, 7: 409, 8: 501, 10: 504, 77: 403}
-PEER = web.AppKey("peer", object)
+PEER = web.RequestKey("peer", Peer)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -127,7 +127,9 @@ class Api:
             async with asyncio.timeout(BODY_TIMEOUT):
                 raw = await request.read()
         except TimeoutError:
-            raise web.HTTPRequestTimeout(reason="the request's body did not arrive in time")
+            raise web.HTTPRequestTimeout(
+                reason="the request's body did not arrive in time"
+            ) from None
         try:
             body = json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -187,7 +189,12 @@ class Api:
 
     async def attachments(self, request: web.Request) -> web.StreamResponse:
         """What ``pipework ls --json`` prints."""
-        job = {"program": "pipework", "argv": ["--json", "ls"], "env": {}, "stdin": None}
+        job: dict[str, Any] = {
+            "program": "pipework",
+            "argv": ["--json", "ls"],
+            "env": {},
+            "stdin": None,
+        }
         return await self._collected(job, request[PEER])
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -247,8 +254,10 @@ class Api:
 
 
 def _strings(value: Any) -> bool:
-    return isinstance(value, list) and len(value) <= MAX_ARGS and all(
-        isinstance(v, str) and "\0" not in v for v in value
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_ARGS
+        and all(isinstance(v, str) and "\0" not in v for v in value)
     )
 
 

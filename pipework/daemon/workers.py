@@ -79,7 +79,9 @@ class Zygote:
         self.pid = 0
         self._sock: socket.socket | None = None
 
-    def start(self) -> None:
+    def start(self, close: Sequence[int] = ()) -> None:
+        """Fork the zygote; it closes ``close`` (the daemon's listening socket:
+        a worker that outlives the daemon must not hold it open)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         _warm()
         sys.stdout.flush()
@@ -87,6 +89,8 @@ class Zygote:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the zygote (its behaviour is tested through the daemon)
             parent.close()
+            for fd in close:
+                os.close(fd)
             try:
                 _serve(child)
             finally:
@@ -238,9 +242,13 @@ def _take_environment(env: Mapping[str, str]) -> None:
         if name in FORWARDED_NAMES or name.startswith(FORWARDED_PREFIXES):
             del os.environ[name]
     for name, value in env.items():
-        if isinstance(name, str) and isinstance(value, str) and "\0" not in name + value:
-            if name in FORWARDED_NAMES or name.startswith(FORWARDED_PREFIXES):
-                os.environ[name] = value
+        if (
+            isinstance(name, str)
+            and isinstance(value, str)
+            and "\0" not in name + value
+            and (name in FORWARDED_NAMES or name.startswith(FORWARDED_PREFIXES))
+        ):
+            os.environ[name] = value
     os.environ[NO_DAEMON_ENV] = "1"  # the worker is the in-process run
 
 
@@ -257,10 +265,10 @@ def _take_stdio(named: Mapping[str, int]) -> None:
     encoding, errors = sys.stdout.encoding, sys.stdout.errors
     sys.stdin = open(0, encoding=sys.stdin.encoding, closefd=False)  # noqa: SIM115
     sys.stdout = open(  # noqa: SIM115
-        1, "w", encoding=encoding, errors=errors, closefd=False, line_buffering=os.isatty(1)
+        1, "w", buffering=1 if os.isatty(1) else -1, encoding=encoding, errors=errors, closefd=False
     )
     sys.stderr = open(  # noqa: SIM115
-        2, "w", encoding=encoding, errors="backslashreplace", closefd=False, line_buffering=True
+        2, "w", buffering=1, encoding=encoding, errors="backslashreplace", closefd=False
     )
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from pipework.apps.watch import read_status, specs_from_labels, with_stable_mac
-from pipework.cli.commands.watch import JsonLines
+from pipework.cli.watching import JsonLines
 from pipework.engine import AttachSpec
 from pipework.engine.events import GuestEvent
 from pipework.engine.specs import derive_mac
