@@ -29,8 +29,10 @@ SOCKET_NAME = "pipework.sock"
 SOCKET_ENV = "PIPEWORK_SOCKET"
 NO_DAEMON_ENV = "PIPEWORK_NO_DAEMON"
 DEFAULT_RUN_DIR = "/run/pipework"
-CONNECT_TIMEOUT = 1.0
-"""Seconds for the daemon to accept the request and answer its headers."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds for the daemon to accept the request and answer its headers (it
+answers them before it starts the command: without them, the command has
+not run, and the client runs it in-process)."""
 LOST = 11
 """Exit code: the daemon stopped before the command finished (docs/CLI.md)."""
 

@@ -62,12 +62,15 @@ class Peer(Record):
             return set()
         return groups
 
-    def descriptors(self, opened: list[int]) -> dict[str, int]:
-        """``mnt``/``net`` (only where they differ from the daemon's) and
-        ``cwd``, opened for the worker (and added to ``opened``)."""
+    def check(self) -> None:
+        """``Misdirected`` unless the daemon can act for this client."""
+        self._differing()
+
+    def _differing(self) -> list[str]:
+        """The client's namespaces that are not the daemon's (mnt, net)."""
         if self.pid <= 0:
             raise Misdirected("the client's process is not visible from the daemon's namespace")
-        fds: dict[str, int] = {}
+        kinds = []
         for kind in NAMESPACES:
             try:
                 theirs = os.stat(f"/proc/{self.pid}/ns/{kind}")
@@ -80,7 +83,16 @@ class Peer(Record):
                 continue
             if kind in ("user", "pid"):
                 raise Misdirected(f"the client is in another {kind} namespace than the daemon")
-            fds[kind] = _open(opened, f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY)
+            kinds.append(kind)
+        return kinds
+
+    def descriptors(self, opened: list[int]) -> dict[str, int]:
+        """``mnt``/``net`` (only where they differ from the daemon's) and
+        ``cwd``, opened for the worker (and added to ``opened``)."""
+        fds = {
+            kind: _open(opened, f"/proc/{self.pid}/ns/{kind}", os.O_RDONLY)
+            for kind in self._differing()
+        }
         fds["cwd"] = _open(opened, f"/proc/{self.pid}/cwd", os.O_RDONLY | os.O_DIRECTORY)
         return fds
 
@@ -155,7 +167,11 @@ async def run_for(
     opened: list[int] = []
     keep: set[int] = set()
     try:
-        fds = peer.descriptors(opened)
+        try:
+            fds = peer.descriptors(opened)
+        except Misdirected as exc:  # it changed since the check: said, not run
+            await write({"stderr": f"pipework: the daemon cannot run this command: {exc}\n"})
+            return 1
         out_r, out_w = _pipe(opened, terminal.get("stdout"))
         err_r, err_w = _pipe(opened, terminal.get("stderr"))
         res_r, res_w = _pipe(opened, None)

@@ -37,6 +37,7 @@ MAX_BODY = 1 << 20
 BODY_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 10.0
 MAX_ARGS = 4096
+MAX_TYPES = 64
 LOCAL_COMMANDS = frozenset({"daemon", "watch", "events", "demo"})
 """Commands the daemon does not run for a client (they are long-lived, or
 about the daemon itself): the client runs them in-process."""
@@ -67,6 +68,7 @@ class Api:
         self.group = group
         self.started = time.time()
         self.running = 0
+        self.served = 0
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
@@ -147,6 +149,7 @@ class Api:
                 "pid": os.getpid(),
                 "started": self.started,
                 "running": self.running,
+                "served": self.served,
             }
         )
 
@@ -155,13 +158,17 @@ class Api:
         job = checked_job(await self._body(request))
         if job["program"] == "pipework" and local_command(job["argv"]):
             raise BadRequest(f"{local_command(job['argv'])} is not run by the daemon")
+        request[PEER].check()
         response = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Pipework-Protocol": PROTOCOL}
         )
+        # The head goes before the job does: a client that has it knows the
+        # command is the daemon's to run, and never runs it itself as well.
+        await response.prepare(request)
+        if request.transport is None or request.transport.is_closing():
+            return response
 
         async def write(frame: Mapping[str, Any]) -> None:
-            if not response.prepared:
-                await response.prepare(request)
             await response.write(json.dumps(frame).encode() + b"\n")
 
         code = await self._run(job, request[PEER], write)
@@ -198,15 +205,15 @@ class Api:
         return await self._collected(job, request[PEER])
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        wanted = {t for t in request.query.get("types", "").split(",") if t}
+        wanted = [t for t in request.query.get("types", "").split(",") if t]
+        if len(wanted) > MAX_TYPES or not all(len(t) <= 64 for t in wanted):
+            raise BadRequest(f"types: at most {MAX_TYPES} types of at most 64 characters")
         response = web.StreamResponse(
             headers={"Content-Type": "application/x-ndjson", "Pipework-Protocol": PROTOCOL}
         )
         await response.prepare(request)
-        async with self.hub.subscribe() as stream:
+        async with self.hub.subscribe(wanted or None) as stream:
             async for event in stream:
-                if wanted and event.get("type") not in wanted and event.get("type") != "dropped":
-                    continue
                 await response.write(json.dumps(event, default=str).encode() + b"\n")
         return response
 
@@ -222,12 +229,14 @@ class Api:
         write: Callable[[Mapping[str, Any]], Awaitable[None]],
     ) -> int:
         self.running += 1
+        self.served += 1
         try:
             return await run_for(self.zygote, job, peer, write, self._event)
         finally:
             self.running -= 1
 
     async def _collected(self, job: Mapping[str, Any], peer: Peer) -> web.StreamResponse:
+        peer.check()
         out: list[str] = []
         err: list[str] = []
 

@@ -64,6 +64,7 @@ WARM_MODULES = (
 )
 """Imported by the zygote before it forks anything: every worker starts with them."""
 
+PR_SET_PDEATHSIG = 1
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 FD_NAMES = ("stdin", "stdout", "stderr", "result", "events", "mnt", "net", "cwd")
@@ -86,11 +87,13 @@ class Zygote:
         _warm()
         sys.stdout.flush()
         sys.stderr.flush()
+        daemon = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the zygote (its behaviour is tested through the daemon)
             parent.close()
             for fd in close:
                 os.close(fd)
+            _on_parent_death(signal.SIGTERM, daemon)
             try:
                 _serve(child)
             finally:
@@ -143,6 +146,16 @@ def _warm() -> None:
         log.debug("warming the plugins: %s", exc)
 
 
+def _on_parent_death(signum: int, parent: int) -> None:
+    """Have the kernel send ``signum`` when the parent dies (a daemon killed
+    outright takes its zygote along; a zygote gone interrupts its workers,
+    which roll back what they were doing, as after a Ctrl-C)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signum)
+
+
 def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the zygote
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -156,6 +169,7 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the zygot
             return
         if not message:
             return
+        zygote = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -164,12 +178,14 @@ def _serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the zygot
             continue
         if pid == 0:
             sock.close()
-            _work(message, fds)
+            _work(message, fds, zygote)
         for fd in fds:
             os.close(fd)
 
 
-def _work(message: bytes, fds: Sequence[int]) -> None:  # pragma: no cover - runs in a worker
+def _work(
+    message: bytes, fds: Sequence[int], zygote: int
+) -> None:  # pragma: no cover - runs in a worker
     """Run one job in this (forked) process; never returns."""
     code = 1
     result = -1
@@ -178,6 +194,7 @@ def _work(message: bytes, fds: Sequence[int]) -> None:  # pragma: no cover - run
         named = dict(zip(job["fds"], fds, strict=True))
         result = named["result"]
         _reset_signals()
+        _on_parent_death(signal.SIGINT, zygote)
         _enter(named)
         _take_environment(job.get("env") or {})
         _take_stdio(named)

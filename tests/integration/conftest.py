@@ -18,7 +18,12 @@ from types import FrameType
 
 import pytest
 from support import infra
+from support.daemon import RunningDaemon, make_daemon
 from support.infra import Container, DockerDaemon, MakeContainer, MakeNetNS, NetNS, RunPipework
+
+from pipework.cli.forward import eligible
+from pipework.cli.options import read
+from pipework.client import NO_DAEMON_ENV
 
 
 @pytest.fixture(autouse=True)
@@ -174,8 +179,46 @@ def make_container(docker_daemon: DockerDaemon, busybox_image: str) -> Iterator[
             container.remove()
 
 
+DUAL_MODULES = frozenset({"test_operations", "test_apply", "test_cli_docker"})
+"""Their tests run twice: the CLI in-process, then served by a running
+``pipework daemon`` (the same assertions: the same output and exit codes)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "run_pipework" in metafunc.fixturenames and module in DUAL_MODULES:
+        metafunc.parametrize("cli_mode", ["in-process", "daemon"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pipework_daemon(_private_run_dir: str) -> Iterator[RunningDaemon]:
+    """One ``pipework daemon`` for the session, in a namespace of its own:
+    the commands it serves run in their clients' namespaces."""
+    daemon = make_daemon()
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.close()
+
+
 @pytest.fixture
-def run_pipework() -> RunPipework:
+def cli_mode(request: pytest.FixtureRequest) -> Iterator[RunningDaemon | None]:
+    """The daemon serving this test's commands (None: they run in-process).
+    A daemon-mode test fails if the daemon served none of them."""
+    if getattr(request, "param", "in-process") != "daemon":
+        yield None
+        return
+    daemon: RunningDaemon = request.getfixturevalue("pipework_daemon")
+    before = daemon.served()
+    daemon.expected = 0
+    yield daemon
+    if daemon.expected:
+        assert daemon.served() > before, "no command of this test was served by the daemon"
+
+
+@pytest.fixture
+def run_pipework(cli_mode: RunningDaemon | None) -> RunPipework:
     """Run the CLI as a subprocess; never raises on a non-zero exit.
 
     ``run_pipework("br1", "web1", "198.18.0.2/24", netns=host_ns.name)``.
@@ -193,12 +236,17 @@ def run_pipework() -> RunPipework:
         argv = [sys.executable, "-m", "pipework", *args]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]
+        if cli_mode is None:
+            environ = {**(env if env is not None else os.environ), NO_DAEMON_ENV: "1"}
+        else:
+            environ = cli_mode.client_env(env)
+            cli_mode.expected += eligible(read(args))
         return infra.run(
             argv,
             check=False,
             timeout=timeout,
             input=input,
-            env=env if env is not None else os.environ,
+            env=environ,
             # From the repo root, `-m pipework` finds the source tree even
             # when the package is not installed in this interpreter.
             cwd=infra.REPO_ROOT,

@@ -16,8 +16,11 @@ import pytest
 from support import cni, infra
 from support.cni import links
 from support.cni_podman import IMAGE, Podman
+from support.daemon import RunningDaemon
 from support.dhcp import DhcpServer
 from support.infra import NetNS
+
+from pipework.client import NO_DAEMON_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +39,25 @@ def podman() -> Iterator[Podman]:
         yield engine
     finally:
         engine.stop()
+
+
+@pytest.fixture(autouse=True, params=["in-process", "daemon"])
+def cni_mode(request: pytest.FixtureRequest, podman: Podman) -> Iterator[str]:
+    """Every test twice: the plugin in-process, then served by a running
+    ``pipework daemon`` (the thick-plugin model), with the same results."""
+    saved = dict(podman.env)
+    if request.param == "in-process":
+        podman.env[NO_DAEMON_ENV] = "1"
+        yield request.param
+    else:
+        daemon: RunningDaemon = request.getfixturevalue("pipework_daemon")
+        podman.env.update(daemon.client_env(podman.env))
+        podman.env.pop(NO_DAEMON_ENV, None)
+        before = daemon.served()
+        yield request.param
+        assert daemon.served() >= before + 2, "the daemon did not serve ADD and DEL"
+    podman.env.clear()
+    podman.env.update(saved)
 
 
 def run(podman: Podman, name: str, network: str) -> dict[str, object]:
