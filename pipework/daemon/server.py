@@ -273,7 +273,7 @@ def _strings(value: Any) -> bool:
 def checked_job(body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a ``/v1/run`` body, each of its type, or ``BadRequest``."""
     program = body.get("program", "pipework")
-    if program not in PROGRAMS:
+    if not isinstance(program, str) or program not in PROGRAMS:
         raise BadRequest(f"program must be one of {', '.join(PROGRAMS)}")
     argv = body.get("argv", [])
     if not _strings(argv):
