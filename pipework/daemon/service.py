@@ -154,12 +154,13 @@ def serve(settings: Settings) -> int:
         path = client.socket_path()
         sock = bound_socket(path, gid)
     identity = os.fstat(sock.fileno()) if path is None else os.stat(path)
+    notify_to = os.environ.pop("NOTIFY_SOCKET", "")  # systemd's, not the workers'
     zygote = Zygote()
     try:
         zygote.start(close=(sock.fileno(),))
         import anyio
 
-        return anyio.run(_loop, sock, zygote, settings, gid)
+        return anyio.run(_loop, sock, zygote, settings, gid, notify_to)
     finally:
         zygote.stop()
         sock.close()
@@ -177,7 +178,9 @@ def _remove(path: str, identity: os.stat_result) -> None:
         Path(path).unlink()
 
 
-async def _loop(sock: socket.socket, zygote: Zygote, settings: Settings, gid: int | None) -> int:
+async def _loop(
+    sock: socket.socket, zygote: Zygote, settings: Settings, gid: int | None, notify_to: str
+) -> int:
     import anyio
     from aiohttp import web
 
@@ -212,6 +215,7 @@ async def _loop(sock: socket.socket, zygote: Zygote, settings: Settings, gid: in
             if settings.watch is not None:
                 tg.start_soon(settings.watch, engine)
             tg.start_soon(_keep_zygote, zygote, stopped_by)
+            notify(notify_to, "READY=1")
             with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     stopped_by.append(signal.Signals(signum).name)
@@ -219,6 +223,7 @@ async def _loop(sock: socket.socket, zygote: Zygote, settings: Settings, gid: in
             log.info(
                 "%s: stopping; attachments stay in place", stopped_by[0], extra={"event": "stopped"}
             )
+            notify(notify_to, "STOPPING=1")
             tg.cancel_scope.cancel()
     finally:  # event streams end, running commands finish, then the socket closes
         telemetry.remove_sink(hub.publish)
@@ -238,6 +243,18 @@ async def _keep_zygote(zygote: Zygote, stopped_by: list[str]) -> None:
     log.error("the worker process died; stopping (start the daemon again)")
     stopped_by.append("zygote")
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def notify(where: str, state: str) -> None:
+    """Tell systemd (``Type=notify``), when it gave a ``NOTIFY_SOCKET``."""
+    if not where.startswith(("/", "@")):
+        return
+    address = "\0" + where[1:] if where.startswith("@") else where
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError as exc:
+            log.debug("cannot notify systemd at %s: %s", where, exc)
 
 
 def _name(sock: socket.socket) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -286,3 +287,41 @@ def test_events_follow_an_attach_served_by_the_daemon(
         follower.terminate()
         follower.wait(10)
         pipework(daemon, host_ns, "detach", f"netns:{guest.name}", "--all")
+
+
+def test_socket_activation_and_readiness_as_systemd_does_them(host_ns: infra.NetNS) -> None:
+    """systemd-socket-activate holds the socket and starts the daemon on the
+    first connection (LISTEN_FDS, as pipework.socket does); the daemon
+    reports READY=1 on NOTIFY_SOCKET (Type=notify in pipework.service)."""
+    infra.require_binaries("systemd-socket-activate")
+    made = make_daemon()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(made.directory / "notify"))
+    notify.settimeout(30)
+    env = {**made.client_env(), "NOTIFY_SOCKET": str(made.directory / "notify")}
+    activator = subprocess.Popen(
+        ["ip", "netns", "exec", made.ns.name, "systemd-socket-activate", "-l", made.socket,
+         "-E", "NOTIFY_SOCKET", "-E", "PIPEWORK_RUN_DIR", "--",
+         sys.executable, "-m", "pipework", "daemon"],
+        env=env, cwd=infra.REPO_ROOT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(made.socket).exists():
+            assert time.monotonic() < deadline and activator.poll() is None, "no socket"
+            time.sleep(0.05)
+        answer = made.version()  # the first connection starts the daemon, which answers it
+        assert answer is not None and answer["pid"] == activator.pid
+        assert notify.recv(256) == b"READY=1"
+        listed = pipework(made, host_ns, "ls")
+        assert listed.returncode == 0 and made.served() == 1, listed
+        activator.send_signal(signal.SIGTERM)
+        assert activator.wait(30) == 0
+        assert notify.recv(256) == b"STOPPING=1"
+    finally:
+        if activator.poll() is None:
+            activator.kill()
+            activator.wait()
+        notify.close()
+        made.close()
