@@ -538,7 +538,13 @@ def recorded_request(meta: Mapping[str, Any], fallback: str) -> AddressSpec:
         raise ValueError("its request's options are not a list of strings")
     if not isinstance(settings, dict) or not settings.keys() <= {DNS, TIMEOUT, IMAGE}:
         raise ValueError("its request's settings are not dns, timeout, image")
+    if not isinstance(settings.get(DNS, False), bool):
+        raise ValueError("its request's dns is not true or false")
     try:
+        if TIMEOUT in settings:
+            settings = {**settings, TIMEOUT: parse_timeout(settings[TIMEOUT])}
+        if IMAGE in settings:
+            check_image(settings[IMAGE])
         return AddressSpec(method=method, options=tuple(options), settings=dict(settings))
     except PipeworkError as exc:
         raise ValueError(f"its request is not valid: {exc}") from None
