@@ -206,8 +206,15 @@ async def supervise(engine: Engine, emit: Emit, *, interval: float) -> None:
     in seconds, the clients are read again (renewals are noticed that late)."""
     tracker = Tracker(interval=interval)
     while True:
-        await _pass(engine, emit, tracker)
+        try:
+            await _pass(engine, emit, tracker)
+        except Exception as exc:  # a bug or a surprise must not end the daemon's supervision
+            log.warning("DHCP supervisor: %s (will look again in %g s)", _why(exc), interval)
         await anyio.sleep(interval)
+
+
+def _why(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, PipeworkError) else f"internal error: {exc!r}"
 
 
 async def _pass(engine: Engine, emit: Emit, tracker: Tracker) -> None:
@@ -219,8 +226,8 @@ async def _pass(engine: Engine, emit: Emit, tracker: Tracker) -> None:
         tracker.starting(client, time.monotonic())
         try:
             outcome = await engine.revive_kept(client)
-        except PipeworkError as exc:
-            events = tracker.failed(client, str(exc), time.monotonic())
+        except Exception as exc:
+            events = tracker.failed(client, _why(exc), time.monotonic())
         else:
             events = []
             if outcome == "gone":

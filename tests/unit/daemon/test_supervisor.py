@@ -178,6 +178,7 @@ class FakeEngine:
         ("gone", [DEAD], ["dhcp.exited", "dhcp.given-up"]),
         ("alive", [ALIVE], ["dhcp.exited"]),
         (PipeworkError("udhcpc got no DHCP lease"), [], ["dhcp.exited"]),
+        (RuntimeError("a bug"), [], ["dhcp.exited"]),
     ],
 )
 @pytest.mark.anyio
@@ -188,3 +189,19 @@ async def test_supervise_starts_the_dead_and_reads_again(outcome, after, expecte
         await supervisor.supervise(engine, seen.append, interval=60)  # type: ignore[arg-type]
     assert types(seen) == expected
     assert engine.revived == [DEAD]
+
+
+@pytest.mark.anyio
+async def test_a_failing_reading_is_logged_and_tried_again(caplog):
+    class Broken(FakeEngine):
+        calls = 0
+
+        async def kept_clients(self):
+            self.calls += 1
+            raise OSError("no /proc")
+
+    engine = Broken([[]], "gone")
+    with anyio.move_on_after(0.35):
+        await supervisor.supervise(engine, [].append, interval=0.1)  # type: ignore[arg-type]
+    assert engine.calls >= 3
+    assert "internal error: OSError('no /proc')" in caplog.text
