@@ -6,6 +6,7 @@ crash is a SIGKILL of every process of the client's sandbox.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -135,8 +136,34 @@ async def test_adopted_renewed_killed_and_revived(host_ns, make_netns, dhcp_serv
     assert client_pids(guest) == [] and only_loopback(guest)
 
 
+@pytest.mark.parametrize("client", ["dhclient", "dhcpcd"])
+async def test_the_other_clients_are_revived_too(
+    client, host_ns, make_netns, dhcp_server, dhcp_run_dir
+):
+    infra.require_binaries(client)
+    dhcp_server()
+    guest = make_netns("s")
+    events: list[dict] = []
+    async with Engine(host_netns=host_ns.path) as engine:
+        att = await engine.attach(spec(guest, f"{client}-f"))
+        first = await the_client(engine, guest)
+        assert first.alive and first.pid
+        async with anyio.create_task_group() as tg:
+            start(tg, engine, events)
+            await until(events, "dhcp.adopted")
+            infra.terminate_pids([first.pid], grace=0)
+            await until(events, "dhcp.restarted", seconds=40)
+            tg.cancel_scope.cancel()
+        assert [e["type"] for e in events] == ["dhcp.adopted", "dhcp.exited", "dhcp.restarted"]
+        assert events[-1]["provider"] == client and events[-1]["address"] == att.addresses[0]
+        assert (await the_client(engine, guest)).alive
+        await engine.detach(f"netns:{guest.name}")
+    assert client_pids(guest) == [] and only_loopback(guest)
+
+
+@pytest.mark.parametrize("forged", [False, True])
 async def test_a_client_whose_interface_is_gone_is_not_revived(
-    host_ns, make_netns, dhcp_server, dhcp_run_dir
+    forged, host_ns, make_netns, dhcp_server, dhcp_run_dir
 ):
     dhcp_server()
     guest = make_netns("s")
@@ -150,7 +177,13 @@ async def test_a_client_whose_interface_is_gone_is_not_revived(
             start(tg, engine, events)
             await until(events, "dhcp.adopted")
             # The interface deleted behind pipework's back, then the client dies.
+            alias = guest.exec("ip", "-j", "link", "show", "eth1").stdout
             guest.exec("ip", "link", "del", "eth1")
+            if forged:  # the guest's own eth1 with a copy of pipework's marker
+                marker = json.loads(alias)[0]["ifalias"]
+                assert marker.startswith("pipework ")
+                guest.exec("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "pwtfake")
+                guest.exec("ip", "link", "set", "eth1", "alias", marker, "up")
             assert client.pid is not None
             infra.terminate_pids([*client_pids(guest), client.pid], grace=0)
             await until(events, "dhcp.given-up")
@@ -158,7 +191,10 @@ async def test_a_client_whose_interface_is_gone_is_not_revived(
             tg.cancel_scope.cancel()
         assert [e["type"] for e in events] == ["dhcp.adopted", "dhcp.exited", "dhcp.given-up"]
         assert "gc" in events[-1]["error"]
-        assert client_pids(guest) == [] and only_loopback(guest)
+        assert client_pids(guest) == []
+        if forged:
+            guest.exec("ip", "link", "del", "eth1")
+        assert only_loopback(guest)
         assert state.exists(), "the supervisor does not clean up: gc does"
     finally:
         shutil.rmtree(state.path, ignore_errors=True)
