@@ -134,6 +134,16 @@ class Metrics:
             "Kept DHCP clients a starting daemon adopted.",
             by_provider,
         )
+        self.dhcp_restarts = counter(
+            "pipework_dhcp_restarts_total",
+            "Dead kept DHCP clients the daemon started again.",
+            by_provider,
+        )
+        self.dhcp_given_up = counter(
+            "pipework_dhcp_given_up_total",
+            "Kept DHCP clients the daemon stopped trying to start.",
+            by_provider,
+        )
         self.reconciles = counter(
             "pipework_watch_reconciles_total", "Guests the watcher reconciled.", ["outcome"]
         )
@@ -192,11 +202,13 @@ class Metrics:
             count = event.get("count")
             if outcome == "removed" and type(count) is int and count > 0:
                 self.gc_removed.inc(count)
-        elif kind in ("dhcp.renew", "dhcp.exited", "dhcp.adopted"):
+        elif kind in _DHCP_EVENTS:
             counters = {
                 "dhcp.renew": self.dhcp_renewals,
                 "dhcp.exited": self.dhcp_exits,
                 "dhcp.adopted": self.dhcp_adoptions,
+                "dhcp.restarted": self.dhcp_restarts,
+                "dhcp.given-up": self.dhcp_given_up,
             }
             counters[kind].labels(self._label("dhcp", "provider", event.get("provider"))).inc()
         elif kind == "watch.reconcile":
@@ -216,6 +228,9 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """Every metric in Prometheus' text format, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+_DHCP_EVENTS = ("dhcp.renew", "dhcp.exited", "dhcp.adopted", "dhcp.restarted", "dhcp.given-up")
 
 
 __all__ = ["BUCKETS", "OTHER", "UNKNOWN", "VALUES_MAX", "VALUE_MAX", "Metrics"]

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from pipework.engine.guestlinks import LinkExamination, LinkResult
     from pipework.engine.guests import Guest, open_netns, proc_netns
     from pipework.engine.journal import Journal
+    from pipework.engine.kept import KeptClient
     from pipework.engine.kernel.mtu import pick_mtu
     from pipework.engine.kernel.netlink import (
         ARPHRD_INFINIBAND,
@@ -110,6 +111,7 @@ __all__ = [
     "HostInterfaceError",
     "HostRequest",
     "Journal",
+    "KeptClient",
     "Link",
     "LinkBackend",
     "LinkContext",
@@ -188,6 +190,7 @@ _WHERE: dict[str, str] = {
     "open_netns": "pipework.engine.guests",
     "proc_netns": "pipework.engine.guests",
     "Journal": "pipework.engine.journal",
+    "KeptClient": "pipework.engine.kept",
     "pick_mtu": "pipework.engine.kernel.mtu",
     "ARPHRD_INFINIBAND": "pipework.engine.kernel.netlink",
     "ARPHRD_LOOPBACK": "pipework.engine.kernel.netlink",

@@ -56,6 +56,7 @@ import pluggy
 from pipework.engine.batch import BatchScope, current_scope
 from pipework.engine.guests import Guest
 from pipework.engine.journal import Journal
+from pipework.engine.kept import KeptClient
 from pipework.engine.kernel.netlink import Link, Netns
 from pipework.engine.marker import Marker
 from pipework.engine.options import OptionSpec
@@ -414,6 +415,14 @@ class AddressProvider:
         """``gc``: remove what this provider keeps for guests that are gone
         (kept clients, helper containers, state files); one line per item.
         With ``ctx.dry_run``, only list them. Default: nothing."""
+        return []
+
+    async def kept(self) -> list[KeptClient]:
+        """The clients this provider left running to keep a lease (kept DHCP
+        clients), one record each, alive or dead, read from what it keeps on
+        the host; ``pipework daemon`` supervises them. Trust nothing on disk
+        without the kernel's word (a process's start time, its namespaces);
+        a malformed file is skipped with a log line, never raised. Default: []."""
         return []
 
     async def aclose(self) -> None:

@@ -71,7 +71,7 @@ from pipework.engine.errors import (
     UnverifiedError,
     UsageError,
 )
-from pipework.engine.guests import Guest, still_there
+from pipework.engine.guests import Guest, open_netns, still_there
 from pipework.engine.journal import Journal
 from pipework.engine.kernel.netlink import (
     Link,
@@ -104,6 +104,7 @@ from pipework.engine.specs import (
 if TYPE_CHECKING:  # loaded on use: not on the attach path
     from pipework.engine.guestlinks import LinkExamination, LinkResult
     from pipework.engine.inventory import AttachmentRecord, GcReport, Inventory
+    from pipework.engine.kept import KeptClient, Revival
     from pipework.engine.linkspec import LinkSpec
 
 log = logging.getLogger("pipework")
@@ -1139,6 +1140,86 @@ class Engine:
         outcome = "dry-run" if dry_run else "removed" if report.items else "unchanged"
         span.done(outcome, count=len(report.items), skipped=len(report.skipped) or None)
         return report
+
+    # -- kept clients (pipework daemon's supervisor: engine/kept.py) -----------------
+    async def kept_clients(self) -> list[KeptClient]:
+        """Every kept client the address providers know of, alive or dead
+        (``AddressProvider.kept()``). A provider that fails is logged and
+        skipped: one bad state file must not hide the others' clients."""
+        found: list[KeptClient] = []
+        for provider in self.providers:
+            try:
+                found.extend(await provider.kept())
+            except (PipeworkError, OSError, ValueError) as exc:
+                log.warning("%s: cannot list its kept clients: %s", provider.name, exc)
+        return found
+
+    async def revive_kept(self, client: KeptClient) -> Revival:
+        """Start a dead kept client again through its provider's ``configure``,
+        on the interface it served, if that attachment still exists: the
+        guest's namespace is the recorded one, and the interface carries the
+        attachment's marker, corroborated by its backend. ``"restarted"``;
+        ``"gone"`` when the attachment is not there (nothing done: ``gc``
+        cleans up); ``"alive"`` when, under the attachment's lock, its
+        provider finds the client running after all (an attach or re-run
+        just made it). ``PipeworkError`` when the start failed (what it made
+        is rolled back)."""
+        require_privileges()
+        provider = next((p for p in self.providers if p.name == client.provider), None)
+        if provider is None or client.anchor is None or client.netns is None:
+            return "gone"
+        try:
+            guest = open_netns(client.anchor, client.guest_info)
+        except PipeworkError:
+            return "gone"  # the guest is gone
+        try:
+            if netns_identity(guest.fd) != tuple(client.netns):
+                return "gone"  # the path names another namespace now
+            gns = self._pool.acquire(guest.fd, guest.name)
+            try:
+                async with self.lock(f"guest:{client.guest}:{client.ifname}"):
+                    return await self._revive(provider, client, guest, gns)
+            finally:
+                self._pool.release(gns)
+        finally:
+            guest.close()
+
+    async def _revive(
+        self, provider: AddressProvider, client: KeptClient, guest: Guest, gns: Netns
+    ) -> Revival:
+        # Under the lock an attach holds: a client it just started is seen.
+        if any(c.alive for c in await provider.kept() if c.identity == client.identity):
+            return "alive"
+        link = await gns.link(client.ifname)
+        marker = Marker.parse(link.alias) if link is not None else None
+        if link is None or marker is None or not client.serves(marker):
+            return "gone"
+        if self._provider_of(marker) is not provider:
+            return "gone"
+        if await self._verify(marker, gns, link) is not None:
+            return "gone"  # the host does not corroborate it: not ours to serve
+        spec = AttachSpec(
+            host=marker.host,
+            guest=guest.name,
+            address=client.address,
+            ifname=marker.ifname,
+            kind=marker.kind,
+            guest_key=marker.guest,
+        )
+        journal = Journal()
+        async with journal.transaction():
+            await provider.configure(
+                AddressContext(
+                    address=client.address,
+                    spec=spec,
+                    guest=guest,
+                    guest_ns=gns,
+                    index=link.index,
+                    ifname=marker.ifname,
+                    journal=journal,
+                )
+            )
+        return "restarted"
 
     def _inventory(self) -> Inventory:
         from pipework.engine.inventory import Inventory  # loaded on use: not on the attach path

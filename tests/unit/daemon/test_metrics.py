@@ -83,6 +83,8 @@ def test_dhcp_watch_and_api_requests():
     metrics.observe({"type": "dhcp.renew", "provider": "udhcpc"})
     metrics.observe({"type": "dhcp.exited", "provider": "dhclient", "exit_code": 1})
     metrics.observe({"type": "dhcp.adopted", "provider": "dhcpcd"})
+    metrics.observe({"type": "dhcp.restarted", "provider": "udhcpc", "pid": 9})
+    metrics.observe({"type": "dhcp.given-up", "provider": "dhclient", "error": "no lease"})
     metrics.observe({"type": "watch.reconcile", "outcome": "changed", "latency_ms": 10.5})
     metrics.observe({"type": "watch.reconcile", "outcome": "unchanged"})
     metrics.request("/v1/run", 200, 0.120)
@@ -91,6 +93,8 @@ def test_dhcp_watch_and_api_requests():
     assert value(metrics, "pipework_dhcp_renewals_total", provider="udhcpc") == 2
     assert value(metrics, "pipework_dhcp_client_exits_total", provider="dhclient") == 1
     assert value(metrics, "pipework_dhcp_adoptions_total", provider="dhcpcd") == 1
+    assert value(metrics, "pipework_dhcp_restarts_total", provider="udhcpc") == 1
+    assert value(metrics, "pipework_dhcp_given_up_total", provider="dhclient") == 1
     assert value(metrics, "pipework_watch_reconciles_total", outcome="changed") == 1
     assert value(metrics, "pipework_watch_latency_seconds_count") == 1
     assert value(metrics, "pipework_watch_latency_seconds_bucket", le="0.025") == 1

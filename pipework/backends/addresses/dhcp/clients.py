@@ -23,6 +23,7 @@ Files live in ``RUN_DIR/dhcp/HASH/`` (see ``pipework.backends.addresses.dhcp.too
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -51,6 +52,7 @@ from pipework.backends.addresses.dhcp.toolbox import (
     hook_script,
     intact_result,
     keep_default_route,
+    kept_client,
     last_words,
     lease_timeout,
     no_lease,
@@ -71,6 +73,7 @@ from pipework.engine import (
     ExternalCommandError,
     GcContext,
     GuestInfo,
+    KeptClient,
     PipeworkError,
     UnsupportedError,
     UsageError,
@@ -78,6 +81,8 @@ from pipework.engine import (
 )
 from pipework.engine.options import check_options
 from pipework.records import Record
+
+log = logging.getLogger("pipework")
 
 SANDBOX = str(Path(__file__).with_name("sandbox.py"))
 SANDBOX_SETUP_FAILED = 125
@@ -309,6 +314,16 @@ def _comm(pid: int) -> str:
 
 def _pids() -> list[int]:
     return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _by_mount_namespace() -> dict[tuple[int, int], list[int]]:
+    """Every live process by its mount namespace (one scan of /proc)."""
+    found: dict[tuple[int, int], list[int]] = {}
+    for pid in _pids():
+        mnt = _ns(pid, "mnt")
+        if mnt is not None and _alive(pid):
+            found.setdefault(mnt, []).append(pid)
+    return found
 
 
 def sandbox_ns(state: StateDir) -> tuple[int, int] | None:
@@ -617,6 +632,52 @@ class HostClientProvider(AddressProvider):
         if same_process(manager[0], manager[1]):
             return f"kept, running (PID {manager[0]})"
         return "kept, not running (a re-run restarts it)"
+
+    async def kept(self) -> list[KeptClient]:
+        """This client's kept attachments, from their state directories: one
+        scan of /proc for all of them. Alive means the recorded manager (the
+        sandbox's init, same PID, same start time) is in the sandbox's mount
+        namespace with a process of this client's name in the guest's network
+        namespace; a malformed directory is one warning, and skipped."""
+        found = []
+        processes: dict[tuple[int, int], list[int]] | None = None
+        for state in StateDir.all(self.config.run_dir):
+            meta: dict[str, Any] = state.meta()
+            if meta.get("provider") != self.name or meta.get("mode") != "kept":
+                continue
+            if processes is None:
+                processes = _by_mount_namespace()
+            try:
+                found.append(self._kept(state, meta, processes))
+            except (ValueError, TypeError) as exc:
+                log.warning(
+                    "%s: skipping the malformed state directory %s: %s", self.name, state, exc
+                )
+        return found
+
+    def _kept(
+        self, state: StateDir, meta: dict[str, Any], processes: dict[tuple[int, int], list[int]]
+    ) -> KeptClient:
+        manager = meta.get("manager")
+        pid = starttime = None
+        if manager is not None:
+            if not (
+                isinstance(manager, list)
+                and len(manager) == 2
+                and type(manager[0]) is int
+                and manager[0] > 0
+                and (manager[1] is None or type(manager[1]) is int)
+            ):
+                raise ValueError("its manager is not [PID, start time]")
+            pid, starttime = manager
+        alive = False
+        mntns = sandbox_ns(state)
+        if pid is not None and mntns is not None and same_process(pid, starttime):
+            netns = tuple(meta.get("netns") or ())
+            alive = _ns(pid, "mnt") == mntns and any(
+                _comm(p) == self.name and _ns(p, "net") == netns for p in processes.get(mntns, [])
+            )
+        return kept_client(state, meta, self.name + "-f", alive=alive, pid=pid, starttime=starttime)
 
     async def collect_garbage(self, ctx: GcContext) -> list[str]:
         """State directories (and kept clients) of guests that are gone."""

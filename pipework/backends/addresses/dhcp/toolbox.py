@@ -34,6 +34,7 @@ from typing import Any
 
 from pipework.engine.contract import AddressContext, AddressResult, DetachContext
 from pipework.engine.errors import PipeworkError, TimeoutExpiredError, UsageError
+from pipework.engine.kept import KeptClient
 from pipework.engine.kernel.netlink import netns_identity
 from pipework.engine.options import OptionSpec
 from pipework.engine.specs import (
@@ -507,7 +508,111 @@ def base_meta(ctx: AddressContext, provider: str, mode: str) -> dict[str, Any]:
         "netns": list(netns_identity(ctx.guest.fd)),
         "anchor": anchor(info),
         "created": int(time.time()),
+        "request": request_record(ctx.address),
     }
+
+
+def request_record(address: AddressSpec) -> dict[str, Any]:
+    """The IPSPEC an attachment was made with, to start its kept client again."""
+    return {
+        "method": address.method,
+        "options": list(address.options),
+        "settings": {k: v for k, v in address.settings.items() if k in (DNS, TIMEOUT, IMAGE)},
+    }
+
+
+def recorded_request(meta: Mapping[str, Any], fallback: str) -> AddressSpec:
+    """The request ``request_record`` kept in ``meta`` (``fallback``, the kept
+    method alone, for a directory written before it was recorded).
+    ``ValueError`` when it is malformed."""
+    record = meta.get("request")
+    if record is None:
+        return AddressSpec(method=fallback)
+    if not isinstance(record, dict):
+        raise ValueError("its request is not an object")
+    method, options = record.get("method"), record.get("options", [])
+    settings = record.get("settings", {})
+    if not isinstance(method, str) or not method or method == "static":
+        raise ValueError(f"its request names no DHCP method: {method!r}")
+    if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+        raise ValueError("its request's options are not a list of strings")
+    if not isinstance(settings, dict) or not settings.keys() <= {DNS, TIMEOUT, IMAGE}:
+        raise ValueError("its request's settings are not dns, timeout, image")
+    if not isinstance(settings.get(DNS, False), bool):
+        raise ValueError("its request's dns is not true or false")
+    try:
+        if TIMEOUT in settings:
+            settings = {**settings, TIMEOUT: parse_timeout(settings[TIMEOUT])}
+        if IMAGE in settings:
+            check_image(settings[IMAGE])
+        return AddressSpec(method=method, options=tuple(options), settings=dict(settings))
+    except PipeworkError as exc:
+        raise ValueError(f"its request is not valid: {exc}") from None
+
+
+def kept_client(
+    state: StateDir,
+    meta: Mapping[str, Any],
+    fallback: str,
+    *,
+    alive: bool,
+    pid: int | None,
+    starttime: int | None,
+) -> KeptClient:
+    """A kept attachment's record for ``AddressProvider.kept()``, from its
+    state directory's ``meta`` and lease report. ``ValueError`` when the
+    metadata is malformed (a directory anyone could have written)."""
+    strings = {k: meta.get(k) for k in ("provider", "guest", "ifname")}
+    bad = [k for k, v in strings.items() if not isinstance(v, str) or not v]
+    if bad:
+        raise ValueError(f"no {', '.join(bad)}")
+    netns = meta.get("netns")
+    if not (isinstance(netns, list) and len(netns) == 2 and all(type(n) is int for n in netns)):
+        raise ValueError("no namespace identity")
+    anchor_at, guest_pid = meta.get("anchor"), meta.get("pid")
+    if anchor_at is not None and not (isinstance(anchor_at, str) and anchor_at.startswith("/")):
+        raise ValueError("its anchor is not an absolute path")
+    if guest_pid is not None and type(guest_pid) is not int:
+        raise ValueError("its guest PID is not a number")
+    name, runtime = meta.get("guest_name"), meta.get("runtime")
+    report, stamp = lease_report(state)
+    try:
+        lease = Lease.from_report(report)
+    except (KeyError, ValueError):
+        lease = None
+    return KeptClient(
+        provider=str(strings["provider"]),
+        guest=str(strings["guest"]),
+        guest_name=name if isinstance(name, str) else "",
+        ifname=str(strings["ifname"]),
+        address=recorded_request(meta, fallback),
+        alive=alive,
+        pid=pid,
+        starttime=starttime,
+        runtime=runtime if isinstance(runtime, str) else "",
+        guest_pid=guest_pid,
+        anchor=anchor_at,
+        netns=(netns[0], netns[1]),
+        state=str(state),
+        lease_address=str(lease.address) if lease is not None else None,
+        lease_seconds=lease.lease_time if lease is not None else None,
+        renewals=lease.count if lease is not None else 0,
+        lease_stamp=stamp,
+        renewed_at=float(lease.time) if lease is not None and lease.time else None,
+    )
+
+
+def lease_report(state: StateDir) -> tuple[dict[str, str], str]:
+    """The lease report and a stamp that changes whenever the hook rewrites it
+    (it replaces the file: a new inode, a new mtime)."""
+    path = state.file(REPORT)
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return {}, ""
+    if not stat.S_ISREG(st.st_mode):
+        return {}, ""
+    return state.report(), f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
 def guest_alive(meta: Mapping[str, Any]) -> bool:
@@ -812,13 +917,17 @@ __all__ = [
     "hook_script",
     "intact_result",
     "keep_default_route",
+    "kept_client",
     "last_logged_report",
     "last_words",
+    "lease_report",
     "lease_timeout",
     "no_lease",
     "option_names",
     "parse_report",
     "read_text",
+    "recorded_request",
+    "request_record",
     "same_netns",
     "udhcpc_args",
     "wants_dns",
