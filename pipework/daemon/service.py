@@ -25,6 +25,7 @@ markers and its records, as any pipework command does.
 
 from __future__ import annotations
 
+import functools
 import grp
 import logging
 import os
@@ -187,6 +188,7 @@ async def _loop(
     from pipework.daemon.hub import Hub
     from pipework.daemon.metrics import Metrics
     from pipework.daemon.server import REQUEST_TIMEOUT, Api
+    from pipework.daemon.supervisor import supervise
     from pipework.engine import Engine, telemetry
 
     hub = Hub(Metrics())
@@ -211,7 +213,11 @@ async def _loop(
                 _name(sock), os.getpid(), client.PROTOCOL,
                 extra={"event": "started"},
             )  # fmt: skip
-            # SUPERVISOR
+            tg.start_soon(
+                functools.partial(
+                    supervise, engine, telemetry.emit, interval=settings.dhcp_interval
+                )
+            )
             if settings.watch is not None:
                 tg.start_soon(settings.watch, engine)
             tg.start_soon(_keep_zygote, zygote, stopped_by)

@@ -325,3 +325,49 @@ def test_socket_activation_and_readiness_as_systemd_does_them(host_ns: infra.Net
             activator.wait()
         notify.close()
         made.close()
+
+
+def _counter(daemon: RunningDaemon, name: str) -> float:
+    for line in _metrics(daemon).splitlines():
+        if line.startswith(name + "{") and 'provider="udhcpc"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _until(condition, daemon: RunningDaemon, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out; the daemon said: {daemon.log.read_text()}"
+        time.sleep(0.1)
+
+
+def test_a_restarted_daemon_adopts_the_kept_dhcp_client_which_keeps_renewing(
+    host_ns: infra.NetNS, make_netns, dhcp_server, dhcp_run_dir: Path, host_files_unchanged
+) -> None:
+    infra.require_binaries("udhcpc", "dnsmasq")
+    from support.dhcp import client_pids_in
+
+    server = dhcp_server()
+    guest = make_netns("g")
+    made = make_daemon("--dhcp-interval", "1")
+    try:
+        made.start()
+        attached = pipework(made, host_ns, server.bridge, f"netns:{guest.name}", "udhcpc-f")
+        assert attached.returncode == 0 and attached.stdout.startswith("created: "), attached
+        key = infra.netns_key(guest.path)
+        (first,) = client_pids_in(key)
+        assert made.stop() == 0
+        assert client_pids_in(key) == [first]  # the stop left it running
+        made.start()
+        _until(lambda: _counter(made, "pipework_dhcp_adoptions_total") == 1, made)
+        assert client_pids_in(key) == [first]  # adopted, not restarted
+        pid = int(first.split()[1])
+        os.kill(pid, signal.SIGUSR1)  # renew now (dnsmasq's shortest lease is 2 minutes)
+        _until(lambda: _counter(made, "pipework_dhcp_renewals_total") >= 1, made)
+        assert client_pids_in(key) == [first]
+        assert _counter(made, "pipework_dhcp_restarts_total") == 0
+        gone = pipework(made, host_ns, "detach", f"netns:{guest.name}", "--all")
+        assert gone.returncode == 0, gone
+        _until(lambda: client_pids_in(key) == [], made)
+    finally:
+        made.close()
