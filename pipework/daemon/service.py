@@ -115,7 +115,8 @@ def bound_socket(path: str, gid: int | None) -> socket.socket:
             )
         if _answers(path):
             raise ConflictError(
-                f"a daemon already answers at {path}", "stop it first (or see pipework events)"
+                f"a daemon already answers at {path}",
+                f"stop it first; curl --unix-socket {path} http://pipework/v1/version shows its pid",
             )
         where.unlink()  # a daemon that died left it
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
