@@ -206,32 +206,32 @@ async def _loop(
     await runner.setup()
     stopped_by: list[str] = []
     try:
-        async with Engine() as engine, anyio.create_task_group() as tg:
-            site = web.SockSite(runner, sock)
-            await site.start()
-            log.info(
-                "serving at %s (pid %d, protocol %s)",
-                _name(sock), os.getpid(), client.PROTOCOL,
-                extra={"event": "started"},
-            )  # fmt: skip
-            tg.start_soon(
-                functools.partial(
-                    supervise, engine, telemetry.emit, interval=settings.dhcp_interval
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with Engine() as engine, anyio.create_task_group() as tg:
+                await web.SockSite(runner, sock).start()
+                log.info(
+                    "serving at %s (pid %d, protocol %s)",
+                    _name(sock), os.getpid(), client.PROTOCOL,
+                    extra={"event": "started"},
+                )  # fmt: skip
+                tg.start_soon(
+                    functools.partial(
+                        supervise, engine, telemetry.emit, interval=settings.dhcp_interval
+                    )
                 )
-            )
-            if settings.watch is not None:
-                tg.start_soon(settings.watch, engine)
-            tg.start_soon(_keep_zygote, zygote, stopped_by)
-            notify(notify_to, "READY=1")
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                if settings.watch is not None:
+                    tg.start_soon(settings.watch, engine)
+                tg.start_soon(_keep_zygote, zygote, stopped_by)
+                notify(notify_to, "READY=1")
                 async for signum in signals:
                     stopped_by.append(signal.Signals(signum).name)
                     break
-            log.info(
-                "%s: stopping; attachments stay in place", stopped_by[0], extra={"event": "stopped"}
-            )
-            notify(notify_to, "STOPPING=1")
-            tg.cancel_scope.cancel()
+                log.info(
+                    "%s: stopping; attachments stay in place",
+                    stopped_by[0], extra={"event": "stopped"},
+                )  # fmt: skip
+                notify(notify_to, "STOPPING=1")
+                tg.cancel_scope.cancel()
     finally:  # event streams end, running commands finish, then the socket closes
         telemetry.remove_sink(hub.publish)
         hub.close()

@@ -371,3 +371,27 @@ def test_a_restarted_daemon_adopts_the_kept_dhcp_client_which_keeps_renewing(
         _until(lambda: client_pids_in(key) == [], made)
     finally:
         made.close()
+
+
+def test_the_daemon_watches_labels_as_pipework_watch_does(
+    host_ns: infra.NetNS, make_container, tmp_path: Path
+) -> None:
+    """``--watch``: a labelled container is attached by the daemon (its own
+    namespace is the watcher's host), ``watch --status`` shows it, events
+    report the reconcile, and a stop leaves the attachment."""
+    env = {**os.environ, "PIPEWORK_RUN_DIR": str(tmp_path / "run")}
+    made = make_daemon("--watch", "--interval", "2", "--log-format", "json", env=env, ns=host_ns)
+    try:
+        made.start()
+        c = make_container(extra_args=("--label", "pipework.eth1=brpwtdw 198.18.94.2/24"))
+        _until(lambda: "brpwtdw" in links(host_ns) and len(ours(host_ns)) == 1, made)
+        shown = c.exec("ip", "-o", "-4", "addr", "show", "eth1")
+        assert "198.18.94.2/24" in shown.stdout, shown
+        status = pipework(made, host_ns, "--json", "watch", "--status", env=env)
+        assert status.returncode == 0, status
+        assert json.loads(status.stdout)["pid"] == made.version()["pid"]  # type: ignore[index]
+        _until(lambda: "pipework_watch_reconciles_total{outcome=" in _metrics(made), made)
+        assert made.stop() == 0
+        assert len(ours(host_ns)) == 1  # the stop leaves it
+    finally:
+        made.close()

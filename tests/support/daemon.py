@@ -31,6 +31,7 @@ class RunningDaemon:
     proc: subprocess.Popen[bytes] | None = None
     args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
+    owns_ns: bool = True
     expected: int = 0
     """Commands a test sent that the daemon should serve (conftest.py's ``cli_mode``)."""
 
@@ -104,16 +105,20 @@ class RunningDaemon:
 
     def close(self) -> None:
         self.stop()
-        infra.reap_netns_processes(infra.netns_key(self.ns.path), f"netns {self.ns.name}")
-        self.ns.destroy()
+        if self.owns_ns:
+            infra.reap_netns_processes(infra.netns_key(self.ns.path), f"netns {self.ns.name}")
+            self.ns.destroy()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def make_daemon(*args: str, env: Mapping[str, str] | None = None) -> RunningDaemon:
-    """A daemon, not started yet, in a namespace of its own (``close()`` it)."""
+def make_daemon(
+    *args: str, env: Mapping[str, str] | None = None, ns: infra.NetNS | None = None
+) -> RunningDaemon:
+    """A daemon, not started yet, in ``ns`` or a namespace of its own (``close()`` it)."""
     directory = Path(tempfile.mkdtemp(prefix=f"{infra.PREFIX}-daemon-"))
-    ns = infra.NetNS.create(infra.unique_name("d"))
-    return RunningDaemon(ns, directory, args=args, env=dict(env or {}))
+    own = ns is None
+    where = infra.NetNS.create(infra.unique_name("d")) if ns is None else ns
+    return RunningDaemon(where, directory, args=args, env=dict(env or {}), owns_ns=own)
 
 
 def raw_request(path: str, data: bytes, *, read_timeout: float = 20.0) -> bytes:
