@@ -55,7 +55,7 @@ def cni_mode(request: pytest.FixtureRequest, podman: Podman) -> Iterator[str]:
         podman.env.pop(NO_DAEMON_ENV, None)
         before = daemon.served()
         yield request.param
-        assert daemon.served() >= before + 2, "the daemon did not serve ADD and DEL"
+        assert daemon.served() > before, "the daemon served none of the plugin calls"
     podman.env.clear()
     podman.env.update(saved)
 
