@@ -191,6 +191,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/ovs_transport.py", "--ports", "5", "--rounds", "1")
     session.run("python", "bench/cni_add.py", "--iterations", "5", "--warmup", "1")
     session.run("python", "bench/watch_latency.py", "--containers", "5")
+    session.run("python", "bench/daemon.py", "--iterations", "5", "--warmup", "1")
     session.run(
         "python",
         "bench/guest_links.py",

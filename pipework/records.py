@@ -16,7 +16,16 @@ is a method here). Standard library only, so that every layer may use it.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, ClassVar, Self, dataclass_transform
+
+TYPE_CHECKING = False  # typing is not imported on the client's path (~5 ms)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Self, dataclass_transform
+else:
+
+    def dataclass_transform(**kwargs: object) -> object:
+        """Only type checkers read ``typing.dataclass_transform``."""
+        return lambda cls: cls
+
 
 EMPTY: MappingProxyType[str, Any] = MappingProxyType({})
 """An empty, read-only mapping: the default of a mapping field."""
