@@ -55,6 +55,7 @@ WARM_MODULES = (
     "pipework.cli.legacy",
     "pipework.cli.batchpath",
     "pipework.cli.linkpath",
+    "pipework.cli.forward",
     "pipework.cni.main",
     "pipework.cni.commands",
     "pipework.engine.engine",
@@ -138,10 +139,10 @@ def _warm() -> None:
             importlib.import_module(name)
         except Exception as exc:  # pragma: no cover - a broken install shows in the command
             log.debug("warming %s: %s", name, exc)
-    try:  # every plugin module, so that no worker imports one
-        from pipework.engine.plugins import make_plugin_manager
+    try:  # every plugin, loaded and checked once: no worker does it again
+        from pipework.engine.plugins import prepare_plugin_manager
 
-        make_plugin_manager((), entry_points=True)
+        prepare_plugin_manager()
     except Exception as exc:  # pragma: no cover - reported by the commands themselves
         log.debug("warming the plugins: %s", exc)
 
