@@ -10,6 +10,9 @@ test-owned host namespace ``pwb-h-TAG``. Then, in one run:
   ``docker start``, and the latency is the time from the daemon's ``start``
   event (its ``timeNano``) to the watcher having the interface up with its
   address (the watcher logs it as ``latency_ms``);
+* ``daemon --watch``: the same with ``pipework daemon --watch`` (the same
+  watcher, in the daemon beside its API and DHCP supervisor; issue 17's
+  goal: no worse than ``watch``);
 * ``cli after start``: what a script reacting to the same event would do,
   ``docker start`` then the ``pipework`` CLI for that container; the latency
   is from the start event to the CLI's exit.
@@ -65,7 +68,7 @@ def main() -> int:
     host = f"pwb-h-{tag}"
     bridge = "brpwbw0"
     daemon = infra.DockerDaemon()
-    watcher: subprocess.Popen[str] | None = None
+    watchers: list[subprocess.Popen[str]] = []
     subprocess.run(["ip", "netns", "add", host], check=True)
     try:
         log("starting a private dockerd")
@@ -84,42 +87,51 @@ def main() -> int:
                 "create", "--network", "none", *label, image, "sleep", "3600"
             ).stdout.strip()
 
-        # -- watch ----------------------------------------------------------------------
-        watcher = subprocess.Popen(
-            [*in_host, python, "-m", "pipework", "watch", "--log-format", "json"],
-            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-        )  # fmt: skip
-        latencies: dict[str, float] = {}
-        connected = threading.Event()
+        # -- watch, then daemon --watch: the same watcher, alone or in the daemon ------------
+        def watched_latencies(command: list[str], first: int) -> list[float]:
+            proc = subprocess.Popen(
+                [*in_host, python, "-m", "pipework", *command, "--log-format", "json"],
+                stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+            )  # fmt: skip
+            watchers.append(proc)
+            latencies: dict[str, float] = {}
+            connected = threading.Event()
 
-        def read() -> None:
-            assert watcher is not None and watcher.stderr is not None
-            for line in watcher.stderr:
-                try:
-                    data = json.loads(line)
-                except ValueError:
-                    continue
-                if data.get("event") == "connected":
-                    connected.set()
-                if data.get("event") == "created" and data.get("latency_ms") is not None:
-                    latencies[data["guest"]] = data["latency_ms"]
+            def read() -> None:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    try:
+                        data = json.loads(line)
+                    except ValueError:
+                        continue
+                    if data.get("event") == "connected":
+                        connected.set()
+                    if data.get("event") == "created" and data.get("latency_ms") is not None:
+                        latencies[data["guest"]] = data["latency_ms"]
 
-        threading.Thread(target=read, daemon=True).start()
-        if not connected.wait(30):
-            raise BenchError("the watcher did not connect")
-        watched = [create(k, True) for k in range(args.containers)]
-        names = {
-            cid: daemon.cli("inspect", "-f", "{{.Name}}", cid).stdout.strip().lstrip("/")
-            for cid in watched
-        }
-        for cid in watched:
-            daemon.cli("start", cid)
-            deadline = time.monotonic() + 30
-            while names[cid] not in latencies:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"the watcher did not attach {names[cid]}")
-                time.sleep(0.005)
-        watch_samples = [latencies[names[cid]] / 1000 for cid in watched]
+            threading.Thread(target=read, daemon=True).start()
+            if not connected.wait(30):
+                raise BenchError(f"pipework {command[0]} did not connect")
+            watched = [create(first + k, True) for k in range(args.containers)]
+            names = {
+                cid: daemon.cli("inspect", "-f", "{{.Name}}", cid).stdout.strip().lstrip("/")
+                for cid in watched
+            }
+            for cid in watched:
+                daemon.cli("start", cid)
+                deadline = time.monotonic() + 30
+                while names[cid] not in latencies:
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"pipework {command[0]} did not attach {names[cid]}")
+                    time.sleep(0.005)
+            proc.terminate()
+            proc.wait(20)
+            for cid in watched:  # the next watcher must not find them
+                daemon.cli("rm", "-f", cid)
+            return [latencies[names[cid]] / 1000 for cid in watched]
+
+        watch_samples = watched_latencies(["watch"], 0)
+        daemon_samples = watched_latencies(["daemon", "--watch"], 500)
 
         # -- cli after start --------------------------------------------------------------
         cli_samples = []
@@ -134,14 +146,16 @@ def main() -> int:
             done = time.time_ns()
             cli_samples.append((done - start_event_ns(daemon, cid, since)) / 1e9)
     finally:
-        if watcher is not None:
-            watcher.terminate()
-            watcher.wait(20)
+        for proc in watchers:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(20)
         daemon.stop()
         subprocess.run(["ip", "netns", "del", host], check=False)
 
     results: dict[str, Any] = {
         "watch": summarize(watch_samples),
+        "daemon --watch": summarize(daemon_samples),
         "cli after start": summarize(cli_samples),
     }
     results["ratio_cli_to_watch"] = ratio(
@@ -155,7 +169,11 @@ def main() -> int:
     table = format_table(
         ["from the start event to eth1 up", "median ms", "p90 ms", "min ms", "max ms"], rows
     )
+    results["ratio_daemon_to_watch"] = ratio(
+        results["daemon --watch"]["median_ms"], results["watch"]["median_ms"]
+    )
     table += f"\n\ncli after start / watch (medians): {results['ratio_cli_to_watch']:.1f}x"
+    table += f"\ndaemon --watch / watch (medians): {results['ratio_daemon_to_watch']:.2f}x"
     if args.json:
         print(json.dumps(results))
         print(table, file=sys.stderr)
