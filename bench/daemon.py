@@ -287,16 +287,12 @@ class Daemon:
         from pipework import client
 
         try:
-            response = client.open_stream(
-                "GET", "/v1/version", timeout=5, environ={client.SOCKET_ENV: self.socket}
+            answer: dict[str, Any] = json.loads(
+                client.fetch("/v1/version", environ={client.SOCKET_ENV: self.socket})
             )
         except client.Unreachable:
             return None
-        try:
-            answer: dict[str, Any] = response.json()
-            return answer
-        finally:
-            response.close()
+        return answer
 
     def pids(self) -> dict[str, int]:
         """The daemon's PID and its zygote's (its children that are Python forks)."""

@@ -140,6 +140,16 @@ def open_stream(
         raise
 
 
+def fetch(path: str, *, timeout: float = 5.0, environ: Mapping[str, str] = os.environ) -> bytes:
+    """``GET path``'s whole body (``/v1/version``, ``/metrics``...); raises
+    ``Unreachable`` when no daemon answers."""
+    response = open_stream("GET", path, timeout=timeout, environ=environ)
+    try:
+        return response.read()
+    finally:
+        response.close()
+
+
 def _read_head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     data = b""
     while b"\r\n\r\n" not in data:

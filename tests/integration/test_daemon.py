@@ -251,13 +251,7 @@ def test_commands_run_in_the_clients_namespace_never_the_daemons(
 
 
 def _metrics(daemon: RunningDaemon) -> str:
-    response = client.open_stream(
-        "GET", "/metrics", timeout=10, environ={SOCKET_ENV: daemon.socket}
-    )
-    try:
-        return response.read().decode()
-    finally:
-        response.close()
+    return client.fetch("/metrics", timeout=10, environ={SOCKET_ENV: daemon.socket}).decode()
 
 
 def test_events_follow_an_attach_served_by_the_daemon(

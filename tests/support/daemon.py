@@ -74,16 +74,12 @@ class RunningDaemon:
     def version(self) -> dict[str, Any] | None:
         """``GET /v1/version``, or None when it does not answer."""
         try:
-            response = client.open_stream(
-                "GET", "/v1/version", timeout=5, environ={client.SOCKET_ENV: self.socket}
+            answer: dict[str, Any] = json.loads(
+                client.fetch("/v1/version", environ={client.SOCKET_ENV: self.socket})
             )
         except client.Unreachable:
             return None
-        try:
-            answer: dict[str, Any] = response.json()
-            return answer
-        finally:
-            response.close()
+        return answer
 
     def served(self) -> int:
         answer = self.version()

@@ -100,3 +100,10 @@ def test_the_client_imports_the_standard_library_only():
                                  check=True).stdout)  # fmt: skip
     foreign = [m for m in loaded if m.partition(".")[0] not in sys.stdlib_module_names]
     assert sorted(foreign) == ["pipework", "pipework.client"], foreign
+
+
+def test_fetch_reads_a_whole_answer(env):
+    serve_once(env[client.SOCKET_ENV], b"HTTP/1.0 200 OK\r\n\r\n" + b'{"served": 3}')
+    assert json.loads(client.fetch("/v1/version", environ=env)) == {"served": 3}
+    with pytest.raises(client.Unreachable):
+        client.fetch("/v1/version", environ=env)  # nobody answers any more
