@@ -178,6 +178,11 @@ class DetachContext:
     lock: Lock = no_lock
     """The engine's named locks (``Lock``): releasing a shared resource is a
     check-then-act too (the last user of a rule or a sub-interface)."""
+    address: AddressSpec | None = None
+    """For an address provider: which of the attachment's addresses is its
+    own (its method and family, from the marker or the request), when the
+    attachment has several; None for one address (``spec.address``, when
+    the engine has the request)."""
 
 
 @dataclass(frozen=True)

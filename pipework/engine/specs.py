@@ -184,8 +184,20 @@ class AddressSpec(LegacyAddressFields):
     of the ``dhcp`` helper container)."""
     settings: Mapping[str, OptionValue] = field(default_factory=dict)
     """The address provider's settings, by the keys it declares; only those set."""
+    family: Literal[4, 6] | None = None
+    """The address family a dynamic method asks for (``dhclient/6``, or
+    ``-a 6``); None: the provider's own (IPv4 for DHCP, IPv6 for SLAAC). A
+    static address has its own family."""
 
     def __post_init__(self, dns: bool | None, timeout: float | None, image: str | None) -> None:
+        if self.family is not None and self.family not in (4, 6):
+            raise UsageError(f"address family {self.family} is not 4 or 6")
+        if (
+            self.method == "static"
+            and self.family is not None
+            and (self.address is None or self.address.version != self.family)
+        ):
+            raise UsageError(f"/{self.family} is for DHCP methods, not for {self}")
         legacy = {"dns": dns, "timeout": timeout, "image": image}
         settings = {**self.settings, **{k: v for k, v in legacy.items() if v is not UNSET}}
         if self.method == "static" and any(
@@ -263,28 +275,114 @@ class AddressSpec(LegacyAddressFields):
             elif "@" in text:
                 raise UsageError(f"IPSPEC {text!r} ends with '@'", "write ADDR/PREFIX@GATEWAY")
             return cls(address=address, gateway=gateway)
-        method, _, opts = text.partition(":")
+        word, _, opts = text.partition(":")
+        method, slash, number = word.partition("/")
         if not _METHOD_RE.match(method) or method == "static":
             raise UsageError(
-                f"{text!r} is neither ADDR/PREFIX[@GATEWAY], 0/0, nor a DHCP client",
-                "e.g. 198.18.10.2/24@198.18.10.1, 2001:db8::2/64, 0/0 or dhclient",
+                f"{text!r} is neither ADDR/PREFIX[@GATEWAY], 0/0, nor an address method",
+                "e.g. 198.18.10.2/24@198.18.10.1, 2001:db8::2/64, 0/0, dhclient or slaac",
             )
+        family: Literal[4, 6] | None = None
+        if slash:
+            if number not in ("4", "6"):
+                raise UsageError(f"{word!r}: the family after '/' is 4 or 6", f"e.g. {method}/6")
+            family = 4 if number == "4" else 6
         import shlex  # a DHCP client's options only: not on a static attach
 
         try:
             options = tuple(shlex.split(opts))
         except ValueError as exc:
             raise UsageError(f"cannot split the options of {text!r}: {exc}") from None
-        return cls(method=method, options=options)
+        return cls(method=method, options=options, family=family)
 
     def __str__(self) -> str:
         if self.method != "static":
             import shlex
 
-            return self.method + (":" + shlex.join(self.options) if self.options else "")
+            word = self.method + (f"/{self.family}" if self.family else "")
+            return word + (":" + shlex.join(self.options) if self.options else "")
         if self.address is None:
             return "0/0"
         return f"{self.address}" + (f"@{self.gateway}" if self.gateway else "")
+
+
+def split_ipspec(text: str) -> list[str]:
+    """IPSPEC's items, separated by commas (``ADDR/PREFIX@GW,slaac``).
+
+    A method's ``:OPTS`` runs to the end of IPSPEC (a client's options may
+    hold commas), so a method with options comes last.
+    """
+    items: list[str] = []
+    rest = text
+    while True:
+        head, comma, tail = rest.partition(",")
+        if ":" in head and not _is_address_item(head):  # METHOD:OPTS, to the end
+            items.append(rest)
+            break
+        items.append(head)
+        if not comma:
+            break
+        rest = tail
+    if any(not item for item in items):
+        raise UsageError(
+            f"IPSPEC {text!r} has an empty item", "separate addresses with one comma each"
+        )
+    return items
+
+
+def _is_address_item(item: str) -> bool:
+    try:
+        ipaddress.ip_address(item.partition("@")[0].split("/", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def parse_addresses(
+    text: str,
+    *,
+    dns: bool = False,
+    timeout: str | float | None = None,
+    image: str | None = None,
+) -> tuple[AddressSpec, ...]:
+    """IPSPEC with one address or several, comma-separated, each
+    ``ADDR/PREFIX[@GATEWAY]``, ``0/0`` or ``METHOD[/FAMILY][:OPTS]``.
+
+    ``dns``, ``timeout`` and ``image`` (``--dns``, ``--dhcp-timeout``,
+    ``--dhcp-image``) go to the dynamic methods; given with none, they are
+    refused as for one static address.
+    """
+    specs = [AddressSpec._parse(item) for item in split_ipspec(text)]
+    if dns or timeout is not None or image is not None:
+        dynamic = [i for i, spec in enumerate(specs) if spec.method != "static"] or [0]
+        for i in dynamic:
+            specs[i] = AddressSpec.parse(str(specs[i]), dns=dns, timeout=timeout, image=image)
+    return tuple(specs)
+
+
+def check_addresses(addresses: Sequence[AddressSpec]) -> None:
+    """Raise ``UsageError`` for a list of addresses one interface cannot take."""
+    if len(addresses) < 2:
+        return
+    if any(a.method == "static" and a.address is None for a in addresses):
+        raise UsageError("0/0 (no address) cannot be combined with other addresses")
+    seen: set[str] = set()
+    gateways: dict[int, AddressSpec] = {}
+    for a in addresses:
+        key = str(a.address.ip) if a.address is not None else f"{a.method}/{a.family or ''}"
+        if key in seen:
+            raise UsageError(
+                f"{a.address.ip if a.address is not None else a} is given twice",
+                "give each address or method once",
+            )
+        seen.add(key)
+        if a.gateway is not None:
+            other = gateways.setdefault(a.gateway.version, a)
+            if other is not a:
+                raise UsageError(
+                    f"two IPv{a.gateway.version} gateways: {other.gateway} and {a.gateway}",
+                    "an interface takes one default route per family",
+                )
 
 
 @dataclass(frozen=True)
@@ -406,6 +504,15 @@ class AttachSpec(LegacyAttachFields):
     ``fe80::`` address, with its duplicate address detection and router
     solicitations). Off by default unless the address is IPv6:
     engine/announcing.py."""
+    extra_addresses: tuple[AddressSpec, ...] = ()
+    """More addresses of the same interface, after ``address``, each with its
+    own provider (IPSPEC ``ADDR/PREFIX@GW,2001:db8::2/64``, ``dhclient,slaac``;
+    a topology file's ``addresses:``). ``addresses`` is all of them."""
+
+    @property
+    def addresses(self) -> tuple[AddressSpec, ...]:
+        """Every address of the interface: ``address``, then ``extra_addresses``."""
+        return (self.address, *self.extra_addresses)
 
     def __post_init__(
         self, pkey: int | None, direct_phys: bool | None, allow_forward: bool | None
@@ -455,12 +562,24 @@ class AttachSpec(LegacyAttachFields):
             object.__setattr__(self, "mtu", parse_mtu(self.mtu))
         if self.kind is not None and not _METHOD_RE.match(self.kind):
             raise UsageError(f"{self.kind!r} is not a link kind name")
+        object.__setattr__(self, "extra_addresses", tuple(self.extra_addresses))
         if self.family is not None:
             if self.family not in (4, 6):
                 raise UsageError(f"address family {self.family} is not 4 or 6")
-            addr = self.address.address
-            if addr is not None and addr.version != self.family:
-                raise UsageError(f"-a {self.family} does not match the address {addr}")
+            for spec in self.addresses:
+                addr = spec.address
+                if addr is not None and addr.version != self.family:
+                    raise UsageError(f"-a {self.family} does not match the address {addr}")
+                if spec.method != "static" and spec.family not in (None, self.family):
+                    raise UsageError(f"-a {self.family} does not match {spec}")
+            if self.family == 6:  # -a 6: the dynamic methods' family (IPv4 is their default)
+                given_six = [
+                    replace(a, family=6) if a.method != "static" and a.family is None else a
+                    for a in self.addresses
+                ]
+                object.__setattr__(self, "address", given_six[0])
+                object.__setattr__(self, "extra_addresses", tuple(given_six[1:]))
+        check_addresses(self.addresses)
         if self.routes:
             # Accept any iterable of RouteSpec or "DEST via GW" strings.
             items: Sequence[Any] = tuple(self.routes)
@@ -527,6 +646,7 @@ class AttachSpec(LegacyAttachFields):
         host: str,
         declared: Mapping[str, OptionSpec] | None = None,
         address_declared: Mapping[str, OptionSpec] | None = None,
+        extra_declared: Sequence[Mapping[str, OptionSpec]] = (),
     ) -> str:
         """A short digest of everything that shapes the result, for idempotence
         (the marker's ``cfg``).
@@ -536,7 +656,8 @@ class AttachSpec(LegacyAttachFields):
         nobody gives changes no one's fingerprint. Left out: what the backend
         (``declared``) or the address provider (``address_declared``)
         declares with ``fingerprint=False``, and ``--dhcp-timeout`` and
-        ``--dhcp-image`` (as in 0.1.0).
+        ``--dhcp-image`` (as in 0.1.0). Extra addresses come last, each with
+        its counted settings (``extra_declared``: their providers' options).
 
         For a request without settings this is 0.1.0's fingerprint; 0.1.0
         put ``--pkey``, ``--direct-phys``, ``--dns`` and ``--allow-forward``
@@ -567,6 +688,10 @@ class AttachSpec(LegacyAttachFields):
             # Last, and only when asked for: earlier attachments keep their fingerprint.
             *(["ipv6-link-local"] if self.ipv6_link_local else []),
         ]
+        for i, extra in enumerate(self.extra_addresses):
+            counted = {k: v for k, v in extra.settings.items() if k not in UNCOUNTED_ADDRESS_KEYS}
+            known = extra_declared[i] if i < len(extra_declared) else {}
+            parts += ["address", str(extra), *_counted("address-settings", counted, known)]
         return hashlib.sha1("\0".join(parts).encode(), usedforsecurity=False).hexdigest()[:12]
 
 

@@ -622,9 +622,9 @@ def guest_alive(meta: Mapping[str, Any]) -> bool:
 
 def check_request(spec: AttachSpec, guest: GuestInfo) -> None:
     """What every DHCP provider refuses before anything is made."""
-    if spec.family == 6:
+    if spec.family == 6 or spec.address.family == 6:
         raise UsageError(
-            f"{spec.address.method} gets IPv4 leases; -a 6 asks for IPv6",
+            f"{spec.address.method} gets IPv4 leases; -a 6 (or /6) asks for IPv6",
             "drop -a 6, or give a static IPv6 address",
         )
     if wants_dns(spec.address):
