@@ -22,7 +22,13 @@ from pathlib import Path
 from support import infra
 
 SUBNET = ipaddress.IPv4Network("198.18.100.0/24")
+SUBNET6 = ipaddress.IPv6Network("2001:db8:100::/64")
 DNS_SERVER = "198.18.100.53"
+DNS_SERVER6 = "2001:db8:100::53"
+IPV6_MODES = ("slaac", "stateful", "both")
+"""``DhcpServer.ipv6``: router advertisements with the autonomous flag only
+(SLAAC, no DHCPv6); stateful DHCPv6 (advertisements with the managed flag,
+no autonomous one); both (SLAAC and DHCPv6 addresses)."""
 DOMAIN = "pwt.test"
 HOST_FILES = ("/etc/resolv.conf", "/etc/hostname", "/etc/hosts")
 CLIENT_PROCESSES = ("dhclient", "udhcpc", "dhcpcd")
@@ -39,6 +45,17 @@ class ServerLease:
     client_id: str
 
 
+@dataclass(frozen=True)
+class ServerLease6:
+    """One IPv6 line of dnsmasq's lease file."""
+
+    expiry: int
+    iaid: str
+    ip: str
+    hostname: str
+    duid: str
+
+
 @dataclass
 class DhcpServer:
     """dnsmasq on ``bridge`` (made here) in the namespace ``ns``."""
@@ -50,12 +67,25 @@ class DhcpServer:
     router: bool = True
     options: tuple[str, ...] = ()
     """More dnsmasq arguments (``--dhcp-option-force=...``), after ours."""
+    ipv6: str | None = None
+    """One of ``IPV6_MODES``: also serve IPv6 on ``subnet6`` (router
+    advertisements every few seconds, the bridge's address the router)."""
+    subnet6: ipaddress.IPv6Network = SUBNET6
     dir: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = field(init=False, default=None)
 
     @property
     def server_ip(self) -> str:
         return str(self.subnet.network_address + 1)
+
+    @property
+    def server_ip6(self) -> str:
+        return str(self.subnet6.network_address + 1)
+
+    @property
+    def pool6(self) -> tuple[ipaddress.IPv6Address, ipaddress.IPv6Address]:
+        base = self.subnet6.network_address
+        return base + 0x10, base + 0x99
 
     @property
     def pool(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
@@ -73,6 +103,12 @@ class DhcpServer:
         self.ns.exec(
             "ip", "addr", "add", f"{self.server_ip}/{self.subnet.prefixlen}", "dev", self.bridge
         )
+        if self.ipv6 is not None:
+            assert self.ipv6 in IPV6_MODES, self.ipv6
+            self.ns.exec(
+                "ip", "addr", "add", f"{self.server_ip6}/{self.subnet6.prefixlen}",
+                "dev", self.bridge, "nodad",
+            )  # fmt: skip
         self.ns.exec("ip", "link", "set", self.bridge, "up")
         low, high = self.pool
         argv = [
@@ -100,6 +136,7 @@ class DhcpServer:
             argv.append(f"--dhcp-option=option:router,{self.server_ip}")
         else:
             argv.append("--dhcp-option=option:router")  # no router option at all
+        argv += self._ipv6_arguments()
         argv += self.options
         log = self.log_path.open("wb")
         try:
@@ -112,6 +149,23 @@ class DhcpServer:
                 raise RuntimeError(f"dnsmasq did not start:\n{self.log()}")
             time.sleep(0.05)
         return self
+
+    def _ipv6_arguments(self) -> list[str]:
+        if self.ipv6 is None:
+            return []
+        low, high = self.pool6
+        prefix = self.subnet6.prefixlen
+        ranges = {
+            "slaac": f"{self.subnet6.network_address},ra-only,{prefix},{self.lease_time}",
+            "stateful": f"{low},{high},{prefix},{self.lease_time}",
+            "both": f"{low},{high},slaac,{prefix},{self.lease_time}",
+        }
+        return [
+            "--enable-ra",
+            f"--ra-param={self.bridge},4,600",  # an advertisement every 4 s, router for 600 s
+            f"--dhcp-range={ranges[self.ipv6]}",
+            f"--dhcp-option=option6:dns-server,[{DNS_SERVER6}]",
+        ]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -138,8 +192,26 @@ class DhcpServer:
             return {}
         found = {}
         for line in text.splitlines():
-            expiry, mac, ip, hostname, client_id = line.split()[:5]
+            words = line.split()
+            if len(words) < 5 or ":" in words[2]:  # the server's DUID, IPv6 leases
+                continue
+            expiry, mac, ip, hostname, client_id = words[:5]
             found[mac] = ServerLease(int(expiry), mac, ip, hostname, client_id)
+        return found
+
+    def leases6(self) -> list[ServerLease6]:
+        """The server's current IPv6 leases (dnsmasq lists them after the
+        ``duid`` line of its own DUID)."""
+        try:
+            text = (self.dir / "leases").read_text()
+        except FileNotFoundError:
+            return []
+        found = []
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) >= 5 and ":" in words[2]:
+                expiry, iaid, ip, hostname, duid = words[:5]
+                found.append(ServerLease6(int(expiry), iaid, ip, hostname, duid))
         return found
 
     def acks(self, mac: str) -> int:
