@@ -17,7 +17,7 @@ from typing import Any
 
 from pipework.engine.errors import UsageError
 from pipework.engine.options import given
-from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
+from pipework.engine.specs import AttachSpec, parse_addresses, parse_macspec, parse_pkey
 
 USAGE = "pipework [--direct-phys] HOSTIF [-i IF] [-l IF] [-a 4|6] GUEST IPSPEC [MACSPEC]"
 
@@ -137,7 +137,7 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
                 raise UsageError("the MAC address is given twice (MACSPEC and --mac)")
             options["mac"] = mac
         options["tag"] = tag
-    address = AddressSpec.parse(
+    address, *extra = parse_addresses(
         ipspec,
         dns=options.pop("dns", False),
         timeout=options.pop("dhcp_timeout", None),
@@ -147,4 +147,11 @@ def parse_legacy(args: Sequence[str]) -> AttachSpec:
         options["announce"] = False
     # Flags of the backends' own (engine/options.py): ipoib, phys, bridge.
     settings = given({key: options.pop(key, None) for key in _BACKEND_SETTINGS})
-    return AttachSpec(host=host, guest=guest, address=address, settings=settings, **options)
+    return AttachSpec(
+        host=host,
+        guest=guest,
+        address=address,
+        extra_addresses=tuple(extra),
+        settings=settings,
+        **options,
+    )

@@ -42,6 +42,9 @@ HOSTLESS_KINDS = frozenset({"dummy"})
 DHCP_METHODS = frozenset(
     {"dhcp", "udhcpc", "udhcpc-f", "dhclient", "dhclient-f", "dhcpcd", "dhcpcd-f"}
 )
+BUILT_IN_METHODS = DHCP_METHODS | {"static", "slaac"}
+"""What labels may ask for without ``--allow-option method``: the built-in
+methods, which configure nothing but the guest's own interface."""
 KEEP_FLAG_METHODS = frozenset({"dhcp", "udhcpc", "dhclient"})
 """Methods whose ``CLIENT:-f`` means "keep the client" (dhcpcd's ``-f`` is its
 configuration file, so it is a client option like any other)."""
@@ -51,7 +54,7 @@ OPTIONS = {
     "dhcp-options": "pass options to the DHCP client (CLIENT:OPTS)",
     "dhcp-image": "choose the dhcp helper's image (--dhcp-image)",
     "force": "rebuild on every reconciliation (--force)",
-    "method": "use address methods other than static and the built-in DHCP ones",
+    "method": "use address methods other than static, slaac and the built-in DHCP ones",
 }
 """What ``--allow-option NAME`` allows, by NAME."""
 LABEL_VALUE_MAX = 512
@@ -137,10 +140,10 @@ def spec_refusal(spec: AttachSpec, *, own: bool, policy: LabelPolicy) -> str | N
     wanted = {
         "host-ifname": spec.host_ifname is not None,
         "opt": bool(spec.options),
-        "dhcp-image": "image" in spec.address.settings,
+        "dhcp-image": any("image" in a.settings for a in spec.addresses),
         "force": spec.force,
-        "method": spec.address.method not in DHCP_METHODS | {"static"},
-        "dhcp-options": bool(_client_options(spec.address.method, spec.address.options)),
+        "method": any(a.method not in BUILT_IN_METHODS for a in spec.addresses),
+        "dhcp-options": any(_client_options(a.method, a.options) for a in spec.addresses),
     }
     for name, used in wanted.items():
         if used and name not in policy.options:

@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pipework.engine.errors import EXIT_INTERRUPTED, PipeworkError
@@ -68,11 +68,13 @@ def describe(att: Attachment) -> str:
     if att.host_ifname:
         details.append(f"host side {att.host_ifname}")
     if att.addresses:
-        details.append(", ".join(att.addresses))
+        sources = dict(att.address_sources)
+        details.append(", ".join(with_methods(att.addresses, att.address_method, sources)))
     elif att.address_method == "static":
         details.append("no address")
-    if att.gateway:
-        details.append(f"via {att.gateway}")
+    gateways = att.gateways or ((att.gateway,) if att.gateway else ())
+    if gateways:
+        details.append(f"via {' and '.join(gateways)}")
     if att.dns:
         details.append(f"dns {', '.join(att.dns)}")
     if att.domain:
@@ -80,6 +82,14 @@ def describe(att: Attachment) -> str:
     if att.mac:
         details.append(f"mac {att.mac}")
     return parts[0] + (f" ({'; '.join(details)})" if details else "")
+
+
+def with_methods(addresses: Sequence[str], method: str, sources: Mapping[str, str]) -> list[str]:
+    """The addresses, each with the method that got it (``198.18.1.2/24
+    static``) when the interface has several methods."""
+    if "," not in method:
+        return list(addresses)
+    return [f"{a} {sources[a]}" if a in sources else a for a in addresses]
 
 
 def emit(data: Any, json_output: bool, human: str) -> None:

@@ -212,21 +212,25 @@ class NetConf(Record):
         from dataclasses import replace
 
         from pipework.engine.errors import UsageError
-        from pipework.engine.specs import AddressSpec, AttachSpec, RouteSpec
+        from pipework.engine.specs import AddressSpec, AttachSpec, RouteSpec, parse_addresses
 
         try:
             if self.ipam is not None:
-                address = AddressSpec(method=IPAM_METHOD)
+                addresses: tuple[AddressSpec, ...] = (AddressSpec(method=IPAM_METHOD),)
             else:
-                address = AddressSpec.parse(self.address or "0/0")
+                addresses = parse_addresses(self.address or "0/0")
             if self.dhcp_timeout is not None:
-                if address.method in ("static", IPAM_METHOD):
+                if all(a.method in ("static", IPAM_METHOD) for a in addresses):
                     raise CniError(
                         INVALID_CONFIG,
                         f"network {self.name}: 'dhcpTimeout' applies to DHCP addressing only",
                         'e.g. "address": "udhcpc-f"',
                     )
-                address = replace(address, timeout=self.dhcp_timeout)
+                addresses = tuple(
+                    a if a.method == "static" else replace(a, timeout=self.dhcp_timeout)
+                    for a in addresses
+                )
+            address, *extra = addresses
             mac = self.runtime_config.get("mac") or invocation.args.get("MAC") or self.mac
             return AttachSpec(
                 host=self.host,
@@ -236,6 +240,7 @@ class NetConf(Record):
                 kind=self.backend,
                 ifname=ifname,
                 address=address,
+                extra_addresses=tuple(extra),
                 mac=str(mac) if mac else None,
                 vlan=self.vlan,
                 tag=self.pkey,

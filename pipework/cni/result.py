@@ -236,14 +236,16 @@ def from_attachment(
     if ipam is not None:
         ips = tuple(ip.replace(interface=index) for ip in ipam.ips)
         return Result(tuple(interfaces), ips, ipam.routes, ipam.dns or _read_dns(dns))
-    gateway = ipaddress.ip_address(attachment.gateway) if attachment.gateway else None
+    gateways: dict[int, IPAddress] = {}
+    for text in attachment.gateways or ((attachment.gateway,) if attachment.gateway else ()):
+        gateway = ipaddress.ip_address(text)
+        gateways.setdefault(gateway.version, gateway)
     found: list[IPConfig] = []
     for text in attachment.addresses:
         address = ipaddress.ip_interface(text)
-        same = gateway is not None and gateway.version == address.version
-        found.append(IPConfig(address, gateway if same else None, index))
+        found.append(IPConfig(address, gateways.get(address.version), index))
     routes = []
-    if gateway is not None:
+    for gateway in gateways.values():
         default = "0.0.0.0/0" if gateway.version == 4 else "::/0"
         routes.append(Route(ipaddress.ip_network(default), gateway))
     for text in attachment.routes:

@@ -30,7 +30,8 @@ address generation off (``addrgenmode none``) unless the attachment asks
 for link-local IPv6: no ``fe80::`` address, so no duplicate address
 detection, router solicitations or MLD reports, which a bridge floods to
 every port on every new attachment. An IPv6 address, no address (``0/0``),
-DHCP (dhcpcd speaks IPv6 too) or an IPAM plugin keep the kernel's default.
+DHCP (dhcpcd speaks IPv6 too), SLAAC or an IPAM plugin keep the kernel's
+default; so does an attachment with several addresses unless all are static IPv4.
 """
 
 from __future__ import annotations
@@ -54,13 +55,23 @@ ANNOUNCE_WAIT = 2.0
 
 def announces(spec: AttachSpec) -> bool:
     """Does this attachment announce itself (a static IPv4 address, not ``--no-announce``)?"""
-    return spec.announce and ipv4_only(spec)
+    return spec.announce and static_ipv4(spec) is not None
+
+
+def static_ipv4(spec: AttachSpec) -> ipaddress.IPv4Interface | None:
+    """The attachment's first static IPv4 address, if it has one."""
+    for a in spec.addresses:
+        if a.method == "static" and isinstance(a.address, ipaddress.IPv4Interface):
+            return a.address
+    return None
 
 
 def ipv4_only(spec: AttachSpec) -> bool:
     """Is the attachment's addressing static IPv4 and nothing else?"""
-    address = spec.address.address
-    return spec.address.method == "static" and address is not None and address.version == 4
+    return all(
+        a.method == "static" and a.address is not None and a.address.version == 4
+        for a in spec.addresses
+    )
 
 
 def link_settings(spec: AttachSpec, created: bool) -> tuple[dict[str, object], dict[str, object]]:
@@ -101,9 +112,9 @@ class Announcement:
     __slots__ = ("created", "host_ifname", "ip")
 
     def __init__(self, spec: AttachSpec, created: bool, host_ifname: str | None) -> None:
-        address = spec.address.address
+        address = static_ipv4(spec)
         assert address is not None  # announces(spec)
-        self.ip = ipaddress.IPv4Address(address.ip)
+        self.ip = address.ip
         self.created = created
         self.host_ifname = host_ifname
 

@@ -242,6 +242,13 @@ class AddressResult:
     """DNS servers learnt (from a DHCP lease); written to the guest only with ``--dns``."""
     domain: str | None = None
     """The DNS domain learnt (from a DHCP lease)."""
+    gateways: tuple[str, ...] = ()
+    """Every default gateway set, when an attachment's several addresses set
+    several (one per family); ``gateway`` is the first. Providers of one
+    address leave it empty: the engine fills it (engine/addressing.py)."""
+    sources: tuple[tuple[str, str], ...] = ()
+    """``(ADDRESS/PREFIX, METHOD)``: which method got each address; filled by
+    the engine, like ``gateways``."""
 
 
 # -- the plugin object types ---------------------------------------------------

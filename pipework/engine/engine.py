@@ -426,13 +426,25 @@ class Engine:
         return best[1]
 
     def choose_provider(self, spec: AttachSpec) -> AddressProvider:
-        for provider in self.providers:
-            if provider.handles(spec.address):
-                return provider
-        raise UnsupportedError(
-            f"no address provider handles {spec.address.method!r}",
-            "see `pipework plugins` for what is installed",
-        )
+        """The provider of the request's address; for several addresses, one
+        that configures each with its own (engine/addressing.py)."""
+        if not spec.extra_addresses:
+            return self._address_provider(spec.address)
+        from pipework.engine.addressing import Addressing  # several addresses only
+
+        return Addressing([(a, self._address_provider(a)) for a in spec.addresses])
+
+    def _address_provider(self, address: AddressSpec) -> AddressProvider:
+        provider = self._handler(address)
+        if provider is None:
+            raise UnsupportedError(
+                f"no address provider handles {address.method!r}",
+                "see `pipework plugins` for what is installed",
+            )
+        return provider
+
+    def _handler(self, address: AddressSpec) -> AddressProvider | None:
+        return next((p for p in self.providers if p.handles(address)), None)
 
     # -- attach ---------------------------------------------------------------------
     async def _prepare(
@@ -967,7 +979,17 @@ class Engine:
         *,
         notify: bool = True,
     ) -> Attachment:
-        addresses = await gns.addresses(link.index)
+        entries = await gns.address_entries(link.index)
+        gateways = configured.gateways or ((configured.gateway,) if configured.gateway else ())
+        if spec.extra_addresses:
+            from pipework.engine.addressing import attribute
+
+            sources = attribute(entries, spec.addresses, configured.sources)
+        else:  # one method got them all
+            word = spec.address.word
+            sources = tuple(
+                (str(e.address), word) for e in entries if not e.address.ip.is_link_local
+            )
         attachment = Attachment(
             guest=guest.info,
             ifname=link.ifname,
@@ -977,13 +999,15 @@ class Engine:
             mac=link.mac,
             mtu=link.mtu,
             vlan=spec.vlan,
-            address_method=spec.address.method,
-            addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
+            address_method=marker.addr or "static",
+            addresses=tuple(address for address, _ in sources),
             gateway=configured.gateway,
             status=status,
             dns=configured.dns,
             domain=configured.domain,
             routes=tuple(str(route) for route in spec.routes),
+            gateways=gateways,
+            address_sources=sources,
         )
         if notify:
             self.plugin_manager.hook.pipework_attached(attachment=attachment)
@@ -1194,7 +1218,7 @@ class Engine:
         marker = Marker.parse(link.alias) if link is not None else None
         if link is None or marker is None or not client.serves(marker):
             return "gone"
-        if self._provider_of(marker) is not provider:
+        if provider not in self._providers_in(marker):
             return "gone"
         if await self._verify(marker, gns, link) is not None:
             return "gone"  # the host does not corroborate it: not ours to serve
@@ -1318,7 +1342,10 @@ class Engine:
             if (marker := Marker.parse(link.alias)) is not None
             and (marker.guest, marker.ifname) == (key, ifname)
         }
-        provider = next((p for p in self.providers if p.handles(spec.address)), None)
+        try:
+            provider: AddressProvider | None = self.choose_provider(spec)
+        except UnsupportedError:
+            provider = None
         template = _marker_of(spec, key, host_link, backend, provider)
         removed = []
         async with self.lock(f"guest:{key}:{ifname}"):
@@ -1397,9 +1424,18 @@ class Engine:
         return await backend.verify(self._detach_context(marker, where, link))
 
     def _provider_of(self, marker: Marker) -> AddressProvider | None:
-        """The provider that configured an attachment, by its marker's method."""
-        method = AddressSpec(method=marker.addr or "static")
-        return next((p for p in self.providers if p.handles(method)), None)
+        """The provider that configured an attachment, by its marker's
+        methods (several: engine/addressing.py; those not installed are left out)."""
+        if "," not in marker.addr and "/" not in marker.addr:  # one address, as 0.1.0 wrote it
+            return self._handler(AddressSpec(method=marker.addr or "static"))
+        from pipework.engine.addressing import parse_methods, providers_of
+
+        return providers_of(parse_methods(marker.addr), self._handler)
+
+    def _providers_in(self, marker: Marker) -> list[AddressProvider]:
+        """Each provider of the marker's addresses."""
+        provider = self._provider_of(marker)
+        return list(getattr(provider, "declared", [provider] if provider else []))
 
 
 def _marker_of(
@@ -1412,15 +1448,25 @@ def _marker_of(
     """The ownership marker an attach of ``spec`` makes for the guest ``key``."""
     ifname = spec.ifname or backend.default_ifname
     host_name = host_link.ifname if host_link else spec.host
+    declared = [p.options for p in getattr(provider, "declared", [provider] if provider else [])]
+    addr = spec.address.method
+    if spec.extra_addresses or spec.address.family:
+        from pipework.engine.addressing import marker_methods
+
+        addr = marker_methods(spec)
     return Marker(
         guest=key,
         ifname=ifname,
         kind=backend.name,
         host=host_name,
         hostif=spec.host_ifname or "pw" + short_hash(key, ifname),
-        addr=spec.address.method,
+        addr=addr,
         cfg=spec.fingerprint(
-            backend.name, host_name, backend.options, provider.options if provider else {}
+            backend.name,
+            host_name,
+            backend.options,
+            declared[0] if declared else {},
+            declared[1:],
         ),
     )
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from pipework.engine.addressing import attribute, parse_methods
 from pipework.engine.batch import BatchScope
 from pipework.engine.compat import UNSET, LegacyRecordFields, drop_defaults
 from pipework.engine.contract import DetachContext, GcContext, Lock, no_lock
@@ -79,6 +80,9 @@ class AttachmentRecord(LegacyRecordFields):
     peer: GuestInfo | None = None
     """A link between guests (kind ``link``): the guest of the other end
     (``host`` is its name, ``host_ifname`` its interface)."""
+    address_sources: tuple[tuple[str, str], ...] = ()
+    """``(ADDRESS/PREFIX, METHOD)``: how each address was obtained, as far as
+    the kernel tells (engine/addressing.py ``attribute``)."""
 
     def __post_init__(self, dhcp: str | None) -> None:
         if dhcp is not UNSET:
@@ -89,6 +93,7 @@ class AttachmentRecord(LegacyRecordFields):
         data["guest"] = self.guest.to_dict()
         data["addresses"] = list(self.addresses)
         data["peer"] = self.peer.to_dict() if self.peer is not None else None
+        data["address_sources"] = dict(self.address_sources)
         state = data.pop("state")
         data["dhcp"] = data.pop("address_state")
         data["state"] = state
@@ -449,7 +454,8 @@ class Inventory:
         self, info: GuestInfo, side: GuestSide, peer: GuestInfo | None = None
     ) -> AttachmentRecord:
         marker, link = side.marker, side.link
-        addresses = await side.netns.addresses(link.index)
+        entries = await side.netns.address_entries(link.index)
+        sources = attribute(entries, parse_methods(marker.addr))
         dhcp: str | None = None
         provider = self.provider_of(marker)
         if provider is not None:
@@ -474,10 +480,11 @@ class Inventory:
             mtu=link.mtu,
             vlan=_int(marker.vlan),
             address_method=marker.addr or "static",
-            addresses=tuple(str(a) for a in addresses if not a.ip.is_link_local),
+            addresses=tuple(address for address, _ in sources),
             address_state=dhcp,
             state="attached" if unverified is None else "unverified",
             peer=peer,
+            address_sources=sources,
         )
 
     # -- gc ------------------------------------------------------------------------------

@@ -295,12 +295,17 @@ class AddressSpec(LegacyAddressFields):
             raise UsageError(f"cannot split the options of {text!r}: {exc}") from None
         return cls(method=method, options=options, family=family)
 
+    @property
+    def word(self) -> str:
+        """``METHOD[/FAMILY]``: how this address is obtained, as markers and
+        results say it (``static``, ``dhclient/6``, ``slaac``)."""
+        return self.method + (f"/{self.family}" if self.family else "")
+
     def __str__(self) -> str:
         if self.method != "static":
             import shlex
 
-            word = self.method + (f"/{self.family}" if self.family else "")
-            return word + (":" + shlex.join(self.options) if self.options else "")
+            return self.word + (":" + shlex.join(self.options) if self.options else "")
         if self.address is None:
             return "0/0"
         return f"{self.address}" + (f"@{self.gateway}" if self.gateway else "")
@@ -339,20 +344,24 @@ def _is_address_item(item: str) -> bool:
 
 
 def parse_addresses(
-    text: str,
+    text: str | Sequence[str],
     *,
     dns: bool = False,
     timeout: str | float | None = None,
     image: str | None = None,
 ) -> tuple[AddressSpec, ...]:
     """IPSPEC with one address or several, comma-separated, each
-    ``ADDR/PREFIX[@GATEWAY]``, ``0/0`` or ``METHOD[/FAMILY][:OPTS]``.
+    ``ADDR/PREFIX[@GATEWAY]``, ``0/0`` or ``METHOD[/FAMILY][:OPTS]``; or a
+    list of such items (a topology file's ``addresses:``).
 
     ``dns``, ``timeout`` and ``image`` (``--dns``, ``--dhcp-timeout``,
     ``--dhcp-image``) go to the dynamic methods; given with none, they are
     refused as for one static address.
     """
-    specs = [AddressSpec._parse(item) for item in split_ipspec(text)]
+    items = split_ipspec(text) if isinstance(text, str) else list(text)
+    if not items:
+        raise UsageError("the list of addresses is empty", "give one address at least, or 0/0")
+    specs = [AddressSpec._parse(item) for item in items]
     if dns or timeout is not None or image is not None:
         dynamic = [i for i, spec in enumerate(specs) if spec.method != "static"] or [0]
         for i in dynamic:
@@ -774,11 +783,18 @@ class Attachment:
     """The DNS domain from a DHCP lease."""
     routes: tuple[str, ...] = ()
     """The extra routes asked for (``DEST [via GW] [metric N]``)."""
+    gateways: tuple[str, ...] = ()
+    """Every default gateway set (one per family at most; ``gateway`` is the first)."""
+    address_sources: tuple[tuple[str, str], ...] = ()
+    """``(ADDRESS/PREFIX, METHOD)`` for each address: how it was obtained
+    (``static``, ``dhclient``, ``dhclient/6``, ``slaac``...)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["guest"] = self.guest.to_dict()
         data["addresses"] = list(self.addresses)
+        data["gateways"] = list(self.gateways)
+        data["address_sources"] = dict(self.address_sources)
         data["dns"] = list(self.dns)
         data["routes"] = list(self.routes)
         return data

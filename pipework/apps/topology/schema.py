@@ -38,6 +38,8 @@ from pipework.engine.specs import (
     AddressSpec,
     AttachSpec,
     RouteSpec,
+    check_addresses,
+    parse_addresses,
     parse_mac,
     parse_mtu,
     parse_pkey,
@@ -119,7 +121,10 @@ class AttachmentFields(_Strict):
     ifname: Name | None = None
     host_ifname: Name | None = None
     address: str | None = None
-    """IPSPEC: ``ADDR/PREFIX[@GATEWAY]``, ``0/0`` (the default), or a DHCP client."""
+    """IPSPEC: ``ADDR/PREFIX[@GATEWAY]``, ``0/0`` (the default), an address
+    method (``dhclient``, ``dhclient/6``, ``slaac``), or several, comma-separated."""
+    addresses: list[str] | None = None
+    """Several addresses of the interface, one IPSPEC item each (instead of ``address``)."""
     mac: str | None = None
     """A MAC address or ``U:STRING``."""
     vlan: int | None = None
@@ -147,8 +152,23 @@ class AttachmentFields(_Strict):
     @classmethod
     def _address(cls, value: str | None) -> str | None:
         if value is not None:
-            _checked(AddressSpec.parse, value)
+            _checked(check_addresses, _checked(parse_addresses, value))
         return value
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            _checked(check_addresses, [_checked(AddressSpec.parse, item) for item in value])
+            if not value:
+                raise ValueError("the list of addresses is empty; give one address at least")
+        return value
+
+    @model_validator(mode="after")
+    def _one_address_field(self) -> AttachmentFields:
+        if self.address is not None and self.addresses is not None:
+            raise ValueError("give address or addresses, not both")
+        return self
 
     @field_validator("mac")
     @classmethod
@@ -290,10 +310,12 @@ class Topology(_Strict):
         """The ``AttachSpec`` of attachment ``index``: its fields, then
         ``defaults``, then what its bridge declares. Raises ``UsageError``."""
         decl = self.attachments[index]
-        values: dict[str, Any] = {
-            **self.defaults.model_dump(exclude_none=True),
-            **decl.model_dump(exclude_none=True),
-        }
+        own = decl.model_dump(exclude_none=True)
+        defaults = self.defaults.model_dump(exclude_none=True)
+        if "address" in own or "addresses" in own:  # the attachment's own, whichever field
+            defaults.pop("address", None)
+            defaults.pop("addresses", None)
+        values: dict[str, Any] = {**defaults, **own}
         bridge = self.bridge(values.get("host"))
         if bridge is not None:
             values.setdefault("kind", bridge.kind)
@@ -307,15 +329,17 @@ class Topology(_Strict):
                 "an attachment needs a host (a bridge or NIC) or a kind",
                 "add host: br1 to it or to defaults",
             )
+        address, *extra = parse_addresses(
+            values.get("addresses") or values.get("address", "0/0"),
+            dns=values.get("dns", False),
+            timeout=values.get("dhcp_timeout"),
+            image=values.get("dhcp_image"),
+        )
         return AttachSpec(
             host=host,
             guest=values["guest"],
-            address=AddressSpec.parse(
-                values.get("address", "0/0"),
-                dns=values.get("dns", False),
-                timeout=values.get("dhcp_timeout"),
-                image=values.get("dhcp_image"),
-            ),
+            address=address,
+            extra_addresses=tuple(extra),
             ifname=values.get("ifname"),
             host_ifname=values.get("host_ifname"),
             mac=values.get("mac"),

@@ -36,8 +36,11 @@ MAX_U32 = (1 << 32) - 1
 FAMILIES: dict[int, str] = {int(socket.AF_INET): "0.0.0.0/0", int(socket.AF_INET6): "::/0"}
 
 
-def record_path(run_dir: str, guest_key: str, ifname: str) -> Path:
-    digest = hashlib.sha256(f"{guest_key}\0{ifname}".encode()).hexdigest()[:24]
+def record_path(run_dir: str, guest_key: str, ifname: str, version: int = 4) -> Path:
+    """The record of one guest interface's default route of one family (an
+    IPv4 record keeps the name it had before IPv6 had one of its own)."""
+    seed = f"{guest_key}\0{ifname}" + ("\0v6" if version == 6 else "")
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:24]
     return Path(run_dir) / ROUTES / f"{digest}.json"
 
 
@@ -129,7 +132,7 @@ async def _replaced(ctx: AddressContext, run_dir: str, version: int) -> dict[str
     attachment this one replaces, the route that one replaced."""
     routes = await ctx.guest_ns.default_routes(version)
     current = routes[0] if routes else None
-    record = read_record(record_path(run_dir, ctx.guest.info.key, ctx.ifname))
+    record = read_record(record_path(run_dir, ctx.guest.info.key, ctx.ifname, version))
     if (
         current is not None
         and record is not None
@@ -177,7 +180,7 @@ async def keep_default_route(
     ctx.journal.record("the guest's default route", restore)
     if previous is None:
         return  # nothing for a detach to give back
-    path = record_path(run_dir, ctx.guest.info.key, ctx.ifname)
+    path = record_path(run_dir, ctx.guest.info.key, ctx.ifname, version)
     before = read_record(path)
 
     async def put_back() -> None:
@@ -206,9 +209,15 @@ async def replace_default_route(ctx: AddressContext, run_dir: str, gateway: IPAd
 
 
 async def give_back_default_route(ctx: DetachContext, run_dir: str) -> None:
-    """On detach: put back the default route the attachment replaced, if the
-    one it set is still in use and the old one's interface is still there."""
-    path = record_path(run_dir, ctx.marker.guest, ctx.marker.ifname)
+    """On detach: put back the default routes (IPv4, IPv6) the attachment
+    replaced, if the one it set is still in use and the old one's interface
+    is still there."""
+    for version in (4, 6):
+        await _give_back(ctx, run_dir, version)
+
+
+async def _give_back(ctx: DetachContext, run_dir: str, version: int) -> None:
+    path = record_path(run_dir, ctx.marker.guest, ctx.marker.ifname, version)
     record = read_record(path)
     if ctx.guest_ns is None or ctx.guest_link is None:
         if record is not None or path.exists():
@@ -245,7 +254,7 @@ async def collect_records(ctx: GcContext, run_dir: str) -> list[str]:
         return []
 
     def gone(live: frozenset[Any]) -> list[Path]:
-        keys = {record_path(run_dir, m.guest, m.ifname).name for m in live}
+        keys = {record_path(run_dir, m.guest, m.ifname, v).name for m in live for v in (4, 6)}
         return [p for p in paths if p.name not in keys]
 
     candidates = gone(ctx.live)

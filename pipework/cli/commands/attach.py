@@ -10,7 +10,7 @@ from pipework.apps.grammar import parse_backend_options
 from pipework.cli.commands.common import fail, options
 from pipework.engine.errors import PipeworkError
 from pipework.engine.options import given
-from pipework.engine.specs import AddressSpec, AttachSpec, parse_macspec, parse_pkey
+from pipework.engine.specs import AttachSpec, parse_addresses, parse_macspec, parse_pkey
 
 
 def command(
@@ -105,10 +105,12 @@ def command(
 
     def build() -> AttachSpec:
         mac_value, tag = parse_macspec(mac) if mac is not None else (None, None)
+        address, *extra = parse_addresses(ip, dns=dns, timeout=dhcp_timeout, image=dhcp_image)
         return AttachSpec(
             host=host,
             guest=guest,
-            address=AddressSpec.parse(ip, dns=dns, timeout=dhcp_timeout, image=dhcp_image),
+            address=address,
+            extra_addresses=tuple(extra),
             ifname=ifname,
             host_ifname=host_ifname,
             mac=mac_value,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pipework.cli.commands.common import options
-from pipework.cli.render import emit, one_line, run_async
+from pipework.cli.render import emit, one_line, run_async, with_methods
 from pipework.engine.marker import LINK_KIND
 
 if TYPE_CHECKING:
@@ -106,7 +106,8 @@ def _row(data: dict[str, Any]) -> list[str]:
     guest = data["guest"]
     key = guest["key"]
     short = key[:12] if len(key) == 64 else key
-    state = data["dhcp"] or ("-" if data["address_method"] == "static" else data["address_method"])
+    static = set(data["address_method"].split(",")) == {"static"}
+    state = data["dhcp"] or ("-" if static else data["address_method"])
     if data["state"] == "orphan":
         state = f"ORPHAN (guest gone; pipework gc removes it){'' if state == '-' else ' ' + state}"
     elif data["state"] == "unverified":
@@ -119,7 +120,8 @@ def _row(data: dict[str, Any]) -> list[str]:
         data["host"],
         data["host_ifname"] or "-",
         data["mac"] or "-",
-        ",".join(data["addresses"]) or "-",
+        ",".join(with_methods(data["addresses"], data["address_method"], data["address_sources"]))
+        or "-",
         str(data["vlan"]) if data["vlan"] is not None else "-",
         state,
     ]

@@ -208,6 +208,26 @@ def open_rtnl(fd: int | None) -> socket.socket:
     return sock
 
 
+IFA_F_TENTATIVE = 0x40
+IFA_F_PERMANENT = 0x80
+
+
+@dataclass(frozen=True)
+class AddressEntry:
+    """One address of an interface, as the kernel lists it."""
+
+    address: IPInterface
+    flags: int = 0
+    """IFA_F_* (``IFA_F_PERMANENT``: no lifetime; ``IFA_F_TENTATIVE``: DAD runs)."""
+    proto: int = 0
+    """Who made it: ``rtnl.IFA_PROTO_KERNEL_RA`` for SLAAC; 0 when not said."""
+
+    @property
+    def from_router(self) -> bool:
+        """Made by the kernel from a router advertisement (SLAAC)?"""
+        return self.proto == rtnl.IFA_PROTO_KERNEL_RA
+
+
 @dataclass(frozen=True)
 class Link:
     """What we need to know about one interface."""
@@ -503,10 +523,16 @@ class Netns:
                 raise _translate(exc, f"adding address {address}", self.label) from None
 
     async def addresses(self, index: int) -> list[IPInterface]:
+        return [entry.address for entry in await self.address_entries(index)]
+
+    async def address_entries(self, index: int) -> list[AddressEntry]:
+        """Every address on ``index`` with its flags and who made it."""
         found = await self._ask("listing addresses", self.rtnl.addresses, index)
         return [
-            ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen))
-            for _family_, raw, prefixlen in found
+            AddressEntry(
+                ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen)), flags, proto
+            )
+            for _family_, raw, prefixlen, flags, proto in found
         ]
 
     # -- routes --------------------------------------------------------------------------

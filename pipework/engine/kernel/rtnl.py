@@ -106,6 +106,9 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_BROADCAST = 4
 IFA_FLAGS = 8
+IFA_PROTO = 11
+IFA_PROTO_KERNEL_RA = 2
+"""An address the kernel made from a router advertisement (SLAAC), Linux 6.3+."""
 RTA_DST = 1
 RTA_OIF = 4
 RTA_GATEWAY = 5
@@ -547,18 +550,30 @@ class Rtnl:
             body += u32_attr(IFA_FLAGS, ifa_flags)
         self.request(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, body)
 
-    def addresses(self, index: int) -> list[tuple[int, bytes, int]]:
-        """(family, address, prefix length) of every address on ``index``."""
+    def addresses(self, index: int) -> list[tuple[int, bytes, int, int, int]]:
+        """(family, address, prefix length, flags, protocol) of every address
+        on ``index``: the flags are ``IFA_FLAGS`` (IFA_F_*), the protocol
+        who made it (``IFA_PROTO``, 0 when the kernel does not say)."""
         body = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, index)
         found = []
         for payload in self.request(RTM_GETADDR, NLM_F_DUMP, body):
-            family, prefixlen, _flags, _scope, msg_index = _IFADDRMSG.unpack_from(payload)
+            family, prefixlen, flags, _scope, msg_index = _IFADDRMSG.unpack_from(payload)
             if msg_index != index:
                 continue
             attrs = attributes(payload[_IFADDRMSG.size :])
             address = attrs.get(IFA_ADDRESS) or attrs.get(IFA_LOCAL)
             if address is not None:
-                found.append((family, address, prefixlen))
+                wide = _u32_of(attrs.get(IFA_FLAGS))
+                proto = attrs.get(IFA_PROTO)
+                found.append(
+                    (
+                        family,
+                        address,
+                        prefixlen,
+                        flags if wide is None else wide,
+                        proto[0] if proto else 0,
+                    )
+                )
         return found
 
     # -- routes -------------------------------------------------------------------------
