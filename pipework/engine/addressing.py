@@ -73,7 +73,16 @@ def own_settings(
         for key, value in address.settings.items()
         if key in provider.options or not any(key in p.options for p in others)
     }
-    return address if len(keep) == len(address.settings) else replace(address, settings=keep)
+    if len(keep) == len(address.settings):
+        return address
+    return AddressSpec(  # not replace(): it would pass the legacy keywords' values back in
+        method=address.method,
+        address=address.address,
+        gateway=address.gateway,
+        options=address.options,
+        settings=keep,
+        family=address.family,
+    )
 
 
 class Addressing(AddressProvider):
@@ -204,6 +213,8 @@ def attribute(
     """
     told = dict(reported)
     statics = {str(a.address.ip) for a in methods if a.method == "static" and a.address}
+    # A kernel that says who made an address (Linux 6.3+) said so of SLAAC's.
+    kernel_tells = any(e.proto for e in entries)
     found = []
     for entry in entries:
         ip = entry.address.ip
@@ -217,7 +228,7 @@ def attribute(
         elif entry.from_router:
             found.append((text, "slaac"))
         else:
-            found.append((text, _by_family(ip, methods, bool(statics))))
+            found.append((text, _by_family(ip, methods, bool(statics), kernel_tells)))
     return tuple(found)
 
 
@@ -225,9 +236,12 @@ def _by_family(
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
     methods: Sequence[AddressSpec],
     statics_known: bool,
+    kernel_tells: bool,
 ) -> str:
     candidates = []
     for a in methods:
+        if a.method == "slaac" and kernel_tells:
+            continue  # the kernel would have said
         if a.method == "static":
             if a.address is None and statics_known:
                 continue

@@ -205,3 +205,50 @@ def test_announce_and_link_local_per_attachment_and_in_defaults():
     assert (b.announce, b.ipv6_link_local) == (True, True)
     with pytest.raises(UsageError, match=r"attachments\[0\]\.announce"):
         parse("attachments:\n  - {guest: a, host: br1, announce: maybe}\n", "topo.yaml")
+
+
+def test_several_addresses_in_a_topology_file():
+    loaded = load(
+        "defaults: {host: brpwt1, address: dhclient}\n"
+        "attachments:\n"
+        "  - guest: web1\n"
+        "    addresses: [198.18.1.2/24@198.18.1.1, 2001:db8:1::2/64@2001:db8:1::1]\n"
+        "  - guest: web2\n"
+        "    address: dhclient,slaac\n"
+        "  - guest: web3\n"
+    )
+    web1, web2, web3 = specs(loaded)
+    assert [str(a) for a in web1.addresses] == [
+        "198.18.1.2/24@198.18.1.1",
+        "2001:db8:1::2/64@2001:db8:1::1",
+    ]
+    assert [a.word for a in web2.addresses] == ["dhclient", "slaac"]
+    assert [a.word for a in web3.addresses] == ["dhclient"]  # the default
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "attachments:\n  - {guest: a, host: b, address: 198.18.1.2/24, addresses: [slaac]}\n",
+            "topo.yaml:2: attachments[0]: give address or addresses, not both",
+        ),
+        (
+            "attachments:\n  - {guest: a, host: b, addresses: []}\n",
+            "topo.yaml:2: attachments[0].addresses: the list of addresses is empty",
+        ),
+        (
+            "attachments:\n  - {guest: a, host: b, addresses: [slaac, slaac]}\n",
+            "topo.yaml:2: attachments[0].addresses: slaac is given twice",
+        ),
+        (
+            "attachments:\n  - {guest: a, host: b, address: '0/0,slaac'}\n",
+            "topo.yaml:2: attachments[0].address: 0/0 (no address) cannot be combined",
+        ),
+    ],
+)
+def test_bad_address_lists_are_one_located_line(text, expected):
+    with pytest.raises(UsageError) as info:
+        parse(text, "topo.yaml")
+    assert str(info.value).startswith(expected), str(info.value)
+    assert "\n" not in str(info.value)
