@@ -571,12 +571,22 @@ class Container:
         return self.daemon.cli("exec", self.id, *argv, check=check, timeout=timeout)
 
     def remove(self) -> None:
-        """``docker rm -f``, then kill host processes left in its namespace."""
+        """``docker rm -f`` until the container is gone (a container left
+        running would show in every later ``ls``, which scans every
+        namespace), then kill host processes left in its namespace."""
         pid = 0
         with contextlib.suppress(subprocess.SubprocessError, KeyError, ValueError):
             pid = self.pid
         key = netns_key(f"/proc/{pid}/ns/net") if pid else None
-        self.daemon.cli("rm", "-f", self.id, check=False)
+        said = ""
+        for _ in range(5):
+            result = self.daemon.cli("rm", "-f", self.id, check=False)
+            said = result.stderr.strip()
+            if result.returncode == 0 or "No such container" in said:
+                break
+            time.sleep(0.5)
+        else:
+            FIXTURE_CLEANUPS.append(f"container {self.name} was not removed: {said}")
         reap_netns_processes(key, f"the network namespace of container {self.name}")
 
 
