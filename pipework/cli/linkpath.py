@@ -104,12 +104,12 @@ def plain_args(words: Sequence[str]) -> LinkArgs | None:
 def build(args: LinkArgs) -> LinkSpec:
     """The request the command line describes (``UsageError`` if it is not one)."""
     from pipework.engine.linkspec import LinkEnd, LinkSpec
-    from pipework.engine.specs import AddressSpec, RouteSpec
+    from pipework.engine.specs import RouteSpec, parse_addresses
 
     ends = [
         LinkEnd.parse(
             text,
-            address=AddressSpec.parse(ip),
+            address=parse_addresses(ip),
             mac=mac,
             routes=tuple(RouteSpec.parse(r) for r in routes),
         )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from pipework.engine.addressing import marker_methods
 from pipework.engine.announcing import Announcement, announces, link_settings
 from pipework.engine.contract import (
     AddressContext,
@@ -163,7 +164,7 @@ class Linker:
             kind=LINK_KIND,
             host=other.info.key,
             hostif="",
-            addr=end_spec.address.method,
+            addr=marker_methods(end_spec),
             cfg=end_spec.fingerprint(LINK_KIND, other.info.key),
             peer=peer_ifname,
         )

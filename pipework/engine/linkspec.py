@@ -10,6 +10,7 @@ providers, routes, MAC rules and fingerprint, with the link's own kind
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pipework.engine.errors import UsageError
@@ -51,8 +52,11 @@ class LinkEnd:
     """A MAC address or ``U:STRING`` (None: the kernel's random one)."""
     routes: tuple[RouteSpec, ...] = ()
     """Extra routes in this guest through this end."""
+    extra_addresses: tuple[AddressSpec, ...] = ()
+    """More addresses of this end, after ``address`` (``AttachSpec.extra_addresses``)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "extra_addresses", tuple(self.extra_addresses))
         if not self.guest:
             raise UsageError("an endpoint's guest is empty")
         validate_ifname(self.ifname, "endpoint interface name")
@@ -64,12 +68,16 @@ class LinkEnd:
         cls,
         text: str,
         *,
-        address: AddressSpec | None = None,
+        address: AddressSpec | Sequence[AddressSpec] | None = None,
         mac: str | None = None,
         routes: tuple[RouteSpec, ...] = (),
     ) -> LinkEnd:
+        """``GUEST:IFNAME``, with its address (or its several addresses)."""
         guest, ifname = parse_endpoint(text)
-        return cls(guest, ifname, address or AddressSpec(), mac, routes)
+        first, *extra = (
+            [address] if isinstance(address, AddressSpec) else address or [AddressSpec()]
+        )
+        return cls(guest, ifname, first, mac, routes, tuple(extra))
 
     def __str__(self) -> str:
         return f"{self.guest}:{self.ifname}"
@@ -111,6 +119,7 @@ class LinkSpec:
             host=LINK_KIND,
             guest=end.guest,
             address=end.address,
+            extra_addresses=end.extra_addresses,
             ifname=end.ifname,
             mac=end.mac,
             mtu=self.mtu,

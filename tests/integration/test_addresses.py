@@ -165,3 +165,20 @@ def test_a_topology_file_with_addresses(host_ns, make_netns, run_pipework, tmp_p
     assert "unchanged" in again and "create" not in again
     ok(run_pipework("destroy", str(topo), netns=host_ns.name))
     assert only_loopback(a) and only_loopback(b)
+
+
+def test_a_dual_stack_link_between_guests(host_ns, make_netns, run_pipework):
+    a, b = make_netns("a"), make_netns("b")
+    ends = (f"netns:{a.name}:eth1", f"netns:{b.name}:eth1")
+    ips = (
+        "--ip",
+        "198.18.74.1/30,2001:db8:74::1/64",
+        "--peer-ip",
+        "198.18.74.2/30,2001:db8:74::2/64",
+    )
+    ok(run_pipework("link", *ends, *ips, netns=host_ns.name))
+    assert infra.ping(a, "198.18.74.2") and infra.ping(a, "2001:db8:74::2")
+    again = ok(run_pipework("link", *ends, *ips, netns=host_ns.name))
+    assert again.startswith("unchanged")
+    ok(run_pipework("detach", f"netns:{a.name}", "-i", "eth1", netns=host_ns.name))
+    assert only_loopback(a) and only_loopback(b)

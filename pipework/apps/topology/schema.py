@@ -253,10 +253,12 @@ class EndpointDecl(_Strict):
         return AttachmentFields._routes(value)
 
     def end(self) -> LinkEnd:
+        address, *extra = parse_addresses(self.address or "0/0")
         return LinkEnd(
             guest=self.guest,
             ifname=self.ifname,
-            address=AddressSpec.parse(self.address or "0/0"),
+            address=address,
+            extra_addresses=tuple(extra),
             mac=self.mac,
             routes=tuple(RouteSpec.parse(r) for r in self.routes or ()),
         )
