@@ -71,6 +71,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "hookimpl",
+    "parse_addresses",
     "parse_legacy",
 ]
 

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         AttachSpec,
         GuestInfo,
         RouteSpec,
+        parse_addresses,
         parse_pkey,
         validate_ifname,
     )
@@ -141,6 +142,7 @@ __all__ = [
     "hookimpl",
     "open_netns",
     "parent_link",
+    "parse_addresses",
     "parse_endpoint",
     "parse_pkey",
     "pick_mtu",
@@ -217,6 +219,7 @@ _WHERE: dict[str, str] = {
     "Attachment": "pipework.engine.specs",
     "AttachSpec": "pipework.engine.specs",
     "GuestInfo": "pipework.engine.specs",
+    "parse_addresses": "pipework.engine.specs",
     "parse_pkey": "pipework.engine.specs",
     "RouteSpec": "pipework.engine.specs",
     "validate_ifname": "pipework.engine.specs",
