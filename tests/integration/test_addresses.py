@@ -158,7 +158,10 @@ def test_a_topology_file_with_addresses(host_ns, make_netns, run_pipework, tmp_p
         )
     )
     plan = ok(run_pipework("apply", "--plan", str(topo), netns=host_ns.name))
-    assert "create" in plan
+    # The plan says every address and how it is obtained.
+    assert f"+ create    attachment eth1 in netns:{a.name} on bridge brpwt73" in plan
+    assert "(198.18.73.2/24 static, 2001:db8:73::2/64 static)" in plan
+    assert "(198.18.73.3/24 static, 2001:db8:73::3/64 static)" in plan
     ok(run_pipework("apply", str(topo), netns=host_ns.name))
     assert infra.ping(a, "2001:db8:73::3") and infra.ping(b, "198.18.73.2")
     again = ok(run_pipework("apply", "--plan", str(topo), netns=host_ns.name))

@@ -278,7 +278,14 @@ async def plan(
                 items[i] = PlanItem("attachment", "error", label, where, error=exc)
                 return
         label = f"{found.marker.ifname} in {found.guest.name} on {found.marker.kind} {found.marker.host}"
-        item = PlanItem("attachment", found.action, label, where, ifname=found.marker.ifname)
+        item = PlanItem(
+            "attachment",
+            found.action,
+            label,
+            where,
+            details=(addressing(spec),),
+            ifname=found.marker.ifname,
+        )
         if found.action == "update":
             _update(
                 item,
@@ -319,13 +326,21 @@ async def plan(
     return result
 
 
+def addressing(spec: AttachSpec) -> str:
+    """How the interface gets each of its addresses, for a plan line:
+    ``198.18.1.2/24@198.18.1.1 static, slaac``."""
+    if spec.address.method == "static" and spec.address.address is None:
+        return "no address"
+    return ", ".join(f"{a} static" if a.method == "static" else a.word for a in spec.addresses)
+
+
 def _update(item: PlanItem, changed: str, *, force: bool) -> None:
     """An update's plan line: replaced with ``--force``, else the error
     ``changed`` (what stands has another configuration)."""
     if force:
-        item.details = ("replaced: --force",)
+        item.details += ("replaced: --force",)
     else:
-        item.details = ("needs --force",)
+        item.details += ("needs --force",)
         item.error = ConflictError(changed, "add --force to replace it")
 
 
