@@ -179,7 +179,9 @@ def make_container(docker_daemon: DockerDaemon, busybox_image: str) -> Iterator[
             container.remove()
 
 
-DUAL_MODULES = frozenset({"test_operations", "test_apply", "test_cli_docker", "test_addresses"})
+DUAL_MODULES = frozenset(
+    {"test_operations", "test_apply", "test_cli_docker", "test_addresses", "test_slaac"}
+)
 """Their tests run twice: the CLI in-process, then served by a running
 ``pipework daemon`` (the same assertions: the same output and exit codes)."""
 
