@@ -50,7 +50,7 @@ from pipework.engine import telemetry
 from pipework.engine.contract import EventSource
 from pipework.engine.errors import PipeworkError, UsageError
 from pipework.engine.events import GuestEvent
-from pipework.engine.specs import AttachSpec, derive_mac, validate_ifname
+from pipework.engine.specs import AttachSpec, derive_mac, validate_ifname, with_methods
 
 log = logging.getLogger("pipework.watch")
 
@@ -304,7 +304,10 @@ class Watcher:
             latency = since_start(event)
             log.info(
                 "%s %s in %s (%s)%s", result.status, ifname, event.name,
-                ", ".join(result.addresses) or "no address",
+                ", ".join(
+                    with_methods(result.addresses, result.address_method, dict(result.address_sources))
+                )
+                or "no address",
                 f" {latency:.1f} ms after the start event" if latency is not None else "",
                 extra={
                     "guest": event.name, "ifname": ifname, "event": result.status,

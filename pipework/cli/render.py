@@ -6,11 +6,11 @@ import json
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pipework.engine.errors import EXIT_INTERRUPTED, PipeworkError
-from pipework.engine.specs import Attachment
+from pipework.engine.specs import Attachment, with_methods
 
 
 class OneLineFormatter(logging.Formatter):
@@ -82,14 +82,6 @@ def describe(att: Attachment) -> str:
     if att.mac:
         details.append(f"mac {att.mac}")
     return parts[0] + (f" ({'; '.join(details)})" if details else "")
-
-
-def with_methods(addresses: Sequence[str], method: str, sources: Mapping[str, str]) -> list[str]:
-    """The addresses, each with the method that got it (``198.18.1.2/24
-    static``) when the interface has several methods."""
-    if "," not in method:
-        return list(addresses)
-    return [f"{a} {sources[a]}" if a in sources else a for a in addresses]
 
 
 def emit(data: Any, json_output: bool, human: str) -> None:

@@ -798,3 +798,11 @@ class Attachment:
         data["dns"] = list(self.dns)
         data["routes"] = list(self.routes)
         return data
+
+
+def with_methods(addresses: Sequence[str], method: str, sources: Mapping[str, str]) -> list[str]:
+    """The addresses, each with the method that got it (``198.18.1.2/24
+    static``) when the interface has several methods."""
+    if "," not in method:
+        return list(addresses)
+    return [f"{a} {sources[a]}" if a in sources else a for a in addresses]

@@ -196,6 +196,38 @@ def test_status_shows_what_the_watcher_manages(start_watch, make_container, host
     assert data["guests"][c.id]["attachments"]["eth1"]["addresses"] == ["198.18.34.2/24"]
 
 
+def test_a_label_with_several_addresses_gets_them_all(start_watch, make_container, run_dir):
+    watch = start_watch()
+    watch.connected()
+    dual = "198.18.42.2/24@198.18.42.1,2001:db8:42::2/64@2001:db8:42::1"
+    c = make_container(extra_args=label("eth1", f"brpwtwm {dual}"))
+    data = eth(c, watch=watch)
+    found = {f"{a['local']}/{a['prefixlen']}" for a in data["addr_info"] if a["scope"] == "global"}
+    assert found == {"198.18.42.2/24", "2001:db8:42::2/64"}
+    created = watch.wait_log(lambda line: line.get("event") == "created")
+    assert "198.18.42.2/24 static, 2001:db8:42::2/64 static" in json.dumps(created)
+    routes = {
+        family: json.loads(
+            infra.run(["nsenter", "-t", str(c.pid), "-n", "ip", "-j", family, "route"]).stdout
+        )
+        for family in ("-4", "-6")
+    }
+    assert any(r.get("gateway") == "198.18.42.1" for r in routes["-4"] if r["dst"] == "default")
+    assert any(r.get("gateway") == "2001:db8:42::1" for r in routes["-6"] if r["dst"] == "default")
+    env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
+    argv = [sys.executable, "-m", "pipework", "--json", "watch", "--status"]
+    for _ in range(50):
+        status = json.loads(
+            infra.run(argv, env=env, cwd=infra.REPO_ROOT, check=False).stdout or "{}"
+        )
+        if c.id in status.get("guests", {}):
+            break
+        time.sleep(0.1)
+    eth1 = status["guests"][c.id]["attachments"]["eth1"]
+    assert eth1["address_method"] == "static,static"
+    assert eth1["address_sources"] == {"198.18.42.2/24": "static", "2001:db8:42::2/64": "static"}
+
+
 def test_status_without_a_watcher(run_dir):
     env = dict(os.environ, PIPEWORK_RUN_DIR=str(run_dir))
     result = infra.run(

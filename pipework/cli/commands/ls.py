@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pipework.cli.commands.common import options
-from pipework.cli.render import emit, one_line, run_async, with_methods
+from pipework.cli.render import emit, one_line, run_async
 from pipework.engine.marker import LINK_KIND
+from pipework.engine.specs import with_methods
 
 if TYPE_CHECKING:
     from pipework.engine.engine import Engine

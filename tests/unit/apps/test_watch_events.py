@@ -24,6 +24,8 @@ class Result:
     def __init__(self, status: str) -> None:
         self.status = status
         self.addresses = ("198.18.30.2/24",)
+        self.address_method = "static"
+        self.address_sources = (("198.18.30.2/24", "static"),)
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status}
