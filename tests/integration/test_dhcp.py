@@ -330,11 +330,11 @@ async def test_cancelled_attach_leaves_nothing(client, host_ns, make_netns, dhcp
     assert list(dhcp_run_dir.glob("dhcp/*")) == []
 
 
-async def test_dhcp_is_ipv4(host_ns, make_netns):
+async def test_udhcpc_is_ipv4_only(host_ns, make_netns):
     guest = make_netns("6")
     async with Engine(host_netns=host_ns.path) as engine:
-        with pytest.raises(UsageError, match="dhclient gets IPv4 leases"):
-            await engine.attach(spec(guest, "dhclient", bridge="brpwtn", family=6))
+        with pytest.raises(UsageError, match="udhcpc gets IPv4 leases only"):
+            await engine.attach(spec(guest, "udhcpc", bridge="brpwtn", family=6))
     assert only_loopback(guest)
 
 

@@ -172,7 +172,7 @@ def test_hook_configures_reports_renews_and_unbinds(hook_ns, env, args, lost):
     assert configured(ns) == (["198.18.70.5/24"], ["198.18.70.1"])
     fields = parse_report(report.read_text())
     assert fields == {
-        "state": "bound", "event": fields["event"], "count": "1", "time": fields["time"],
+        "state": "bound", "family": "4", "event": fields["event"], "count": "1", "time": fields["time"],
         "address": "198.18.70.5/255.255.255.0", "routers": "198.18.70.1 198.18.70.2",
         "dns": "198.18.70.53 198.18.70.54", "domain": "pwt.test", "lease": "120",
         "server": "198.18.70.1",
@@ -203,6 +203,59 @@ def test_hook_refuses_garbage_and_ignores_other_events(hook_ns):
     fields = parse_report(report.read_text())
     assert fields["state"] == "bound" and fields["domain"] == "a.teststateunbound"
     assert fields["routers"] == "" and configured(ns) == (["198.18.70.5/24"], [])
+
+
+DHCLIENT6 = {"reason": "BOUND6", "new_ip6_address": "2001:db8:70::15", "new_ip6_prefixlen": "128",
+             "new_dhcp6_name_servers": "2001:db8:70::53", "new_dhcp6_domain_search": "pwt.test. b.test.",
+             "new_max_life": "120"}  # fmt: skip
+DHCPCD6 = {"reason": "BOUND6", "new_dhcp6_ia_na1_ia_addr1": "2001:db8:70::15",
+           "new_dhcp6_ia_na1_ia_addr1_vltime": "120",
+           "new_dhcp6_name_servers": "2001:db8:70::53", "new_dhcp6_domain_search": "pwt.test."}  # fmt: skip
+
+
+def configured6(ns: infra.NetNS) -> list[str]:
+    return [
+        f"{a['local']}/{a['prefixlen']}"
+        for entry in ip_json(ns, "addr", "show", "dev", "eth1")
+        for a in entry["addr_info"]
+        if a["family"] == "inet6" and a["scope"] == "global"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "renew"), [(DHCLIENT6, "RENEW6"), (DHCPCD6, "REBIND6")], ids=["dhclient", "dhcpcd"]
+)
+def test_hook_configures_dhcpv6_as_one_address_and_no_route(hook_ns, env, renew):
+    ns, hook, report = hook_ns
+    run_hook(ns, hook, env)
+    assert configured6(ns) == ["2001:db8:70::15/128"]
+    assert [r for r in ip_json(ns, "-6", "route") if r["dst"] == "default"] == []
+    fields = parse_report(report.read_text())
+    assert (fields["state"], fields["family"], fields["address"]) == (
+        "bound",
+        "6",
+        "2001:db8:70::15/128",
+    )
+    assert (fields["dns"], fields["domain"], fields["lease"]) == (
+        "2001:db8:70::53",
+        "pwt.test.",
+        "120",
+    )
+    moved = {k: v.replace("::15", "::16") for k, v in env.items()}
+    run_hook(ns, hook, {**moved, "reason": renew})
+    assert configured6(ns) == ["2001:db8:70::16/128"]
+    run_hook(ns, hook, {"reason": "EXPIRE6"})
+    assert configured6(ns) == [] and parse_report(report.read_text())["state"] == "unbound"
+
+
+def test_hook_refuses_a_hostile_dhcpv6_answer(hook_ns):
+    ns, hook, report = hook_ns
+    hostile = {**DHCLIENT6, "new_ip6_address": "2001:db8::1 dev lo; touch /tmp/pwt-pwned"}
+    with pytest.raises(infra.CommandError):
+        run_hook(ns, hook, hostile)
+    assert not Path("/tmp/pwt-pwned").exists() and not report.exists()
+    run_hook(ns, hook, {**DHCLIENT6, "new_dhcp6_name_servers": "2001:db8::53 $(reboot)"})
+    assert parse_report(report.read_text())["dns"] == ""
 
 
 def test_hook_prints_its_report_for_the_helper(hook_ns, tmp_path):

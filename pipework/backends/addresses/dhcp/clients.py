@@ -47,6 +47,7 @@ from pipework.backends.addresses.dhcp.toolbox import (
     check_request,
     client_patience,
     dhcp_hostname,
+    family_of,
     give_back_default_route,
     guest_alive,
     hook_script,
@@ -55,10 +56,12 @@ from pipework.backends.addresses.dhcp.toolbox import (
     kept_client,
     last_words,
     lease_timeout,
+    link_local_ready,
     no_lease,
     option_names,
     read_text,
     udhcpc_args,
+    wanted_family,
     wants_dns,
     write_guest_dns,
 )
@@ -111,6 +114,8 @@ class Run(Record):
     keep: bool
     timeout: float
     options: tuple[str, ...]
+    family: int = 4
+    """6: DHCPv6 (one address, IA_NA)."""
 
     @property
     def patience(self) -> int:
@@ -127,6 +132,8 @@ class HostClient:
     """Its command line, to vet ``CLIENT:OPTS``."""
     keep_flag = False
     """``-f`` in OPTS means "kept" (as ``udhcpc:-f`` did in the original)."""
+    ipv6 = False
+    """It speaks DHCPv6 too (``CLIENT/6``)."""
     private: ClassVar[tuple[tuple[str, str], ...]] = ()
     """(host directory, state subdirectory) pairs the sandbox makes private."""
     capabilities: ClassVar[tuple[str, ...]] = ("net_admin", "net_raw", "net_bind_service")
@@ -158,6 +165,7 @@ class Dhclient(HostClient):
     name = "dhclient"
     package = "isc-dhcp-client"
     keep_flag = True
+    ipv6 = True
     syntax = ClientOptions(
         "dhclient",
         option_names(
@@ -174,12 +182,25 @@ class Dhclient(HostClient):
             "--no-pid": "the pidfile",
             "-x": "stopping",
             "-r": "releasing",
-            **dict.fromkeys(["-6", "-S", "-N", "-T", "-P"], "IPv4 (DHCPv6 is not supported)"),
+            **dict.fromkeys(["-4", "-6"], "the family: write dhclient/6 for DHCPv6"),
+            **dict.fromkeys(["-S", "-N", "-T", "-P"], "the DHCPv6 mode: one address, IA_NA"),
+            "-D": "the DUID: DUID-LL, from the MAC address",
         },
         getopt=False,
     )
 
     def prepare(self, run: Run) -> None:
+        if run.family == 6:
+            lines = [
+                f"# written by pipework for {run.ifname} (DHCPv6)",
+                "request dhcp6.name-servers, dhcp6.domain-search;",
+                f"timeout {run.patience};",
+                "initial-interval 1;",
+                "backoff-cutoff 2;",
+            ]
+            run.state.write("dhclient.conf", "\n".join(lines) + "\n")
+            run.state.write("dhclient.leases", "")
+            return
         lines = [
             f"# written by pipework for {run.ifname}",
             "request subnet-mask, broadcast-address, routers, domain-name,",
@@ -195,7 +216,10 @@ class Dhclient(HostClient):
 
     def argv(self, run: Run) -> list[str]:
         state = run.state
-        argv = [run.binary, "-4", "-1", "-cf", str(state.file("dhclient.conf"))]
+        # DHCPv6: one address (IA_NA), the DUID made from the MAC address
+        # (DUID-LL): the same U:STRING gets the same lease.
+        family = ["-6", "-N", "-D", "LL"] if run.family == 6 else ["-4"]
+        argv = [run.binary, *family, "-1", "-cf", str(state.file("dhclient.conf"))]
         argv += ["-lf", str(state.file("dhclient.leases")), "-pf", str(state.file("dhclient.pid"))]
         argv += ["-sf", run.hook]
         # One-shot: in the foreground, stopped by pipework once bound. Kept:
@@ -207,6 +231,7 @@ class Dhclient(HostClient):
 class Dhcpcd(HostClient):
     name = "dhcpcd"
     package = "dhcpcd5"
+    ipv6 = True
     syntax = ClientOptions(
         "dhcpcd",
         option_names(
@@ -225,7 +250,9 @@ class Dhcpcd(HostClient):
             **dict.fromkeys(["-x", "--exit", "-k", "--release"], "stopping"),
             **dict.fromkeys(["-n", "--rebind", "-U", "--dumplease"], "control commands"),
             **dict.fromkeys(["-M", "--master", "--manager"], "the manager mode"),
-            **dict.fromkeys(["-6", "--ipv6only"], "IPv4 (DHCPv6 is not supported)"),
+            **dict.fromkeys(
+                ["-4", "--ipv4only", "-6", "--ipv6only"], "the family: write dhcpcd/6 for DHCPv6"
+            ),
             **dict.fromkeys(["-T", "--test"], "the test mode"),
         },
     )
@@ -249,14 +276,29 @@ class Dhcpcd(HostClient):
                     "# The hook configures the interface, as for dhclient and udhcpc.",
                     "noconfigure",
                     "persistent",
-                    "ipv4only",
-                    "noipv4ll",
-                    "noarp",
                     "nodelay",
                     "nodev",
-                    "# Identify by the MAC address: the same MAC gets the same lease.",
-                    "clientid",
-                    "option domain_name_servers, domain_name, domain_search",
+                    *(
+                        [
+                            "ipv6only",
+                            "# DHCPv6 at once, for one address; router advertisements",
+                            "# are the kernel's business.",
+                            "noipv6rs",
+                            "ia_na",
+                            "# The DUID from the MAC address: the same MAC gets the same lease.",
+                            "duid ll",
+                            "option dhcp6_name_servers, dhcp6_domain_search",
+                        ]
+                        if run.family == 6
+                        else [
+                            "ipv4only",
+                            "noipv4ll",
+                            "noarp",
+                            "# Identify by the MAC address: the same MAC gets the same lease.",
+                            "clientid",
+                            "option domain_name_servers, domain_name, domain_search",
+                        ]
+                    ),
                 ]
             )
             + "\n",
@@ -429,7 +471,7 @@ class HostClientProvider(AddressProvider):
                 f"--dhcp-image is for the dhcp helper container; {self.name} runs on the host"
             )
         check_options(self.name, self.options, {}, spec.address.settings)
-        check_request(spec, guest)
+        check_request(spec, guest, ipv6=self.client.ipv6)
         self.mode(spec.address)
         self.binary()
 
@@ -448,10 +490,14 @@ class HostClientProvider(AddressProvider):
         if wants_dns(address):
             dns = GuestResolvConf.locate(ctx.guest.info, ctx.guest_ns.key)
         device = ctx.device or ctx.ifname
-        state = StateDir.of(self.config.run_dir, ctx.guest.info.key, device)
+        family = wanted_family(ctx.spec)
+        state = StateDir.of(self.config.run_dir, ctx.guest.info.key, device, family)
         await self._discard(state)
-        # Undone last: the route the hook may replace; then the client.
-        await keep_default_route(ctx, self.config.run_dir)
+        if family == 6:
+            await link_local_ready(ctx, lease_timeout(address))
+        else:
+            # Undone last: the route the hook may replace; then the client.
+            await keep_default_route(ctx, self.config.run_dir)
         state.create(base_meta(ctx, self.name, "kept" if keep else "one-shot"))
 
         async def discard() -> None:
@@ -468,6 +514,7 @@ class HostClientProvider(AddressProvider):
             keep=keep,
             timeout=lease_timeout(address),
             options=options,
+            family=family,
         )
         self.client.prepare(run)
         lease = await self._run(ctx, run)
@@ -480,9 +527,9 @@ class HostClientProvider(AddressProvider):
         """The replacement has its final name: its state follows; a kept
         client is started under that name."""
         assert ctx.device is not None
-        key = ctx.guest.info.key
-        built = StateDir.of(self.config.run_dir, key, ctx.device)
-        final = StateDir.of(self.config.run_dir, key, ctx.ifname)
+        key, family = ctx.guest.info.key, wanted_family(ctx.spec)
+        built = StateDir.of(self.config.run_dir, key, ctx.device, family)
+        final = StateDir.of(self.config.run_dir, key, ctx.ifname, family)
         await self._discard(final)  # the old one's, if its release left it
         keep, _ = self.mode(ctx.address)
         if keep:
@@ -605,13 +652,17 @@ class HostClientProvider(AddressProvider):
         GuestResolvConf.restore(state)
         state.remove()
 
+    def _state(self, ctx: DetachContext) -> StateDir:
+        return StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname, family_of(ctx))
+
     async def release(self, ctx: DetachContext) -> None:
         # The route first: a client stopping may take its router's route away.
-        await give_back_default_route(ctx, self.config.run_dir)
-        await self._discard(StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname))
+        if family_of(ctx) == 4:
+            await give_back_default_route(ctx, self.config.run_dir)
+        await self._discard(self._state(ctx))
 
     async def inspect(self, ctx: DetachContext) -> AddressResult | None:
-        state = StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname)
+        state = self._state(ctx)
         meta = state.meta()
         if meta.get("provider") != self.name:
             return None
@@ -623,7 +674,7 @@ class HostClientProvider(AddressProvider):
 
     async def describe(self, ctx: DetachContext) -> str:
         """The client's state, for ``pipework ls``."""
-        meta = StateDir.of(self.config.run_dir, ctx.marker.guest, ctx.marker.ifname).meta()
+        meta = self._state(ctx).meta()
         if meta.get("provider") != self.name:
             return "no state (lease not renewed)"
         if meta.get("mode") != "kept":

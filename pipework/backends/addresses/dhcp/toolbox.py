@@ -109,19 +109,52 @@ event=${reason:-$1}
 case $event in
 bound | renew | BOUND | RENEW | REBIND | REBOOT) action=bind ;;
 deconfig | nak | NAK | EXPIRE | FAIL | RELEASE) action=unbind ;;
+BOUND6 | RENEW6 | REBIND6 | REBOOT6) action=bind6 ;;
+EXPIRE6 | RELEASE6 | STOP6) action=unbind6 ;;
 TIMEOUT) exit 1 ;; # dhclient: do not fall back on an old lease
-*) exit 0 ;;       # PREINIT, CARRIER, STOP, STOPPED...: nothing to do
+*) exit 0 ;;       # PREINIT, CARRIER, STOP, STOPPED, PREINIT6, DEPREF6...: nothing to do
 esac
 
 field() { sed -n "s/^$1=//p" "$report" 2>/dev/null; }
 dotted() { case $1 in '' | *[!0-9.\ ]*) return 1 ;; esac; }
+hex6() {
+	case $1 in *:*) ;; *) return 1 ;; esac
+	case $1 in *[!0-9A-Fa-f:\ ]*) return 1 ;; esac
+}
 
 old_address=$(field address)
 old_routers=$(field routers)
 count=$(field count)
 count=$((${count:-0} + 1))
 
-if [ "$action" = bind ]; then
+family=4
+if [ "$action" = bind6 ]; then
+	# DHCPv6 (IA_NA): one address, as /128; no router (routes come from RAs).
+	family=6
+	address=${new_ip6_address:-$new_dhcp6_ia_na1_ia_addr1}
+	servers=$new_dhcp6_name_servers
+	domain=$(printf '%s' "${new_dhcp6_domain_search%% *}" | tr -cd 'A-Za-z0-9._-')
+	lease=${new_max_life:-$new_dhcp6_ia_na1_ia_addr1_vltime}
+	if ! hex6 "$address" || [ "${address#* }" != "$address" ]; then
+		echo "pipework hook: $interface: unusable lease: address '$address'" >&2
+		exit 1
+	fi
+	for s in $servers; do hex6 "$s" || servers=; done
+	case $lease in '' | *[!0-9]*) lease= ;; esac
+	if [ -n "$old_address" ] && [ "$old_address" != "$address/128" ]; then
+		ip -6 addr del "$old_address" dev "$interface" 2>/dev/null
+	fi
+	ip -6 addr replace "$address/128" dev "$interface" nodad || exit 1
+	mask=128 routers= server=
+	state=bound
+elif [ "$action" = unbind6 ]; then
+	family=6
+	if [ -n "$old_address" ]; then
+		ip -6 addr del "$old_address" dev "$interface" 2>/dev/null
+	fi
+	address= mask= routers= servers= domain= lease= server=
+	state=unbound
+elif [ "$action" = bind ]; then
 	address=${ip:-$new_ip_address}
 	mask=${subnet:-$new_subnet_mask}
 	routers=${router:-$new_routers}
@@ -160,6 +193,7 @@ fi
 
 {
 	echo "state=$state"
+	echo "family=$family"
 	echo "event=$event"
 	echo "count=$count"
 	echo "time=$(date +%s)"
@@ -319,9 +353,9 @@ def last_logged_report(logs: str) -> dict[str, str] | None:
 class Lease(Record):
     """A bound lease, as a hook reported it (and validated here)."""
 
-    address: ipaddress.IPv4Interface
+    address: ipaddress.IPv4Interface | ipaddress.IPv6Interface
     routers: tuple[ipaddress.IPv4Address, ...] = ()
-    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
     domain: str | None = None
     lease_time: int | None = None
     server: ipaddress.IPv4Address | None = None
@@ -342,10 +376,25 @@ class Lease(Record):
             return tuple(ipaddress.IPv4Address(w) for w in fields.get(key, "").split())
 
         server = fields.get("server")
+        routers: tuple[ipaddress.IPv4Address, ...]
+        if fields.get("family") == "6":  # DHCPv6: one address, no router
+            address: ipaddress.IPv4Interface | ipaddress.IPv6Interface = ipaddress.IPv6Interface(
+                fields["address"]
+            )
+            dns: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = tuple(
+                ipaddress.IPv6Address(w) for w in fields.get("dns", "").split()
+            )
+            routers, server = (), None
+        else:
+            address, dns, routers = (
+                ipaddress.IPv4Interface(fields["address"]),
+                addresses("dns"),
+                addresses("routers"),
+            )
         return cls(
-            address=ipaddress.IPv4Interface(fields["address"]),
-            routers=addresses("routers"),
-            dns=addresses("dns"),
+            address=address,
+            routers=routers,
+            dns=dns,
             domain=fields.get("domain") or None,
             lease_time=int(fields["lease"]) if fields.get("lease") else None,
             server=ipaddress.IPv4Address(server) if server else None,
@@ -427,9 +476,13 @@ class StateDir:
         self.path = path
 
     @classmethod
-    def of(cls, run_dir: str, guest_key: str, ifname: str) -> StateDir:
-        """The directory of the attachment ``ifname`` of the guest ``guest_key``."""
-        return cls(Path(run_dir) / "dhcp" / attachment_id(guest_key, ifname))
+    def of(cls, run_dir: str, guest_key: str, ifname: str, family: int | None = 4) -> StateDir:
+        """The directory of the attachment ``ifname`` of the guest ``guest_key``
+        (its DHCPv6 client's, for ``family`` 6: one of its own)."""
+        name = attachment_id(guest_key, ifname)
+        if family == 6:
+            name = short_hash(guest_key, ifname, "v6")
+        return cls(Path(run_dir) / "dhcp" / name)
 
     @classmethod
     def all(cls, run_dir: str) -> list[StateDir]:
@@ -518,6 +571,7 @@ def request_record(address: AddressSpec) -> dict[str, Any]:
         "method": address.method,
         "options": list(address.options),
         "settings": {k: v for k, v in address.settings.items() if k in (DNS, TIMEOUT, IMAGE)},
+        **({"family": address.family} if address.family else {}),
     }
 
 
@@ -545,7 +599,12 @@ def recorded_request(meta: Mapping[str, Any], fallback: str) -> AddressSpec:
             settings = {**settings, TIMEOUT: parse_timeout(settings[TIMEOUT])}
         if IMAGE in settings:
             check_image(settings[IMAGE])
-        return AddressSpec(method=method, options=tuple(options), settings=dict(settings))
+        family = record.get("family")
+        if family not in (None, 4, 6):
+            raise ValueError(f"its request's family {family!r} is not 4 or 6")
+        return AddressSpec(
+            method=method, options=tuple(options), settings=dict(settings), family=family
+        )
     except PipeworkError as exc:
         raise ValueError(f"its request is not valid: {exc}") from None
 
@@ -620,15 +679,34 @@ def guest_alive(meta: Mapping[str, Any]) -> bool:
     return same_netns(meta.get("anchor"), meta.get("netns"))
 
 
-def check_request(spec: AttachSpec, guest: GuestInfo) -> None:
-    """What every DHCP provider refuses before anything is made."""
-    if spec.family == 6 or spec.address.family == 6:
+def check_request(spec: AttachSpec, guest: GuestInfo, *, ipv6: bool = False) -> None:
+    """What every DHCP provider refuses before anything is made; ``ipv6``:
+    the provider also speaks DHCPv6."""
+    if wanted_family(spec) == 6 and not ipv6:
         raise UsageError(
-            f"{spec.address.method} gets IPv4 leases; -a 6 (or /6) asks for IPv6",
-            "drop -a 6, or give a static IPv6 address",
+            f"{spec.address.method} gets IPv4 leases only (Debian's busybox has no udhcpc6)",
+            "for DHCPv6 use dhclient/6 or dhcpcd/6",
         )
     if wants_dns(spec.address):
         GuestResolvConf.locate(guest).check()
+
+
+def wanted_family(spec: AttachSpec) -> int:
+    """The family a DHCP request asks for: ``METHOD/6`` or ``-a 6`` is DHCPv6."""
+    if spec.address.family is not None:
+        return spec.address.family
+    return 6 if spec.family == 6 else 4
+
+
+def family_of(ctx: DetachContext) -> int:
+    """The family of the address a detach releases: its own, or the one the
+    marker names for an attachment of one address (``dhclient/6``)."""
+    if ctx.address is not None:
+        return ctx.address.family or 4
+    from pipework.engine.addressing import parse_methods
+
+    methods = parse_methods(ctx.marker.addr)
+    return (methods[0].family or 4) if len(methods) == 1 else 4
 
 
 def last_words(text: str | None, limit: int = 120) -> str:
@@ -678,6 +756,33 @@ async def give_back_default_route(ctx: DetachContext, run_dir: str) -> None:
     from pipework.backends.shared.routes import give_back_default_route as give_back
 
     await give_back(ctx, run_dir)
+
+
+async def link_local_ready(ctx: AddressContext, seconds: float) -> None:
+    """Enable IPv6 on the interface (only it) and wait, up to ``seconds``,
+    for its link-local address to pass duplicate address detection: a
+    DHCPv6 client sends from it."""
+    import anyio
+
+    from pipework.engine.kernel.netlink import IFA_F_TENTATIVE, read_sysctl, write_sysctl
+
+    gns, device = ctx.guest_ns, ctx.device or ctx.ifname
+    conf = f"net/ipv6/conf/{device}/"
+    if read_sysctl(gns.fd, conf + "addr_gen_mode") == "1":  # "none": no link-local
+        write_sysctl(gns.fd, conf + "addr_gen_mode", "0")
+    write_sysctl(gns.fd, conf + "disable_ipv6", "0")
+    with anyio.move_on_after(seconds):
+        while True:
+            for entry in await gns.address_entries(ctx.index):
+                ip = entry.address.ip
+                if ip.version == 6 and ip.is_link_local and not entry.flags & IFA_F_TENTATIVE:
+                    return
+            await anyio.sleep(0.05)
+    raise TimeoutExpiredError(
+        f"{ctx.ifname} in {ctx.guest.name} got no usable IPv6 link-local address "
+        f"within {seconds:g} s",
+        "is another interface on the link using the same MAC address?",
+    )
 
 
 async def check_lease(ctx: AddressContext, lease: Lease, client: str) -> None:
