@@ -110,13 +110,14 @@ def test_no_server_is_a_timeout_and_leaves_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_kept_client_renews_and_detach_stops_it(
-    host_ns, make_netns, run_pipework, dhcp_server, dhcp_run_dir
+    client, host_ns, make_netns, run_pipework, dhcp_server, dhcp_run_dir
 ):
     server = dhcp_server(ipv6="stateful", lease_time="2m")  # dnsmasq's shortest: T1 is 60 s
     guest = make_netns("k6")
     key = f"netns:{guest.name}"
-    att = ok(run_pipework("--json", "brpwtd", key, "dhcpcd-f/6", netns=host_ns.name))
+    att = ok(run_pipework("--json", "brpwtd", key, f"{client}-f/6", netns=host_ns.name))
     (address,) = att["addresses"]
     assert in_pool6(server, address)
     assert client_pids_in(infra.netns_key(guest.path))

@@ -136,16 +136,17 @@ async def test_adopted_renewed_killed_and_revived(host_ns, make_netns, dhcp_serv
     assert client_pids(guest) == [] and only_loopback(guest)
 
 
-@pytest.mark.parametrize("client", ["dhclient", "dhcpcd"])
+@pytest.mark.parametrize("ipspec", ["dhclient-f", "dhcpcd-f", "dhclient-f/6", "dhcpcd-f/6"])
 async def test_the_other_clients_are_revived_too(
-    client, host_ns, make_netns, dhcp_server, dhcp_run_dir
+    ipspec, host_ns, make_netns, dhcp_server, dhcp_run_dir
 ):
+    client = ipspec.partition("-")[0]
     infra.require_binaries(client)
-    dhcp_server()
+    dhcp_server(ipv6="stateful")
     guest = make_netns("s")
     events: list[dict] = []
     async with Engine(host_netns=host_ns.path) as engine:
-        att = await engine.attach(spec(guest, f"{client}-f"))
+        att = await engine.attach(spec(guest, ipspec))
         first = await the_client(engine, guest)
         assert first.alive and first.pid
         async with anyio.create_task_group() as tg:
