@@ -16,6 +16,11 @@ interface. So neither the client nor any script can write a host file.
   state directory with the manager's PID and start time), so ``detach``,
   a ``--force`` re-run, a rollback and ``gc`` stop exactly those.
 
+DHCPv6 (``dhclient/6``, ``dhcpcd/6``, or ``-a 6``): the same, for one
+address (IA_NA, configured as /128 by the hook), with a DUID-LL made from
+the interface's MAC; its state directory is its own (``StateDir.of(...,
+family=6)``). udhcpc is IPv4 only (Debian's busybox has no udhcpc6).
+
 ``CLIENT:OPTS`` adds options (split as a shell would, passed as argv). The
 options pipework sets itself (hook, pidfile, interface...) are refused.
 Files live in ``RUN_DIR/dhcp/HASH/`` (see ``pipework.backends.addresses.dhcp.toolbox.StateDir``).
