@@ -134,6 +134,16 @@ async def router_of(netns: Netns, index: int) -> str | None:
     return None
 
 
+async def result(netns: Netns, index: int, entries: Sequence[AddressEntry]) -> AddressResult:
+    """The SLAAC addresses among ``entries`` and the router, as a result."""
+    gateway = await router_of(netns, index)
+    return AddressResult(
+        addresses=tuple(str(e.address) for e in usable(entries)),
+        gateway=gateway,
+        gateways=(gateway,) if gateway else (),
+    )
+
+
 class SlaacProvider(AddressProvider):
     name = "slaac"
     options: Mapping[str, OptionSpec] = {
@@ -181,9 +191,7 @@ class SlaacProvider(AddressProvider):
         conf = f"net/ipv6/conf/{link.ifname}/"
         for key, value in SYSCTLS.items():
             write_sysctl(gns.fd, conf + key, value)
-        if read_sysctl(gns.fd, conf + "addr_gen_mode") == "1":  # "none": no link-local
-            write_sysctl(gns.fd, conf + "addr_gen_mode", "0")
-        write_sysctl(gns.fd, conf + "disable_ipv6", "0")
+        gns.enable_ipv6(link.ifname, link_local=True)  # last: RAs are accepted by then
         seconds = slaac_timeout(ctx.address)
         with anyio.move_on_after(seconds):
             return await self._wait(ctx, gns)
@@ -198,14 +206,8 @@ class SlaacProvider(AddressProvider):
         solicited = float("-inf")
         while True:
             entries = await gns.address_entries(ctx.index)
-            found = usable(entries)
-            if found:
-                gateway = await router_of(gns, ctx.index)
-                return AddressResult(
-                    addresses=tuple(str(e.address) for e in found),
-                    gateway=gateway,
-                    gateways=(gateway,) if gateway else (),
-                )
+            if usable(entries):
+                return await result(gns, ctx.index, entries)
             failed = [e for e in entries if from_router(e) and e.flags & IFA_F_DADFAILED]
             if failed:
                 raise PipeworkError(
@@ -231,12 +233,7 @@ class SlaacProvider(AddressProvider):
             return None
         if read_sysctl(gns.fd, conf + "disable_ipv6") != "0":
             return None
-        gateway = await router_of(gns, link.index)
-        return AddressResult(
-            addresses=tuple(str(e.address) for e in usable(await gns.address_entries(link.index))),
-            gateway=gateway,
-            gateways=(gateway,) if gateway else (),
-        )
+        return await result(gns, link.index, await gns.address_entries(link.index))
 
     async def inspect(self, ctx: DetachContext) -> AddressResult | None:
         """The addresses and router as the kernel has them now; None (a re-run

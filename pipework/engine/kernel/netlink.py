@@ -492,14 +492,22 @@ class Netns:
         return [link for link in await self.links() if link.master == master]
 
     # -- addresses -----------------------------------------------------------------------
+    def enable_ipv6(self, ifname: str, *, link_local: bool = False) -> None:
+        """Enable IPv6 on ``ifname`` only: Docker disables it in containers
+        without an IPv6 network, and new interfaces inherit that. With
+        ``link_local``, also give it a link-local address if it was made
+        without (``addrgenmode none``): SLAAC and DHCPv6 send from it."""
+        conf = f"net/ipv6/conf/{ifname}/"
+        if link_local and read_sysctl(self.fd, conf + "addr_gen_mode") == "1":
+            write_sysctl(self.fd, conf + "addr_gen_mode", "0")
+        write_sysctl(self.fd, conf + "disable_ipv6", "0")
+
     async def add_address(self, index: int, address: IPInterface) -> None:
         if address.version == 6:
-            # Docker disables IPv6 in containers without an IPv6 network, and
-            # new interfaces inherit that: enable it on this interface only,
-            # since an IPv6 address was asked for explicitly.
+            # An IPv6 address was asked for explicitly.
             link = await self.link_by_index(index)
             if link is not None:
-                write_sysctl(self.fd, f"net/ipv6/conf/{link.ifname}/disable_ipv6", "0")
+                self.enable_ipv6(link.ifname)
         broadcast = None
         flags = 0
         if address.version == 4 and address.network.prefixlen < 31:

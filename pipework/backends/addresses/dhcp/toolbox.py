@@ -764,13 +764,10 @@ async def link_local_ready(ctx: AddressContext, seconds: float) -> None:
     DHCPv6 client sends from it."""
     import anyio
 
-    from pipework.engine.kernel.netlink import IFA_F_TENTATIVE, read_sysctl, write_sysctl
+    from pipework.engine.kernel.netlink import IFA_F_TENTATIVE
 
-    gns, device = ctx.guest_ns, ctx.device or ctx.ifname
-    conf = f"net/ipv6/conf/{device}/"
-    if read_sysctl(gns.fd, conf + "addr_gen_mode") == "1":  # "none": no link-local
-        write_sysctl(gns.fd, conf + "addr_gen_mode", "0")
-    write_sysctl(gns.fd, conf + "disable_ipv6", "0")
+    gns = ctx.guest_ns
+    gns.enable_ipv6(ctx.device or ctx.ifname, link_local=True)
     with anyio.move_on_after(seconds):
         while True:
             for entry in await gns.address_entries(ctx.index):
