@@ -103,7 +103,8 @@ def test_no_server_is_a_timeout_and_leaves_nothing(
         "brpwtd", f"netns:{guest.name}", f"{client}/6", "--dhcp-timeout", "4", netns=host_ns.name
     )
     one_line_error(result, 10, "got no DHCP lease for eth1")
-    assert time.monotonic() - started < 15
+    assert "within 4 s" in result.stderr
+    assert time.monotonic() - started < 12  # the timeout covers the link-local wait too
     assert only_loopback(guest) and set(links(host_ns)) == before
     assert client_pids_in(infra.netns_key(guest.path)) == []
     assert list(dhcp_run_dir.glob("dhcp/*")) == []

@@ -201,10 +201,12 @@ def test_a_label_with_several_addresses_gets_them_all(start_watch, make_containe
     watch.connected()
     dual = "198.18.42.2/24@198.18.42.1,2001:db8:42::2/64@2001:db8:42::1"
     c = make_container(extra_args=label("eth1", f"brpwtwm {dual}"))
+    eth(c, watch=watch)
+    # The log line comes once the attach is whole (eth() sees the IPv4 address first).
+    created = watch.wait_log(lambda line: line.get("event") == "created")
     data = eth(c, watch=watch)
     found = {f"{a['local']}/{a['prefixlen']}" for a in data["addr_info"] if a["scope"] == "global"}
     assert found == {"198.18.42.2/24", "2001:db8:42::2/64"}
-    created = watch.wait_log(lambda line: line.get("event") == "created")
     assert "198.18.42.2/24 static, 2001:db8:42::2/64 static" in json.dumps(created)
     routes = {
         family: json.loads(

@@ -498,8 +498,12 @@ class HostClientProvider(AddressProvider):
         family = wanted_family(ctx.spec)
         state = StateDir.of(self.config.run_dir, ctx.guest.info.key, device, family)
         await self._discard(state)
+        timeout = lease_timeout(address)
         if family == 6:
-            await link_local_ready(ctx, lease_timeout(address))
+            # The wait for the link-local address counts against the timeout.
+            started = anyio.current_time()
+            await link_local_ready(ctx, timeout)
+            timeout = max(timeout - (anyio.current_time() - started), 0.5)
         else:
             # Undone last: the route the hook may replace; then the client.
             await keep_default_route(ctx, self.config.run_dir)
@@ -517,7 +521,7 @@ class HostClientProvider(AddressProvider):
             state=state,
             hook=str(hook),
             keep=keep,
-            timeout=lease_timeout(address),
+            timeout=timeout,
             options=options,
             family=family,
         )
@@ -583,7 +587,7 @@ class HostClientProvider(AddressProvider):
                     kept = True
                 return lease
             said = last_words(read_text(state.file(CLIENT_LOG)))
-            raise no_lease(self.name, ctx, run.timeout, said)
+            raise no_lease(self.name, ctx, lease_timeout(ctx.address), said)
         finally:
             with anyio.CancelScope(shield=True):
                 # Unless a kept client is in place, no client process may
