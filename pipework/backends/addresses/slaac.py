@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import anyio
 
+from pipework.backends.shared.ipv6 import POLL, link_local_ready
 from pipework.engine import (
     AddressContext,
     AddressProvider,
@@ -41,6 +42,7 @@ from pipework.engine import (
     hookimpl,
 )
 from pipework.engine.kernel.netlink import (
+    IFA_F_DADFAILED,
     IFA_F_PERMANENT,
     IFA_F_TENTATIVE,
     AddressEntry,
@@ -49,6 +51,7 @@ from pipework.engine.kernel.netlink import (
     socket_in_netns,
     write_sysctl,
 )
+from pipework.engine.kernel.rtnl import RTPROT_RA
 from pipework.engine.specs import parse_timeout
 
 DEFAULT_TIMEOUT = 30.0
@@ -56,10 +59,6 @@ DEFAULT_TIMEOUT = 30.0
 TIMEOUT = "timeout"
 SOLICIT_INTERVAL = 2.0
 """Seconds between the router solicitations pipework sends while it waits."""
-POLL = 0.05
-IFA_F_DADFAILED = 0x08
-RTPROT_RA = 9
-"""A route the kernel made from a router advertisement."""
 ND_ROUTER_SOLICIT = 133
 ALL_ROUTERS = "ff02::2"
 
@@ -97,14 +96,6 @@ def usable(entries: Sequence[AddressEntry]) -> list[AddressEntry]:
     return [
         e for e in entries if from_router(e) and not e.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
     ]
-
-
-def link_local_ready(entries: Sequence[AddressEntry]) -> bool:
-    """Has the interface a link-local address it may send from?"""
-    return any(
-        e.address.version == 6 and e.address.ip.is_link_local and not e.flags & IFA_F_TENTATIVE
-        for e in entries
-    )
 
 
 def router_solicitation() -> bytes:

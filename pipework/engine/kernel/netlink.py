@@ -208,6 +208,7 @@ def open_rtnl(fd: int | None) -> socket.socket:
     return sock
 
 
+IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 IFA_F_PERMANENT = 0x80
 

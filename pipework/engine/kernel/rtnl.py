@@ -116,6 +116,8 @@ RTA_PRIORITY = 6
 RTA_TABLE = 15
 RT_TABLE_MAIN = 254
 RTPROT_STATIC = 4
+RTPROT_RA = 9
+"""A route the kernel made from a router advertisement."""
 RT_SCOPE_UNIVERSE = 0
 RT_SCOPE_LINK = 253
 RT_SCOPE_NOWHERE = 255

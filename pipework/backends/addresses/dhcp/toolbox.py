@@ -762,19 +762,11 @@ async def link_local_ready(ctx: AddressContext, seconds: float) -> None:
     """Enable IPv6 on the interface (only it) and wait, up to ``seconds``,
     for its link-local address to pass duplicate address detection: a
     DHCPv6 client sends from it."""
-    import anyio
+    from pipework.backends.shared.ipv6 import wait_link_local
 
-    from pipework.engine.kernel.netlink import IFA_F_TENTATIVE
-
-    gns = ctx.guest_ns
-    gns.enable_ipv6(ctx.device or ctx.ifname, link_local=True)
-    with anyio.move_on_after(seconds):
-        while True:
-            for entry in await gns.address_entries(ctx.index):
-                ip = entry.address.ip
-                if ip.version == 6 and ip.is_link_local and not entry.flags & IFA_F_TENTATIVE:
-                    return
-            await anyio.sleep(0.05)
+    ctx.guest_ns.enable_ipv6(ctx.device or ctx.ifname, link_local=True)
+    if await wait_link_local(ctx.guest_ns, ctx.index, seconds):
+        return
     raise TimeoutExpiredError(
         f"{ctx.ifname} in {ctx.guest.name} got no usable IPv6 link-local address "
         f"within {seconds:g} s",

@@ -9,16 +9,20 @@ import pytest
 
 from pipework import AddressSpec, AttachSpec
 from pipework.backends.addresses.slaac import (
-    IFA_F_DADFAILED,
     SlaacProvider,
     from_router,
-    link_local_ready,
     router_solicitation,
     slaac_timeout,
     usable,
 )
+from pipework.backends.shared.ipv6 import link_local_ready
 from pipework.engine import GuestInfo, UsageError
-from pipework.engine.kernel.netlink import IFA_F_PERMANENT, IFA_F_TENTATIVE, AddressEntry
+from pipework.engine.kernel.netlink import (
+    IFA_F_DADFAILED,
+    IFA_F_PERMANENT,
+    IFA_F_TENTATIVE,
+    AddressEntry,
+)
 from pipework.engine.kernel.rtnl import IFA_PROTO_KERNEL_RA
 
 GUEST = GuestInfo(key="netns:g", name="netns:g", runtime="netns")
